@@ -1,0 +1,38 @@
+# Drives CMake. `make demo` and `make test` are the Quick start.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+SHELL := /bin/bash
+
+.PHONY: all deps configure build demo test test-asan test-tsan clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# Until the two-process demo exists: a directory encode/decode round trip.
+demo: build
+	@(echo 16 17; seq 100 1199) | ./$(BUILD)/shbuf dir encode --pages 1100 > $(BUILD)/demo.dir
+	@./$(BUILD)/shbuf dir inspect < $(BUILD)/demo.dir
+	@./$(BUILD)/shbuf dir decode --pages 1100 --dir-grefs 16,17 < $(BUILD)/demo.dir | cmp - <(seq 100 1199) \
+	  && echo "demo: 1100 grefs encoded into 2 directory pages and decoded back intact"
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSHBUF_SANITIZE=address -DSHBUF_BENCH=OFF"
+
+test-tsan:
+	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSHBUF_SANITIZE=thread -DSHBUF_BENCH=OFF"
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+

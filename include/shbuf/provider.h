@@ -1,0 +1,188 @@
+// Grant providers: the one interface through which shbuf shares its own pages
+// with a peer domain and maps pages a peer granted to it.
+//
+// It mirrors what user space has on Xen: libxengntshr shares freshly allocated
+// pages (only memory the provider allocates can be granted), libxengnttab maps
+// a list of a peer's grant references into one contiguous range.
+//
+// Ownership: a Share owns pages we granted, a Mapping owns a view of a peer's
+// pages. Both are move-only; destroying one releases it (never throws). The
+// Provider must outlive every Share and Mapping it returned. A Provider object
+// is safe to use from several threads at once.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shbuf/result.h"
+
+namespace shbuf {
+
+using Gref = std::uint32_t;
+using DomId = std::uint16_t;
+
+// DOMID_SELF as Xen spells it; never a valid peer.
+inline constexpr DomId kDomIdSelf = 0x7ff0;
+
+enum class Access { kReadOnly, kReadWrite };
+
+class Provider;
+
+// Pages of our own, granted to one peer. memory() is one contiguous mapping of
+// all pages, grefs()[i] names page i.
+class Share {
+ public:
+  Share() = default;
+  Share(Share&& other) noexcept;
+  Share& operator=(Share&& other) noexcept;
+  Share(const Share&) = delete;
+  Share& operator=(const Share&) = delete;
+  ~Share();
+
+  bool valid() const { return provider_ != nullptr; }
+  DomId peer() const { return peer_; }
+  Access access() const { return access_; }
+  std::size_t pages() const { return grefs_.size(); }
+  std::span<const Gref> grefs() const { return grefs_; }
+  std::span<std::byte> memory() const { return {memory_, grefs_.size() * 4096}; }
+
+  // Revokes the grants and frees the pages; the handle is invalid afterwards
+  // whatever the outcome. EBUSY: the peer still maps some page, so the pages
+  // cannot be freed; the provider keeps them (neither freed nor reused) and
+  // reclaims them once the peer unmaps (see Provider::pending_pages()).
+  Status end();
+
+ private:
+  friend class Provider;
+  Provider* provider_ = nullptr;
+  std::byte* memory_ = nullptr;
+  std::vector<Gref> grefs_;
+  std::uint64_t token_ = 0;  // the provider's own handle
+  DomId peer_ = 0;
+  Access access_ = Access::kReadOnly;
+};
+
+// A contiguous local view of a list of a peer's pages.
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(Mapping&& other) noexcept;
+  Mapping& operator=(Mapping&& other) noexcept;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping();
+
+  bool valid() const { return provider_ != nullptr; }
+  DomId peer() const { return peer_; }
+  Access access() const { return access_; }
+  std::size_t pages() const { return pages_; }
+  std::span<std::byte> memory() const { return {memory_, pages_ * 4096}; }
+
+  // Unmaps; the handle is invalid afterwards whatever the outcome.
+  Status unmap();
+
+ private:
+  friend class Provider;
+  Provider* provider_ = nullptr;
+  std::byte* memory_ = nullptr;
+  std::size_t pages_ = 0;
+  std::uint64_t token_ = 0;  // the provider's own handle
+  DomId peer_ = 0;
+  Access access_ = Access::kReadOnly;
+};
+
+// Counts of calls into the provider, for tests and benchmarks.
+struct ProviderStats {
+  std::uint64_t share_calls = 0;
+  std::uint64_t end_calls = 0;
+  std::uint64_t map_calls = 0;
+  std::uint64_t unmap_calls = 0;
+  std::uint64_t pages_shared = 0;
+  std::uint64_t pages_mapped = 0;
+};
+
+// What a provider can do, chosen once when it is opened.
+struct ProviderFeatures {
+  // Largest number of grefs one map() call accepts (0: no limit).
+  std::size_t max_map_batch = 0;
+  // Largest number of pages one share() call accepts (0: no limit).
+  std::size_t max_share_batch = 0;
+};
+
+// The interface every grant provider implements. Public calls validate their
+// arguments, count themselves and then call the do_* hook of the provider.
+class Provider {
+ public:
+  virtual ~Provider();
+  Provider(const Provider&) = delete;
+  Provider& operator=(const Provider&) = delete;
+
+  // "sim" or "xen".
+  virtual std::string_view name() const = 0;
+  // The domain this provider acts as.
+  virtual DomId self() const = 0;
+  virtual ProviderFeatures features() const = 0;
+
+  // Allocates `count` zeroed pages and grants `peer` access to them.
+  // EINVAL for count 0 or a bad peer, ENOSPC when the grant table or the
+  // device's limit is exhausted, ENOMEM when pages cannot be had.
+  Result<Share> share(DomId peer, std::size_t count, Access access);
+
+  // Maps the peer's grefs, in order, into one contiguous range. All or
+  // nothing: on failure no page stays mapped. EINVAL, as Linux's gntdev
+  // reports every refusal of the hypervisor, for an empty list, a gref never
+  // granted, granted to another domain, a writable map of a read-only grant,
+  // and an unknown domain; the message says which.
+  Result<Mapping> map(DomId peer, std::span<const Gref> grefs, Access access);
+
+  // Pages whose revocation was deferred because a peer still mapped them.
+  // Reclaims what can be reclaimed now before counting.
+  virtual std::size_t pending_pages() = 0;
+
+  ProviderStats stats() const;
+
+ protected:
+  Provider() = default;
+
+  virtual Result<Share> do_share(DomId peer, std::size_t count, Access access) = 0;
+  virtual Status do_end(Share& share) = 0;
+  virtual Result<Mapping> do_map(DomId peer, std::span<const Gref> grefs, Access access) = 0;
+  virtual Status do_unmap(Mapping& mapping) = 0;
+
+  // For implementations: build handles around what they allocated.
+  Share make_share(std::byte* memory, std::vector<Gref> grefs, std::uint64_t token, DomId peer,
+                   Access access);
+  Mapping make_mapping(std::byte* memory, std::size_t pages, std::uint64_t token, DomId peer,
+                       Access access);
+  // For implementations: read back what a handle holds.
+  static std::uint64_t token_of(const Share& s) { return s.token_; }
+  static std::uint64_t token_of(const Mapping& m) { return m.token_; }
+
+ private:
+  friend class Share;
+  friend class Mapping;
+  Status end_share(Share& share);
+  Status unmap_mapping(Mapping& mapping);
+
+  std::atomic<std::uint64_t> share_calls_{0}, end_calls_{0}, map_calls_{0}, unmap_calls_{0};
+  std::atomic<std::uint64_t> pages_shared_{0}, pages_mapped_{0};
+};
+
+// Options for opening a provider by name.
+struct ProviderOptions {
+  std::string name = "sim";  // "sim" or "xen"
+  DomId self = 0;            // the domain to act as (sim only; xen knows its own)
+  std::string sim_path;      // sim instance; empty: $SHBUF_SIM or the default
+};
+
+// Opens the named provider. ENODEV for "xen" where /dev/xen is missing or
+// shbuf was built without libxen; EINVAL for an unknown name.
+Result<std::unique_ptr<Provider>> open_provider(const ProviderOptions& options);
+
+}  // namespace shbuf

@@ -1,0 +1,40 @@
+// Shared pieces of the shbuf command-line tool.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "shbuf/result.h"
+
+namespace shbuf::cli {
+
+// Exit codes: 0 success, 1 bad data or a refused operation, 2 usage errors.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Thrown inside a command to end the program with `code`; main() catches it.
+struct Exit {
+  int code;
+};
+
+// Prints "shbuf: error: <message>" on stderr and ends with `code`.
+[[noreturn]] void fail(int code, const std::string& message);
+[[noreturn]] void fail(const Error& error);
+
+// Returns the value or fails with its error (exit 1).
+template <typename T>
+T take(Result<T> result) {
+  if (!result.ok()) fail(result.error());
+  return std::move(result).value();
+}
+inline void check(const Status& status) {
+  if (!status.ok()) fail(status.error());
+}
+
+// Each file registers its own subcommands.
+void add_dir_commands(CLI::App& app);
+
+}  // namespace shbuf::cli
