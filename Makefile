@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL := /bin/bash
 
-.PHONY: all deps configure build demo test test-asan test-tsan clean
+.PHONY: all deps configure build demo test test-asan test-tsan test-xen clean
 
 all: build
 
@@ -36,3 +36,6 @@ test-tsan:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
+# Boots a real Xen under QEMU and runs the xen provider tests and the demo in dom0.
+test-xen: deps
+	tests/xen/run.sh

@@ -4,8 +4,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "shbuf/provider.h"
 #include "shbuf/result.h"
 
 namespace shbuf::cli {
@@ -34,7 +36,18 @@ inline void check(const Status& status) {
   if (!status.ok()) fail(status.error());
 }
 
+// --provider, --sim and --domid, shared by every command that talks to grants.
+struct ProviderArgs {
+  std::string provider = "sim";
+  std::string sim_path;
+  int domid = 0;
+
+  void add_to(CLI::App* app, int default_domid);
+  std::unique_ptr<Provider> open() const;
+};
+
 // Each file registers its own subcommands.
 void add_dir_commands(CLI::App& app);
+void add_sim_commands(CLI::App& app);
 
 }  // namespace shbuf::cli

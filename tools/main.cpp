@@ -13,6 +13,26 @@ void fail(int code, const std::string& message) {
 
 void fail(const Error& error) { fail(kExitFailure, error.describe()); }
 
+void ProviderArgs::add_to(CLI::App* app, int default_domid) {
+  domid = default_domid;
+  app->add_option("--provider", provider, "Grant provider: sim or xen")
+      ->check(CLI::IsMember({"sim", "xen"}))
+      ->capture_default_str();
+  app->add_option("--sim", sim_path, "Simulator instance directory (default: $SHBUF_SIM or " +
+                                         std::string("a per-user one)"));
+  app->add_option("--domid", domid, "Domain to act as (sim provider)")
+      ->check(CLI::Range(0, 0x7fef))
+      ->capture_default_str();
+}
+
+std::unique_ptr<Provider> ProviderArgs::open() const {
+  ProviderOptions options;
+  options.name = provider;
+  options.self = static_cast<DomId>(domid);
+  options.sim_path = sim_path;
+  return take(open_provider(options));
+}
+
 }  // namespace shbuf::cli
 
 int main(int argc, char** argv) {
@@ -21,6 +41,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every command");
   add_dir_commands(app);
+  add_sim_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,161 @@
+#include "shbuf/provider.h"
+
+#include <string>
+#include <utility>
+
+#include "shbuf/sim.h"
+#include "shbuf/xen.h"
+
+namespace shbuf {
+
+Share::Share(Share&& other) noexcept { *this = std::move(other); }
+
+Share& Share::operator=(Share&& other) noexcept {
+  if (this != &other) {
+    (void)end();
+    provider_ = std::exchange(other.provider_, nullptr);
+    memory_ = std::exchange(other.memory_, nullptr);
+    grefs_ = std::move(other.grefs_);
+    other.grefs_.clear();
+    token_ = std::exchange(other.token_, 0);
+    peer_ = other.peer_;
+    access_ = other.access_;
+  }
+  return *this;
+}
+
+Share::~Share() { (void)end(); }
+
+Status Share::end() {
+  if (provider_ == nullptr) return {};
+  Provider* provider = std::exchange(provider_, nullptr);
+  Status status = provider->end_share(*this);
+  memory_ = nullptr;
+  grefs_.clear();
+  grefs_.shrink_to_fit();
+  token_ = 0;
+  return status;
+}
+
+Mapping::Mapping(Mapping&& other) noexcept { *this = std::move(other); }
+
+Mapping& Mapping::operator=(Mapping&& other) noexcept {
+  if (this != &other) {
+    (void)unmap();
+    provider_ = std::exchange(other.provider_, nullptr);
+    memory_ = std::exchange(other.memory_, nullptr);
+    pages_ = std::exchange(other.pages_, 0);
+    token_ = std::exchange(other.token_, 0);
+    peer_ = other.peer_;
+    access_ = other.access_;
+  }
+  return *this;
+}
+
+Mapping::~Mapping() { (void)unmap(); }
+
+Status Mapping::unmap() {
+  if (provider_ == nullptr) return {};
+  Provider* provider = std::exchange(provider_, nullptr);
+  Status status = provider->unmap_mapping(*this);
+  memory_ = nullptr;
+  pages_ = 0;
+  token_ = 0;
+  return status;
+}
+
+Provider::~Provider() = default;
+
+Result<Share> Provider::share(DomId peer, std::size_t count, Access access) {
+  share_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (count == 0) return make_error(EINVAL, "cannot share 0 pages");
+  if (peer == kDomIdSelf) return make_error(EINVAL, "cannot share with DOMID_SELF");
+  const std::size_t max = features().max_share_batch;
+  if (max != 0 && count > max) {
+    return make_error(ENOSPC, "cannot share " + std::to_string(count) + " pages at once: the " +
+                                  std::string(name()) + " provider allows at most " +
+                                  std::to_string(max));
+  }
+  Result<Share> result = do_share(peer, count, access);
+  if (result.ok()) pages_shared_.fetch_add(count, std::memory_order_relaxed);
+  return result;
+}
+
+Result<Mapping> Provider::map(DomId peer, std::span<const Gref> grefs, Access access) {
+  map_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (grefs.empty()) return make_error(EINVAL, "cannot map an empty list of grefs");
+  if (peer == kDomIdSelf) return make_error(EINVAL, "cannot map from DOMID_SELF");
+  const std::size_t max = features().max_map_batch;
+  if (max != 0 && grefs.size() > max) {
+    return make_error(E2BIG, "cannot map " + std::to_string(grefs.size()) +
+                                 " grefs in one call: the " + std::string(name()) +
+                                 " provider allows at most " + std::to_string(max));
+  }
+  Result<Mapping> result = do_map(peer, grefs, access);
+  if (result.ok()) pages_mapped_.fetch_add(grefs.size(), std::memory_order_relaxed);
+  return result;
+}
+
+Status Provider::end_share(Share& share) {
+  end_calls_.fetch_add(1, std::memory_order_relaxed);
+  return do_end(share);
+}
+
+Status Provider::unmap_mapping(Mapping& mapping) {
+  unmap_calls_.fetch_add(1, std::memory_order_relaxed);
+  return do_unmap(mapping);
+}
+
+ProviderStats Provider::stats() const {
+  ProviderStats s;
+  s.share_calls = share_calls_.load(std::memory_order_relaxed);
+  s.end_calls = end_calls_.load(std::memory_order_relaxed);
+  s.map_calls = map_calls_.load(std::memory_order_relaxed);
+  s.unmap_calls = unmap_calls_.load(std::memory_order_relaxed);
+  s.pages_shared = pages_shared_.load(std::memory_order_relaxed);
+  s.pages_mapped = pages_mapped_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Share Provider::make_share(std::byte* memory, std::vector<Gref> grefs, std::uint64_t token,
+                           DomId peer, Access access) {
+  Share s;
+  s.provider_ = this;
+  s.memory_ = memory;
+  s.grefs_ = std::move(grefs);
+  s.token_ = token;
+  s.peer_ = peer;
+  s.access_ = access;
+  return s;
+}
+
+Mapping Provider::make_mapping(std::byte* memory, std::size_t pages, std::uint64_t token,
+                               DomId peer, Access access) {
+  Mapping m;
+  m.provider_ = this;
+  m.memory_ = memory;
+  m.pages_ = pages;
+  m.token_ = token;
+  m.peer_ = peer;
+  m.access_ = access;
+  return m;
+}
+
+Result<std::unique_ptr<Provider>> open_provider(const ProviderOptions& options) {
+  if (options.name == "sim") {
+    SimOptions sim;
+    sim.path = options.sim_path;
+    sim.domid = options.self;
+    auto p = SimProvider::open(sim);
+    if (!p.ok()) return std::move(p).error();
+    return std::unique_ptr<Provider>(std::move(p).value());
+  }
+  if (options.name == "xen") {
+    auto p = open_xen_provider();
+    if (!p.ok()) return std::move(p).error();
+    return std::move(p).value();
+  }
+  return make_error(EINVAL, "unknown grant provider '" + options.name + "' (expected sim or xen)");
+}
+
+}  // namespace shbuf

@@ -1,0 +1,844 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shbuf/sim.h"
+#include "sim_instance.h"
+
+namespace shbuf {
+
+using namespace sim;
+
+namespace {
+
+struct OpFault {
+  SimFaultOp op;
+  std::uint64_t at;  // the call number that fails
+  int err;
+};
+
+struct GrefFault {
+  DomId granter;
+  Gref gref;
+  int err;
+};
+
+std::string dom_str(DomId d) {
+  return "domain " + std::to_string(d);
+}
+
+template <typename T>
+bool parse_uint(std::string_view s, T& out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 10);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+// Errno names accepted in fault specs, so a test can say "map:2:ENOMEM".
+int parse_errno(std::string_view s) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"EPERM", EPERM},
+      {"ENOENT", ENOENT},
+      {"ESRCH", ESRCH},
+      {"EINTR", EINTR},
+      {"EIO", EIO},
+      {"ENXIO", ENXIO},
+      {"E2BIG", E2BIG},
+      {"EBADF", EBADF},
+      {"EAGAIN", EAGAIN},
+      {"ENOMEM", ENOMEM},
+      {"EACCES", EACCES},
+      {"EFAULT", EFAULT},
+      {"EBUSY", EBUSY},
+      {"EEXIST", EEXIST},
+      {"ENODEV", ENODEV},
+      {"EINVAL", EINVAL},
+      {"ENFILE", ENFILE},
+      {"EMFILE", EMFILE},
+      {"ENOSPC", ENOSPC},
+      {"ERANGE", ERANGE},
+      {"ENOSYS", ENOSYS},
+      {"ENOTSUP", ENOTSUP},
+      {"EOVERFLOW", EOVERFLOW},
+      {"ETIMEDOUT", ETIMEDOUT},
+      {"EPROTO", EPROTO},
+      {"ESTALE", ESTALE},
+      {"ENOTCONN", ENOTCONN},
+      {"EALREADY", EALREADY},
+      {"ECONNREFUSED", ECONNREFUSED},
+  };
+  for (const auto& [name, value] : kNames) {
+    if (s == name) return value;
+  }
+  int n = 0;
+  if (parse_uint(s, n) && n > 0 && n < 4096) return n;
+  return -1;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t pos = s.find(sep, start);
+    out.push_back(s.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos) break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+// The SHBUF_SIM_FAULT syntax (see sim.h); `source` names where it came from
+// in error messages.
+Status parse_faults(std::string_view spec, const std::string& source, std::vector<OpFault>& ops,
+                    std::vector<GrefFault>& grefs) {
+  for (std::string_view item : split(spec, ',')) {
+    if (item.empty()) continue;
+    const std::vector<std::string_view> parts = split(item, ':');
+    auto bad = [&](const std::string& why) {
+      return make_error(EINVAL, source + ": bad fault '" + std::string(item) + "': " + why);
+    };
+    const std::string_view op = parts[0];
+    if (op == "gref") {
+      if (parts.size() < 3 || parts.size() > 4) return bad("expected gref:DOMID:GREF[:ERR]");
+      unsigned dom = 0;
+      Gref gref = 0;
+      if (!parse_uint(parts[1], dom) || dom >= kFirstReservedDomId) {
+        return bad("'" + std::string(parts[1]) + "' is not a domid (0..32751)");
+      }
+      if (!parse_uint(parts[2], gref)) return bad("'" + std::string(parts[2]) + "' is not a gref");
+      const int err = parts.size() == 4 ? parse_errno(parts[3]) : EIO;
+      if (err < 0) return bad("'" + std::string(parts[3]) + "' is not an errno name or number");
+      grefs.push_back({DomId(dom), gref, err});
+      continue;
+    }
+    SimFaultOp which;
+    if (op == "share") {
+      which = SimFaultOp::kShare;
+    } else if (op == "end") {
+      which = SimFaultOp::kEnd;
+    } else if (op == "map") {
+      which = SimFaultOp::kMap;
+    } else if (op == "unmap") {
+      which = SimFaultOp::kUnmap;
+    } else {
+      return bad("unknown operation '" + std::string(op) +
+                 "' (expected share, end, map, unmap or gref)");
+    }
+    if (parts.size() < 2 || parts.size() > 3) return bad("expected OP:K[:ERR]");
+    std::uint64_t k = 0;
+    if (!parse_uint(parts[1], k) || k == 0) {
+      return bad("'" + std::string(parts[1]) + "' is not a call number (1, 2, ...)");
+    }
+    const int err = parts.size() == 3 ? parse_errno(parts[2]) : EIO;
+    if (err < 0) return bad("'" + std::string(parts[2]) + "' is not an errno name or number");
+    ops.push_back({which, k, err});
+  }
+  return {};
+}
+
+// What status() reports, read under the lock after a liveness sweep.
+SimStatus collect(Instance& in) {
+  SimStatus s;
+  Header& h = in.hdr();
+  s.path = in.dir();
+  s.max_grant_frames = h.max_grant_frames;
+  s.grants_per_domain = h.nr_entries;
+  for (std::uint32_t i = 0; i < h.slot_hiwater; ++i) {
+    const SlotRec& sr = in.slot(std::uint16_t(i));
+    if (sr.used == 0) continue;
+    s.attachments.push_back({sr.domid, sr.pid, in.slot_alive(std::uint16_t(i))});
+  }
+  for (std::uint16_t di = 0; di < h.nr_domains; ++di) {
+    const DomainRec& d = in.dom(di);
+    SimStatus::Domain dom;
+    dom.domid = d.domid;
+    dom.attached = d.attached;
+    dom.alive = d.attached > 0;
+    auto v = in.view(di);
+    if (v.ok()) {
+      const GrantEntryV1* ent = (*v)->ent;
+      const EntryAux* aux = (*v)->aux;
+      const std::uint32_t hi = std::min(d.hiwater, h.nr_entries);
+      for (std::uint32_t g = kReservedGrefs; g < hi; ++g) {
+        const EntryAux& a = aux[g];
+        if (a.state == kFree) continue;
+        dom.frames_in_use++;
+        if (a.state == kFreeing) continue;
+        const bool pending = a.state == kPending;
+        const bool ro = (ent[g].flags & GTF_readonly) != 0;
+        if (pending) {
+          dom.pending++;
+        } else {
+          dom.grants_in_use++;
+          if (ro) dom.grants_read_only++;
+          if (a.map_count > 0) dom.grants_mapped++;
+        }
+        s.grants.push_back({d.domid, g, ent[g].domid, ro, a.map_count, pending});
+      }
+    }
+    s.domains.push_back(dom);
+  }
+  for (std::uint32_t r = 0; r < h.rec_hiwater; ++r) {
+    const MapRec& rec = in.rec(r);
+    if (rec.used == 0 || rec.mapper >= kMaxSlots || rec.granter >= h.nr_domains) continue;
+    const SlotRec& sr = in.slot(rec.mapper);
+    SimStatus::MappingInfo m;
+    m.mapper = sr.domid;
+    m.granter = in.dom(rec.granter).domid;
+    m.gref = rec.gref;
+    m.writable = rec.writable != 0;
+    m.count = rec.count;
+    m.pid = sr.pid;
+    s.mappings.push_back(m);
+  }
+  return s;
+}
+
+std::string resolve(const std::string& path) {
+  return path.empty() ? sim_default_path() : path;
+}
+
+}  // namespace
+
+std::string sim_default_path() {
+  const char* env = std::getenv("SHBUF_SIM");
+  if (env != nullptr && *env != '\0') return env;
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/shbuf-sim";
+  return "/dev/shm/shbuf-sim-" + std::to_string(getuid());
+}
+
+struct SimProvider::Impl {
+  std::unique_ptr<Instance> in;
+  DomId domid = 0;
+  std::uint16_t slot = kNoSlot;
+  std::uint16_t dom_index = 0;
+  pid_t pid = 0;
+
+  std::mutex fault_mu;
+  std::uint64_t calls[4] = {};
+  std::vector<OpFault> faults;
+  std::vector<GrefFault> gref_faults;
+
+  // Counts a call of `op`; its injected error, or 0.
+  int take_fault(SimFaultOp op, std::uint64_t& call) {
+    std::lock_guard<std::mutex> g(fault_mu);
+    call = ++calls[int(op)];
+    for (auto it = faults.begin(); it != faults.end(); ++it) {
+      if (it->op == op && it->at == call) {
+        const int err = it->err;
+        faults.erase(it);
+        return err;
+      }
+    }
+    return 0;
+  }
+
+  // The first injected fault among `grefs` of `granter`, as an error.
+  Status gref_fault(DomId granter, std::span<const Gref> grefs) {
+    std::lock_guard<std::mutex> g(fault_mu);
+    if (gref_faults.empty()) return {};
+    for (const Gref gref : grefs) {
+      for (const GrefFault& f : gref_faults) {
+        if (f.granter == granter && f.gref == gref) {
+          return make_error(f.err, "injected fault: gref " + std::to_string(gref) + " of " +
+                                       dom_str(granter) + " fails to map");
+        }
+      }
+    }
+    return {};
+  }
+
+  // The shared state belongs to the process that opened the provider; a
+  // forked copy must not release the parent's grants.
+  Status owned() const {
+    if (getpid() == pid) return {};
+    return make_error(EPERM, "this sim provider was opened by process " + std::to_string(pid) +
+                                 "; a forked child must open its own");
+  }
+
+  // Second half of freeing entries we marked kFreeing: zero the pages
+  // without the lock, then hand the entries back to the allocator.
+  Status finish_free(std::uint16_t di, int mem_fd, std::vector<std::uint32_t>& grefs) {
+    if (grefs.empty()) return {};
+    std::sort(grefs.begin(), grefs.end());
+    std::vector<Run> runs;
+    to_runs(grefs.data(), grefs.size(), runs);
+    std::vector<bool> zeroed(runs.size());
+    Status result;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      Status st = Instance::zero_pages(mem_fd, runs[i]);
+      zeroed[i] = st.ok();
+      if (!st.ok()) result = st;
+    }
+    SHBUF_TRY(in->lock());
+    auto v = in->view(di);
+    if (v.ok()) {
+      for (std::size_t i = 0; i < runs.size(); ++i) {
+        if (!zeroed[i]) continue;  // stays kFreeing: retried when we detach
+        const Run run = runs[i];
+        bool ours = true;
+        for (std::uint32_t g = run.start; g < run.start + run.len && ours; ++g) {
+          ours = (*v)->aux[g].state == kFreeing && (*v)->aux[g].owner == slot;
+        }
+        if (!ours) continue;
+        for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+          (*v)->ent[g] = GrantEntryV1{};
+          EntryAux& a = (*v)->aux[g];
+          a.state = kFree;
+          a.owner = kNoSlot;
+          a.map_count = a.wmap_count = 0;
+        }
+        in->release(di, run);
+      }
+    }
+    in->unlock();
+    return result;
+  }
+};
+
+SimProvider::SimProvider(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+// Detaching reclaims anything still held, so even leaked handles do not
+// keep pages after the provider is gone.
+SimProvider::~SimProvider() {
+  if (!impl_ || !impl_->in) return;
+  if (!impl_->owned().ok()) return;
+  if (impl_->in->lock().ok()) {
+    impl_->in->detach();
+    impl_->in->unlock();
+  }
+}
+
+Result<std::unique_ptr<SimProvider>> SimProvider::open(const SimOptions& options) {
+  const long host_page = sysconf(_SC_PAGESIZE);
+  if (host_page != long(kPageSize)) {
+    return make_error(ENOTSUP,
+                      "the sim provider needs 4096-byte host pages (Xen's page size); "
+                      "this host uses " +
+                          std::to_string(host_page));
+  }
+  if (options.domid >= kFirstReservedDomId) {
+    return make_error(EINVAL, "cannot attach as domid " + std::to_string(options.domid) +
+                                  ": ids from 32752 (0x7ff0) up are reserved by Xen");
+  }
+  if (options.max_grant_frames == 0 || options.max_grant_frames > kMaxGrantFramesLimit) {
+    return make_error(EINVAL, "max_grant_frames " + std::to_string(options.max_grant_frames) +
+                                  " is out of range (1.." + std::to_string(kMaxGrantFramesLimit) +
+                                  ")");
+  }
+  auto impl = std::make_unique<Impl>();
+  SHBUF_TRY(parse_faults(options.faults, "SimOptions::faults", impl->faults, impl->gref_faults));
+  if (const char* env = std::getenv(kSimFaultEnv); env != nullptr) {
+    SHBUF_TRY(parse_faults(env, kSimFaultEnv, impl->faults, impl->gref_faults));
+  }
+  auto in = Instance::open(resolve(options.path), true, options.max_grant_frames);
+  if (!in.ok()) return std::move(in).error();
+  impl->in = std::move(in).value();
+  impl->pid = getpid();
+  impl->domid = options.domid;
+  SHBUF_TRY(impl->in->lock());
+  auto slot = impl->in->attach(options.domid, impl->pid);
+  if (slot.ok()) {
+    impl->slot = *slot;
+    impl->dom_index = impl->in->slot(*slot).dom_index;
+  }
+  impl->in->unlock();
+  if (!slot.ok()) return std::move(slot).error();
+  return std::unique_ptr<SimProvider>(new SimProvider(std::move(impl)));
+}
+
+DomId SimProvider::self() const {
+  return impl_->domid;
+}
+
+ProviderFeatures SimProvider::features() const {
+  return ProviderFeatures{};
+}
+
+const std::string& SimProvider::path() const {
+  return impl_->in->dir();
+}
+
+Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access) {
+  Impl& m = *impl_;
+  SHBUF_TRY(m.owned());
+  if (peer >= kFirstReservedDomId) {
+    return make_error(EINVAL, "cannot grant to domid " + std::to_string(peer) +
+                                  ": ids from 32752 (0x7ff0) up are reserved by Xen");
+  }
+  std::uint64_t call = 0;
+  if (const int e = m.take_fault(SimFaultOp::kShare, call)) {
+    return make_error(e, "injected fault: share call " + std::to_string(call) + " fails");
+  }
+  Instance& in = *m.in;
+  const std::uint32_t limit = in.nr_entries() - kReservedGrefs;
+  if (count > limit) {
+    return make_error(
+        ENOSPC, "cannot share " + std::to_string(count) + " pages: the grant table of " +
+                    dom_str(m.domid) + " holds at most " + std::to_string(limit) +
+                    " grants (max_grant_frames " + std::to_string(in.hdr().max_grant_frames) + ")");
+  }
+  const std::size_t bytes = count * kPageSize;
+  void* base = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    return make_error(ENOMEM, "cannot reserve " + std::to_string(bytes) +
+                                  " bytes of address space to share " + std::to_string(count) +
+                                  " pages");
+  }
+  auto* p = static_cast<std::byte*>(base);
+  if (Status st = in.lock(); !st.ok()) {
+    munmap(base, bytes);
+    return st.error();
+  }
+  in.check_liveness(false);
+  auto v = in.view(m.dom_index);
+  if (!v.ok()) {
+    in.unlock();
+    munmap(base, bytes);
+    return std::move(v).error();
+  }
+  DomainRec& d = in.dom(m.dom_index);
+  if (count > d.free_count) {
+    const std::uint32_t used = limit - d.free_count;
+    in.unlock();
+    munmap(base, bytes);
+    return make_error(ENOSPC, "the grant table of " + dom_str(m.domid) +
+                                  " is full: " + std::to_string(used) + " grants in use of " +
+                                  std::to_string(limit) + " (max_grant_frames " +
+                                  std::to_string(in.hdr().max_grant_frames) + "); cannot grant " +
+                                  std::to_string(count) + " more");
+  }
+  std::vector<Run> runs;
+  in.alloc(m.dom_index, std::uint32_t(count), runs);
+  const std::uint16_t flags =
+      GTF_permit_access | (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0});
+  std::vector<Gref> grefs;
+  grefs.reserve(count);
+  for (const Run& run : runs) {
+    for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+      EntryAux& a = (*v)->aux[g];
+      a.owner = m.slot;
+      a.state = kGranted;
+      a.map_count = a.wmap_count = 0;
+      (*v)->ent[g].domid = peer;
+      (*v)->ent[g].frame = g;
+      (*v)->ent[g].flags = flags;
+      grefs.push_back(g);
+    }
+  }
+  std::size_t at = 0;
+  for (const Run& run : runs) {
+    void* got = mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_FIXED, (*v)->mem_rw, off_t(run.start) * off_t(kPageSize));
+    if (got == MAP_FAILED) {
+      const int e = errno;
+      // Nobody can have seen these entries: undo them without zeroing.
+      for (const Run& undo : runs) {
+        for (std::uint32_t g = undo.start; g < undo.start + undo.len; ++g) {
+          (*v)->ent[g] = GrantEntryV1{};
+          (*v)->aux[g].state = kFree;
+          (*v)->aux[g].owner = kNoSlot;
+        }
+        in.release(m.dom_index, undo);
+      }
+      in.unlock();
+      munmap(base, bytes);
+      return sys_error(e, "cannot map " + std::to_string(count) + " shared pages" +
+                              (e == ENOMEM ? " (out of memory, or vm.max_map_count reached)" : ""));
+    }
+    at += run.len;
+  }
+  in.unlock();
+  madvise(base, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
+  return make_share(p, std::move(grefs), 0, peer, access);
+}
+
+Status SimProvider::do_end(Share& share) {
+  Impl& m = *impl_;
+  const std::span<std::byte> mem = share.memory();
+  if (mem.data() != nullptr) munmap(mem.data(), mem.size());
+  SHBUF_TRY(m.owned());
+  std::uint64_t call = 0;
+  const int injected = m.take_fault(SimFaultOp::kEnd, call);
+  Instance& in = *m.in;
+  SHBUF_TRY(in.lock());
+  in.check_liveness(false);
+  auto v = in.view(m.dom_index);
+  if (!v.ok()) {
+    in.unlock();
+    return std::move(v).error();
+  }
+  const std::span<const Gref> grefs = share.grefs();
+  const std::uint32_t n = in.nr_entries();
+  auto ours = [&](Gref g) {
+    return g >= kReservedGrefs && g < n && (*v)->aux[g].owner == m.slot &&
+           (*v)->aux[g].state == kGranted;
+  };
+  bool mapped = false;
+  for (const Gref g : grefs) mapped = mapped || (ours(g) && (*v)->aux[g].map_count > 0);
+  // A mapper that died still counts until reaped: look now, not later.
+  if (mapped) in.check_liveness(true);
+  std::vector<std::uint32_t> freeing;
+  freeing.reserve(grefs.size());
+  std::size_t pending = 0;
+  std::size_t unknown = 0;
+  Gref first_unknown = 0;
+  for (const Gref g : grefs) {
+    if (!ours(g)) {
+      if (unknown++ == 0) first_unknown = g;
+      continue;
+    }
+    EntryAux& a = (*v)->aux[g];
+    if (a.map_count > 0) {
+      (*v)->ent[g].flags &= std::uint16_t(~GTF_permit_access);
+      a.state = kPending;
+      ++pending;
+    } else {
+      (*v)->ent[g].flags = 0;
+      a.state = kFreeing;
+      freeing.push_back(g);
+    }
+  }
+  in.slot(m.slot).pending += pending;
+  const int mem_fd = (*v)->mem_rw;
+  in.unlock();
+  Status freed = m.finish_free(m.dom_index, mem_fd, freeing);
+
+  if (injected != 0) {
+    std::string msg = "injected fault: end call " + std::to_string(call) +
+                      " fails; the grants were revoked anyway";
+    if (pending > 0) msg += " (" + std::to_string(pending) + " pages kept until unmapped)";
+    return make_error(injected, msg);
+  }
+  if (pending > 0) {
+    return make_error(EBUSY, std::to_string(pending) + " of " + std::to_string(grefs.size()) +
+                                 " pages still mapped by " + dom_str(share.peer()) +
+                                 "; kept until unmapped");
+  }
+  if (unknown > 0) {
+    return make_error(EINVAL, std::to_string(unknown) + " of the share's grefs (first: gref " +
+                                  std::to_string(first_unknown) +
+                                  ") were no longer granted by this provider");
+  }
+  return freed;
+}
+
+Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Access access) {
+  Impl& m = *impl_;
+  SHBUF_TRY(m.owned());
+  if (peer >= kFirstReservedDomId) {
+    return make_error(EINVAL, "cannot map from domid " + std::to_string(peer) +
+                                 ": ids from 32752 (0x7ff0) up are reserved by Xen");
+  }
+  std::uint64_t call = 0;
+  if (const int e = m.take_fault(SimFaultOp::kMap, call)) {
+    return make_error(e, "injected fault: map call " + std::to_string(call) + " fails");
+  }
+  SHBUF_TRY(m.gref_fault(peer, grefs));
+  const bool rw = access == Access::kReadWrite;
+  const std::size_t bytes = grefs.size() * kPageSize;
+  std::vector<Run> runs;
+  to_runs(grefs.data(), grefs.size(), runs);
+  void* base = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    return make_error(ENOMEM, "cannot reserve " + std::to_string(bytes) +
+                                  " bytes of address space to map " + std::to_string(grefs.size()) +
+                                  " grefs");
+  }
+  auto* p = static_cast<std::byte*>(base);
+  Instance& in = *m.in;
+  if (Status st = in.lock(); !st.ok()) {
+    munmap(base, bytes);
+    return st.error();
+  }
+  auto refuse = [&](int code, std::string msg) -> Error {
+    in.unlock();
+    munmap(base, bytes);
+    return make_error(code, std::move(msg));
+  };
+  in.check_liveness(false);
+  const int found = in.find_domain(peer);
+  if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
+    return refuse(EINVAL, dom_str(peer) +
+                             " does not exist: no process is attached to the "
+                             "simulator at " +
+                             in.dir() + " as " + dom_str(peer));
+  }
+  const std::uint16_t di = std::uint16_t(found);
+  auto v = in.view(di);
+  if (!v.ok()) {
+    in.unlock();
+    munmap(base, bytes);
+    return std::move(v).error();
+  }
+  const std::uint32_t n = in.nr_entries();
+  GrantEntryV1* ent = (*v)->ent;
+  EntryAux* aux = (*v)->aux;
+  auto what = [&](Gref g) { return "gref " + std::to_string(g) + " of " + dom_str(peer); };
+  for (const Gref g : grefs) {
+    if (g < kReservedGrefs) {
+      return refuse(EINVAL, what(g) + " is reserved (grefs 0..7 are never granted)");
+    }
+    if (g >= n) {
+      return refuse(EINVAL, "gref " + std::to_string(g) + " is out of range for " + dom_str(peer) +
+                                " (its grant table has " + std::to_string(n) + " entries)");
+    }
+    if (aux[g].state == kPending) {
+      return refuse(EINVAL, what(g) + " was revoked (its access ended)");
+    }
+    if (aux[g].state != kGranted || (ent[g].flags & GTF_permit_access) == 0) {
+      return refuse(EINVAL, what(g) + " is not granted");
+    }
+    if (ent[g].domid != m.domid) {
+      return refuse(EINVAL, what(g) + " is granted to " + dom_str(ent[g].domid) + ", not to " +
+                                dom_str(m.domid));
+    }
+    if (rw && (ent[g].flags & GTF_readonly) != 0) {
+      return refuse(EINVAL, what(g) + " is read-only; cannot map it writable");
+    }
+    if (aux[g].map_count >= kMaxMapCount) {
+      return refuse(ENOSPC,
+                    what(g) + " is mapped " + std::to_string(aux[g].map_count) + " times already");
+    }
+  }
+  if (in.records_free() < runs.size()) {
+    return refuse(ENOSPC, "cannot map " + std::to_string(grefs.size()) + " grefs: they need " +
+                              std::to_string(runs.size()) + " mapping records and only " +
+                              std::to_string(in.records_free()) + " of the simulator's " +
+                              std::to_string(in.hdr().max_records) + " are free");
+  }
+  const std::uint16_t set = GTF_reading | (rw ? GTF_writing : std::uint16_t{0});
+  for (const Gref g : grefs) {
+    aux[g].map_count++;
+    if (rw) aux[g].wmap_count++;
+    ent[g].flags |= set;
+  }
+  std::uint32_t head = kNil;
+  std::uint32_t tail = kNil;
+  for (const Run& run : runs) {
+    const std::uint32_t r = in.rec_alloc();
+    MapRec& rec = in.rec(r);
+    rec.gref = run.start;
+    rec.count = run.len;
+    rec.granter = di;
+    rec.mapper = m.slot;
+    rec.writable = rw ? 1 : 0;
+    if (tail == kNil) {
+      head = r;
+    } else {
+      in.rec(tail).next = r;
+    }
+    tail = r;
+  }
+  const int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
+  const int fd = rw ? (*v)->mem_rw : (*v)->mem_ro;
+  std::size_t at = 0;
+  for (const Run& run : runs) {
+    void* got = mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
+                     MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
+    if (got == MAP_FAILED) {
+      const int e = errno;
+      for (const Gref g : grefs) in.unmap_entry(**v, g, rw);
+      for (std::uint32_t r = head; r != kNil;) {
+        const std::uint32_t next = in.rec(r).next;
+        in.rec_free(r);
+        r = next;
+      }
+      in.unlock();
+      munmap(base, bytes);
+      return sys_error(e, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
+                              dom_str(peer) +
+                              (e == ENOMEM ? " (out of memory, or vm.max_map_count reached)" : ""));
+    }
+    at += run.len;
+  }
+  const std::uint64_t token = (std::uint64_t(in.rec(head).gen) << 32) | (std::uint64_t(head) + 1);
+  in.unlock();
+  madvise(base, bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
+  return make_mapping(p, grefs.size(), token, peer, access);
+}
+
+Status SimProvider::do_unmap(Mapping& mapping) {
+  Impl& m = *impl_;
+  const std::span<std::byte> mem = mapping.memory();
+  // Our view goes first: only then may the granter reuse the pages.
+  if (mem.data() != nullptr) munmap(mem.data(), mem.size());
+  SHBUF_TRY(m.owned());
+  std::uint64_t call = 0;
+  const int injected = m.take_fault(SimFaultOp::kUnmap, call);
+  Instance& in = *m.in;
+  SHBUF_TRY(in.lock());
+  in.check_liveness(false);
+  const std::uint64_t token = token_of(mapping);
+  const std::uint32_t head = std::uint32_t(token & 0xffffffffu) - 1;
+  const std::uint32_t gen = std::uint32_t(token >> 32);
+  if (head >= in.hdr().max_records || in.rec(head).used == 0 || in.rec(head).gen != gen ||
+      in.rec(head).mapper != m.slot) {
+    in.unlock();
+    return make_error(EINVAL, "this mapping of " + dom_str(mapping.peer()) +
+                                  " is no longer known to the simulator");
+  }
+  std::uint16_t di = in.rec(head).granter;
+  std::vector<std::uint32_t> reclaim;
+  int mem_fd = -1;
+  auto v = in.view(di);
+  for (std::uint32_t r = head; r != kNil;) {
+    MapRec& rec = in.rec(r);
+    const std::uint32_t next = rec.next;
+    if (v.ok()) {
+      mem_fd = (*v)->mem_rw;
+      for (std::uint32_t i = 0; i < rec.count; ++i) {
+        const std::uint32_t g = rec.gref + i;
+        if (!in.unmap_entry(**v, g, rec.writable != 0)) continue;
+        // The last mapping of a revoked grant: reclaim it now.
+        EntryAux& a = (*v)->aux[g];
+        if (a.owner < kMaxSlots && in.slot(a.owner).pending > 0) in.slot(a.owner).pending--;
+        a.owner = m.slot;
+        a.state = kFreeing;
+        (*v)->ent[g].flags = 0;
+        reclaim.push_back(g);
+      }
+    }
+    in.rec_free(r);
+    r = next;
+  }
+  in.unlock();
+  if (!v.ok()) return std::move(v).error();
+  Status freed = m.finish_free(di, mem_fd, reclaim);
+  if (injected != 0) {
+    return make_error(injected, "injected fault: unmap call " + std::to_string(call) +
+                                    " fails; the pages were unmapped anyway");
+  }
+  return freed;
+}
+
+std::size_t SimProvider::pending_pages() {
+  Impl& m = *impl_;
+  if (!m.owned().ok() || !m.in->lock().ok()) return 0;
+  m.in->check_liveness(true);
+  const std::size_t n = m.in->slot(m.slot).pending;
+  m.in->unlock();
+  return n;
+}
+
+void SimProvider::inject_fault(SimFaultOp op, unsigned k, int error) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> g(m.fault_mu);
+  m.faults.push_back({op, m.calls[int(op)] + std::max(k, 1u), error > 0 ? error : EIO});
+}
+
+void SimProvider::inject_gref_fault(DomId granter, Gref gref, int error) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> g(m.fault_mu);
+  m.gref_faults.push_back({granter, gref, error > 0 ? error : EIO});
+}
+
+void SimProvider::clear_faults() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> g(m.fault_mu);
+  m.faults.clear();
+  m.gref_faults.clear();
+}
+
+void SimProvider::sweep() {
+  Impl& m = *impl_;
+  if (!m.owned().ok() || !m.in->lock().ok()) return;
+  m.in->check_liveness(true);
+  m.in->unlock();
+}
+
+Result<SimStatus> SimProvider::status() {
+  Impl& m = *impl_;
+  SHBUF_TRY(m.owned());
+  SHBUF_TRY(m.in->lock());
+  m.in->check_liveness(true);
+  SimStatus s = collect(*m.in);
+  m.in->unlock();
+  return s;
+}
+
+Result<SimStatus> SimProvider::status(const std::string& path) {
+  auto in = Instance::open(resolve(path), false, 0);
+  if (!in.ok()) return std::move(in).error();
+  SHBUF_TRY((*in)->lock());
+  (*in)->check_liveness(true);
+  SimStatus s = collect(**in);
+  (*in)->unlock();
+  return s;
+}
+
+// Marks the state reset under its lock before removing the files, and
+// removes `state` last: attached processes then fail with ESTALE, and a new
+// instance cannot appear until the old one is fully gone.
+Status SimProvider::reset(const std::string& path) {
+  const std::string dir = resolve(path);
+  struct stat sb {};
+  if (stat(dir.c_str(), &sb) != 0) {
+    if (errno == ENOENT) return {};
+    return sys_error(errno, "cannot look at " + dir);
+  }
+  if (!S_ISDIR(sb.st_mode)) return make_error(ENOTDIR, dir + " is not a directory");
+  const std::string state = dir + "/state";
+  Header* h = nullptr;
+  const int fd = ::open(state.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    struct stat fs {};
+    if (fstat(fd, &fs) == 0 && fs.st_size >= off_t(kStateSize)) {
+      void* p = mmap(nullptr, kSlotsOffset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p != MAP_FAILED) {
+        h = static_cast<Header*>(p);
+        if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version != kVersion) {
+          munmap(p, kSlotsOffset);
+          h = nullptr;
+        }
+      }
+    }
+  }
+  bool locked = false;
+  if (h != nullptr) {
+    const int rc = pthread_mutex_lock(&h->mutex);
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&h->mutex);
+    locked = rc == 0 || rc == EOWNERDEAD;
+    h->reset = 1;
+  }
+  Status result;
+  if (DIR* d = opendir(dir.c_str())) {
+    std::vector<std::string> names;
+    while (const dirent* e = readdir(d)) {
+      const std::string_view name = e->d_name;
+      const bool dom =
+          name.starts_with("dom") && (name.ends_with(".gnt") || name.ends_with(".mem"));
+      if (dom || name == "lives" || name.starts_with("state.tmp.")) names.emplace_back(name);
+    }
+    closedir(d);
+    for (const std::string& name : names) {
+      const std::string file = dir + "/" + name;
+      if (unlink(file.c_str()) != 0 && errno != ENOENT) {
+        result = sys_error(errno, "cannot remove " + file);
+      }
+    }
+  } else {
+    result = sys_error(errno, "cannot list " + dir);
+  }
+  if (unlink(state.c_str()) != 0 && errno != ENOENT) {
+    result = sys_error(errno, "cannot remove " + state);
+  }
+  if (locked) pthread_mutex_unlock(&h->mutex);
+  if (h != nullptr) munmap(h, kSlotsOffset);
+  if (fd >= 0) close(fd);
+  return result;
+}
+
+}  // namespace shbuf

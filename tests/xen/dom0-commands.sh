@@ -1,0 +1,12 @@
+# What tests/xen/run.sh runs in dom0 under a real Xen, in order. Sourced by
+# the dom0 /init with the repository (shared over 9p) as the working
+# directory; $B is the static build directory (build-xen-static). One step a
+# line:
+#   run CMD ARGS...            a nonzero exit (or the step timeout) fails the run
+#   run_if 'PROBE' -- CMD...   run CMD only if the shell command PROBE succeeds,
+#                              otherwise report it as skipped
+# Dom0 is domain 0 and maps its own grants, so both ends run here.
+
+run "$B/shbuf_xen_selftest"
+run "$B/tests/test_xen_provider" --gtest_color=no
+run_if "$B/shbuf demo --help" -- "$B/shbuf" demo --provider xen --pages 1,1023,1024,1025,16384

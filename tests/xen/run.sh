@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Proves the xen grant provider on a real Xen hypervisor: boots Xen under QEMU
+# (TCG, no KVM needed) with a busybox dom0, shares the repository into dom0
+# over 9p, runs tests/xen/dom0-commands.sh there and passes only when dom0
+# prints the success marker (QEMU exits 0 even when dom0 crashes).
+#
+# Environment:
+#   SHBUF_XEN_CACHE    downloaded and unpacked Debian packages ($HOME/.cache/shbuf-xen)
+#   SHBUF_XEN_BUILD    static build directory, relative to the repository (build-xen-static)
+#   SHBUF_XEN_TIMEOUT  seconds before QEMU is killed (900)
+#   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (300)
+#   SHBUF_XEN_GNTALLOC_LIMIT  xen-gntalloc limit= in dom0 (32768)
+#   SHBUF_XEN_KERNEL   kernel package to boot (the one linux-image-amd64 depends on)
+#   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider)
+#   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cache=${SHBUF_XEN_CACHE:-${HOME:-/root}/.cache/shbuf-xen}
+build_rel=${SHBUF_XEN_BUILD:-build-xen-static}
+build=$root/$build_rel
+qemu_timeout=${SHBUF_XEN_TIMEOUT:-900}
+step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
+gntalloc_limit=${SHBUF_XEN_GNTALLOC_LIMIT:-32768}
+targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider}
+xen_pkg=xen-hypervisor-4.17-amd64
+jobs=$(nproc)
+
+log() { echo "xen-run: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+t_start=$(date +%s)
+elapsed() { echo "$(($(date +%s) - t_start))s"; }
+
+# Host tools; the project's own build dependencies come from scripts/deps.sh.
+"$root/scripts/deps.sh" qemu-system-x86 cpio
+for tool in qemu-system-x86_64 cpio dpkg-deb apt-get gzip timeout; do
+  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-x86 cpio)"
+done
+
+# Guest packages: downloaded once into the cache, never installed on the host.
+debs=$cache/debs
+mkdir -p "$debs"
+have_candidate() {
+  local policy
+  policy=$(apt-cache policy "$1" 2>/dev/null || true)
+  [[ $policy == *"Candidate: "[0-9]* ]]
+}
+if ! have_candidate "$xen_pkg" && [ "$(id -u)" -eq 0 ]; then
+  log "apt lists do not know $xen_pkg: apt-get update"
+  apt-get update -qq
+fi
+kernel_pkg=${SHBUF_XEN_KERNEL:-$(apt-cache depends linux-image-amd64 2>/dev/null |
+  awk '/Depends: linux-image-[0-9]/ {print $2; exit}')}
+if [ -z "$kernel_pkg" ]; then
+  # Offline: fall back to the newest kernel in the cache.
+  kernel_pkg=$(ls "$debs" 2>/dev/null | sed -n 's/^\(linux-image-[0-9][^_]*\)_.*/\1/p' | sort -V | tail -1)
+  [ -n "$kernel_pkg" ] || die "cannot tell which kernel to boot: apt knows no linux-image-amd64 and the cache $debs has none"
+fi
+
+# Prints the cached .deb of a package, downloading it first if needed.
+fetch() {
+  local pkg=$1 f
+  f=$(ls "$debs/${pkg}_"*.deb 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$f" ]; then
+    log "downloading $pkg"
+    (cd "$debs" && apt-get download -q "$pkg" >&2 2>/dev/null) ||
+      (cd "$debs" && apt-get download "$pkg" >&2) || die "apt-get download $pkg failed"
+    f=$(ls "$debs/${pkg}_"*.deb | sort -V | tail -1)
+  fi
+  echo "$f"
+}
+xen_deb=$(fetch "$xen_pkg")
+kernel_deb=$(fetch "$kernel_pkg")
+busybox_deb=$(fetch busybox-static)
+
+# Unpacks only the paths needed, once per package version.
+unpack() {
+  local deb=$1 dir
+  shift
+  dir=$cache/unpacked/$(basename "$deb" .deb)
+  if [ ! -e "$dir/.done" ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --wildcards "$@" ||
+      die "unpacking $deb failed"
+    touch "$dir/.done"
+  fi
+  echo "$dir"
+}
+xen_dir=$(unpack "$xen_deb" './boot/xen-*.gz')
+kernel_dir=$(unpack "$kernel_deb" './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/xen/*' \
+  './lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/net/9p/*' \
+  './lib/modules/*/kernel/fs/9p/*' './lib/modules/*/kernel/fs/netfs/*' \
+  './lib/modules/*/kernel/fs/fscache/*')
+busybox_dir=$(unpack "$busybox_deb" './bin/busybox')
+
+xen_gz=$(ls "$xen_dir"/boot/xen-*-amd64.gz | head -1)
+vmlinuz=$(ls "$kernel_dir"/boot/vmlinuz-* | head -1)
+kver=${vmlinuz##*/vmlinuz-}
+mods=$kernel_dir/lib/modules/$kver/kernel
+log "Xen $(basename "$xen_gz" .gz), dom0 kernel $kver ($(elapsed))"
+
+# QEMU's multiboot loader cannot load the gzip'ed hypervisor.
+xen_elf=$cache/unpacked/$(basename "$xen_gz" .gz)
+[ -s "$xen_elf" ] || gunzip -c "$xen_gz" >"$xen_elf"
+
+# The static build of the tests and the CLI that dom0 runs.
+if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
+  log "building $targets in $build_rel"
+  # The static archives of libxen, named explicitly: find_library prefers .so.
+  xen_libs=()
+  for lib in xengnttab xentoolcore xentoollog; do
+    a=$(g++ -print-file-name="lib$lib.a")
+    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
+    xen_libs+=("-D${lib^^}_LIB=$a")
+  done
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" \
+    -Dfmt_DIR="$root/tests/xen/cmake" -DSHBUF_BENCH=OFF >/dev/null ||
+    die "configuring the static build in $build_rel failed"
+  # shellcheck disable=SC2086
+  cmake --build "$build" -j"$jobs" --target $targets || die "the static build in $build_rel failed"
+  log "static build done ($(elapsed))"
+fi
+
+# The dom0 initramfs: busybox, the modules, /init.
+run_dir=$build/xen-run
+mkdir -p "$run_dir"
+initrd=$run_dir/dom0.cpio.gz
+stage=$(mktemp -d "$run_dir/initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/lib/modules"
+cp "$busybox_dir/bin/busybox" "$stage/bin/busybox"
+for m in drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn \
+         drivers/xen/xen-gntdev drivers/xen/xen-gntalloc drivers/virtio/virtio_ring \
+         drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev \
+         drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci net/9p/9pnet \
+         net/9p/9pnet_virtio fs/netfs/netfs fs/fscache/fscache fs/9p/9p; do
+  [ -e "$mods/$m.ko" ] || die "module $m.ko is not in $kernel_pkg"
+  cp "$mods/$m.ko" "$stage/lib/modules/"
+done
+install -m 755 "$root/tests/xen/dom0-init.sh" "$stage/init"
+(cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
+
+# Boot. Arguments after the kernel path in the second -initrd module form the
+# dom0 kernel command line; KEY=VALUE words reach /init as environment.
+# QEMU splits -initrd at commas, so none may appear in them.
+serial=$run_dir/serial.log
+rm -f "$serial" "$run_dir/results.txt"
+xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1"
+xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false"
+dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
+dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
+dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout"
+log "booting Xen under QEMU (TCG), serial log $serial ($(elapsed))"
+t_boot=$(date +%s)
+set +e
+timeout -k 10 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu max,-smap -smp 1 -m 2048 \
+  -nographic -no-reboot -monitor none -serial stdio \
+  -virtfs "local,path=$root,mount_tag=shbuf,security_model=none,id=shbuf" \
+  -kernel "$xen_elf" -append "$xen_cmdline" \
+  -initrd "$vmlinuz $dom0_cmdline,$initrd" </dev/null | tee "$serial"
+rcs=("${PIPESTATUS[@]}")
+set -e
+qemu_rc=${rcs[0]}
+log "QEMU exited with $qemu_rc after $(($(date +%s) - t_boot))s (total $(elapsed))"
+[ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ] && die "QEMU did not finish within $qemu_timeout s (SHBUF_XEN_TIMEOUT)"
+
+# The verdict comes from dom0's marker, cross-checked with its results file.
+if grep -aq '^SHBUF_XEN_RESULT=PASS' "$serial"; then
+  if [ -f "$run_dir/results.txt" ] && tail -1 "$run_dir/results.txt" | grep -q '^PASS$'; then
+    log "PASS: every dom0 step passed:"
+    sed '$d; s/^/xen-run:   /' "$run_dir/results.txt" >&2
+    exit 0
+  fi
+  die "dom0 printed the success marker but $run_dir/results.txt does not confirm it"
+fi
+if grep -aq '^SHBUF_XEN_RESULT=FAIL' "$serial"; then
+  [ -f "$run_dir/results.txt" ] && sed 's/^/xen-run:   /' "$run_dir/results.txt" >&2
+  die "a dom0 step failed (see above and $serial)"
+fi
+die "dom0 never printed SHBUF_XEN_RESULT (crash, panic or hang): see $serial"
