@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "shbuf/backend_buffer.h"
+#include "shbuf/frontend_buffer.h"
 #include "shbuf/provider.h"
 #include "shbuf/xen.h"
 
@@ -384,6 +386,61 @@ TEST_F(XenProvider, IsSafeToUseFromSeveralThreads) {
   const ProviderStats stats = provider_->stats();
   EXPECT_EQ(stats.share_calls, static_cast<std::uint64_t>(kThreads * kRounds));
   EXPECT_EQ(calls().map_refs, static_cast<std::uint64_t>(kThreads * kRounds));
+}
+
+// Attaching N pages costs one device map per directory page (each mapped,
+// copied out and unmapped on its own) plus one batched map of the buffer.
+// Timings under emulation mean nothing; these counts are the figure.
+TEST_F(XenProvider, BackendAttachMapsEachDirectoryPageThenTheBufferInOneCall) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{1023}, std::size_t{1024},
+                          std::size_t{16384}}) {
+      SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n));
+      FrontendBufferConfig fc;
+      fc.backend = self_;
+      fc.pages = n;
+      fc.mode = mode;
+      auto f = FrontendBuffer::create(*provider_, fc);
+      ASSERT_TRUE(f.ok()) << f.error().describe();
+      BackendBufferConfig bc;
+      bc.frontend = self_;
+      bc.directory_gref = f->directory_gref();
+      bc.pages = n;
+      bc.mode = mode;
+      const XenDeviceCalls before = calls();
+      auto b = BackendBuffer::attach(*provider_, bc);
+      ASSERT_TRUE(b.ok()) << b.error().describe();
+      const XenDeviceCalls after = calls();
+      const std::uint64_t d = dir_pages(n);
+      const std::uint64_t maps = after.map_refs - before.map_refs;
+      const std::uint64_t unmaps = after.unmap - before.unmap;
+      const std::uint64_t shares = after.share_pages - before.share_pages;
+      std::printf("device calls to attach %s %zu pages (%llu directory pages): map %llu, "
+                  "unmap %llu, share %llu\n",
+                  to_string(mode), n, static_cast<unsigned long long>(d),
+                  static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
+                  static_cast<unsigned long long>(shares));
+      if (mode == AllocMode::kFrontend) {
+        EXPECT_EQ(maps, d + 1);
+        EXPECT_EQ(shares, 0u);
+      } else {
+        EXPECT_EQ(maps, d);  // directory pages only: the buffer is ours
+        EXPECT_EQ(shares, 1u);
+      }
+      EXPECT_EQ(unmaps, d);
+      if (mode == AllocMode::kBackend) {
+        ASSERT_TRUE(f->map().ok());
+      }
+      const std::uint64_t fill = 0x0123456789abcdefULL ^ n;
+      std::memcpy(f->memory().data() + (n - 1) * 4096, &fill, sizeof fill);
+      EXPECT_EQ(std::memcmp(b->memory().data() + (n - 1) * 4096, &fill, sizeof fill), 0);
+      if (mode == AllocMode::kBackend) {
+        ASSERT_TRUE(f->unmap().ok());
+      }
+      ASSERT_TRUE(b->detach().ok());
+      ASSERT_TRUE(f->free().ok());
+    }
+  }
 }
 
 }  // namespace

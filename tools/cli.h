@@ -49,5 +49,6 @@ struct ProviderArgs {
 // Each file registers its own subcommands.
 void add_dir_commands(CLI::App& app);
 void add_sim_commands(CLI::App& app);
+void add_peer_commands(CLI::App& app);
 
 }  // namespace shbuf::cli

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every command");
   add_dir_commands(app);
   add_sim_commands(app);
+  add_peer_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,68 @@
+// The backend end of a page directory shared buffer, done right.
+//
+// Frontend-allocated: attach() walks the frontend's directory one page at a
+// time (each mapped read-only, copied out once, unmapped), stops exactly when
+// N grefs are read, refuses a chain that ends early, loops, goes on past the
+// last page, or holds gref 0, then maps the N grefs in one call.
+// Backend-allocated: attach() shares N fresh pages with the frontend, maps the
+// frontend's directory pages writable one at a time and writes the grefs,
+// validating the chain the same way.
+//
+// Every failure leaves nothing granted, mapped or allocated; detach() (and the
+// destructor) releases exactly what attach() took.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "shbuf/page_directory.h"
+#include "shbuf/provider.h"
+#include "shbuf/result.h"
+
+namespace shbuf {
+
+struct BackendBufferConfig {
+  DomId frontend = 0;
+  // The first directory gref, as the protocol delivered it.
+  Gref directory_gref = 0;
+  std::size_t pages = 0;
+  AllocMode mode = AllocMode::kFrontend;
+  // Requests above this many pages are refused (E2BIG) before any mapping.
+  std::size_t max_pages = kDefaultMaxPages;
+  // How the buffer is mapped (frontend-allocated) or granted (backend-allocated).
+  Access access = Access::kReadWrite;
+};
+
+class BackendBuffer {
+ public:
+  // The provider must outlive the buffer.
+  static Result<BackendBuffer> attach(Provider& provider, const BackendBufferConfig& config);
+
+  BackendBuffer() = default;
+  BackendBuffer(BackendBuffer&&) noexcept = default;
+  BackendBuffer& operator=(BackendBuffer&& other) noexcept;
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  ~BackendBuffer();
+
+  bool valid() const { return mapping_.valid() || share_.valid(); }
+  AllocMode mode() const { return mode_; }
+  std::size_t pages() const { return pages_; }
+  std::size_t directory_pages() const { return dir_pages(pages_); }
+  std::span<std::byte> memory() const;
+  // The buffer's grefs: read from the directory, or granted by us.
+  std::span<const Gref> buffer_grefs() const;
+
+  // Releases the mapping or ends the grants. EBUSY (backend-allocated): the
+  // frontend still maps some page, kept by the provider until it unmaps.
+  Status detach();
+
+ private:
+  AllocMode mode_ = AllocMode::kFrontend;
+  std::size_t pages_ = 0;
+  std::vector<Gref> grefs_;  // frontend-allocated: what the walk read
+  Mapping mapping_;          // frontend-allocated
+  Share share_;              // backend-allocated
+};
+
+}  // namespace shbuf

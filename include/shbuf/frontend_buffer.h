@@ -1,0 +1,82 @@
+// The frontend end of a page directory shared buffer: what Linux's
+// xen-front-pgdir-shbuf does, over any grant provider.
+//
+// Frontend-allocated: create() shares N buffer pages and D = dir_pages(N)
+// directory pages with the backend and fills the directory; memory() is the
+// buffer at once. Backend-allocated: create() shares only the D directory pages
+// (writable: the backend writes its grefs there); map() copies those grefs out
+// once, validates them like the decoder, and maps them; unmap() undoes it.
+//
+// Every failure leaves nothing granted, mapped or allocated. free() (and the
+// destructor) ends exactly the grants create() made. If the backend still maps
+// a page, the provider keeps it (never reused) until the backend unmaps: free()
+// then reports EBUSY and Provider::pending_pages() shows it.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "shbuf/page_directory.h"
+#include "shbuf/provider.h"
+#include "shbuf/result.h"
+
+namespace shbuf {
+
+struct FrontendBufferConfig {
+  DomId backend = 0;
+  std::size_t pages = 0;
+  AllocMode mode = AllocMode::kFrontend;
+  // Requests above this many pages are refused (E2BIG).
+  std::size_t max_pages = kDefaultMaxPages;
+  // How the backend may access the buffer pages (frontend-allocated mode).
+  // The directory is granted read-only in that mode: the backend only reads it.
+  Access buffer_access = Access::kReadWrite;
+};
+
+class FrontendBuffer {
+ public:
+  // The provider must outlive the buffer.
+  static Result<FrontendBuffer> create(Provider& provider, const FrontendBufferConfig& config);
+
+  FrontendBuffer() = default;
+  FrontendBuffer(FrontendBuffer&&) noexcept = default;
+  FrontendBuffer& operator=(FrontendBuffer&& other) noexcept;
+  FrontendBuffer(const FrontendBuffer&) = delete;
+  FrontendBuffer& operator=(const FrontendBuffer&) = delete;
+  ~FrontendBuffer();
+
+  bool valid() const { return directory_.valid(); }
+  AllocMode mode() const { return mode_; }
+  std::size_t pages() const { return pages_; }
+  std::size_t directory_pages() const { return directory_.pages(); }
+  // The gref the protocol carries (displif's gref_directory).
+  Gref directory_gref() const;
+  // The buffer; empty in backend-allocated mode until map().
+  std::span<std::byte> memory() const;
+  bool mapped() const { return mapping_.valid(); }
+  // The grefs of the buffer pages: ours (frontend-allocated) or those the
+  // backend wrote (backend-allocated, once mapped).
+  std::span<const Gref> buffer_grefs() const;
+
+  // Backend-allocated mode only. EINVAL in frontend-allocated mode, EALREADY
+  // when mapped; a bad directory gives the decoder's error.
+  Status map();
+  // Backend-allocated mode only; EINVAL when not mapped.
+  Status unmap();
+  // Unmaps, ends every grant; the buffer is invalid afterwards. EBUSY: the
+  // backend still maps some page (kept by the provider until it unmaps).
+  Status free();
+
+ private:
+  Provider* provider_ = nullptr;
+  AllocMode mode_ = AllocMode::kFrontend;
+  std::size_t pages_ = 0;
+  std::size_t max_pages_ = kDefaultMaxPages;
+  DomId backend_ = 0;
+  Share directory_;
+  Share buffer_;      // frontend-allocated
+  Mapping mapping_;   // backend-allocated, once mapped
+  std::vector<Gref> backend_grefs_;  // backend-allocated, once mapped
+};
+
+}  // namespace shbuf

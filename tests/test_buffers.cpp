@@ -1,0 +1,197 @@
+// Frontend and backend buffers over the simulator: both modes, data shared
+// both ways, misuse refused, and nothing left behind.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "shbuf/backend_buffer.h"
+#include "shbuf/frontend_buffer.h"
+#include "sim_fixture.h"
+
+namespace shbuf {
+namespace {
+
+using Buffers = testing::SimPair;
+
+void fill(std::span<std::byte> m, std::uint32_t seed) {
+  auto* w = reinterpret_cast<std::uint32_t*>(m.data());
+  for (std::size_t i = 0; i < m.size() / 4; ++i) w[i] = seed ^ static_cast<std::uint32_t>(i);
+}
+
+bool holds(std::span<const std::byte> m, std::uint32_t seed) {
+  const auto* w = reinterpret_cast<const std::uint32_t*>(m.data());
+  for (std::size_t i = 0; i < m.size() / 4; ++i) {
+    if (w[i] != (seed ^ static_cast<std::uint32_t>(i))) return false;
+  }
+  return true;
+}
+
+TEST_F(Buffers, BothModesShareDataBothWays) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    for (std::size_t n : {1u, 1023u, 1024u, 1025u, 16384u}) {
+      SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n));
+      FrontendBufferConfig fc;
+      fc.backend = kBackendDom;
+      fc.pages = n;
+      fc.mode = mode;
+      auto f = FrontendBuffer::create(*fe, fc);
+      ASSERT_TRUE(f.ok()) << f.error().describe();
+      EXPECT_EQ(f->directory_pages(), dir_pages(n));
+      EXPECT_NE(f->directory_gref(), kDirListEnd);
+
+      BackendBufferConfig bc;
+      bc.frontend = kFrontendDom;
+      bc.directory_gref = f->directory_gref();
+      bc.pages = n;
+      bc.mode = mode;
+      auto b = BackendBuffer::attach(*be, bc);
+      ASSERT_TRUE(b.ok()) << b.error().describe();
+      if (mode == AllocMode::kBackend) {
+        EXPECT_TRUE(f->memory().empty());
+        ASSERT_TRUE(f->map().ok());
+      }
+      ASSERT_EQ(f->memory().size(), n * kPageSize);
+      ASSERT_EQ(b->memory().size(), n * kPageSize);
+      EXPECT_TRUE(std::equal(f->buffer_grefs().begin(), f->buffer_grefs().end(),
+                             b->buffer_grefs().begin(), b->buffer_grefs().end()));
+      fill(f->memory(), 0x1234);
+      EXPECT_TRUE(holds(b->memory(), 0x1234));
+      fill(b->memory(), 0xabcd);
+      EXPECT_TRUE(holds(f->memory(), 0xabcd));
+      if (mode == AllocMode::kBackend) {
+        ASSERT_TRUE(f->unmap().ok());
+      }
+      ASSERT_TRUE(b->detach().ok());
+      ASSERT_TRUE(f->free().ok());
+      expect_clean();
+    }
+  }
+}
+
+TEST_F(Buffers, FrontendRefusesBadRequestsAndMisuse) {
+  FrontendBufferConfig fc;
+  fc.backend = kBackendDom;
+  fc.pages = 0;
+  auto zero = FrontendBuffer::create(*fe, fc);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.error().code, EINVAL);
+  fc.pages = 100;
+  fc.max_pages = 99;
+  auto big = FrontendBuffer::create(*fe, fc);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, E2BIG);
+  fc.max_pages = kDefaultMaxPages;
+
+  auto f = FrontendBuffer::create(*fe, fc);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->map().code(), EINVAL);  // the frontend allocated it
+  EXPECT_EQ(f->unmap().code(), EINVAL);
+
+  fc.mode = AllocMode::kBackend;
+  auto g = FrontendBuffer::create(*fe, fc);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->unmap().code(), EINVAL);  // not mapped
+  // The backend never filled the directory: its grefs are 0.
+  Status unfilled = g->map();
+  EXPECT_EQ(unfilled.code(), EINVAL);
+  EXPECT_NE(unfilled.error().message.find("buffer gref 0"), std::string::npos)
+      << unfilled.error().message;
+  BackendBufferConfig bc;
+  bc.frontend = kFrontendDom;
+  bc.directory_gref = g->directory_gref();
+  bc.pages = 100;
+  bc.mode = AllocMode::kBackend;
+  auto b = BackendBuffer::attach(*be, bc);
+  ASSERT_TRUE(b.ok()) << b.error().describe();
+  ASSERT_TRUE(g->map().ok());
+  EXPECT_EQ(g->map().code(), EALREADY);
+  ASSERT_TRUE(g->unmap().ok());
+  ASSERT_TRUE(b->detach().ok());
+  ASSERT_TRUE(f->free().ok());
+  ASSERT_TRUE(g->free().ok());
+  EXPECT_FALSE(g->valid());
+  EXPECT_EQ(g->map().code(), EINVAL);  // freed
+  expect_clean();
+}
+
+TEST_F(Buffers, BackendRefusesBadRequests) {
+  BackendBufferConfig bc;
+  bc.frontend = kFrontendDom;
+  bc.directory_gref = 0;
+  bc.pages = 1;
+  EXPECT_EQ(BackendBuffer::attach(*be, bc).error().code, EINVAL);
+  bc.directory_gref = 9;
+  bc.pages = 0;
+  EXPECT_EQ(BackendBuffer::attach(*be, bc).error().code, EINVAL);
+  bc.pages = 10;
+  bc.max_pages = 5;
+  EXPECT_EQ(BackendBuffer::attach(*be, bc).error().code, E2BIG);
+  bc.max_pages = kDefaultMaxPages;
+  // A gref the frontend never granted.
+  auto never = BackendBuffer::attach(*be, bc);
+  ASSERT_FALSE(never.ok());
+  EXPECT_NE(never.error().message.find("directory page 0 (gref 9)"), std::string::npos)
+      << never.error().message;
+  expect_clean();
+}
+
+TEST_F(Buffers, FreeWhileTheBackendMapsKeepsThePagesUntilItUnmaps) {
+  FrontendBufferConfig fc;
+  fc.backend = kBackendDom;
+  fc.pages = 8;
+  auto f = FrontendBuffer::create(*fe, fc);
+  ASSERT_TRUE(f.ok());
+  BackendBufferConfig bc;
+  bc.frontend = kFrontendDom;
+  bc.directory_gref = f->directory_gref();
+  bc.pages = 8;
+  auto b = BackendBuffer::attach(*be, bc);
+  ASSERT_TRUE(b.ok());
+  fill(b->memory(), 77);
+  Status freed = f->free();
+  EXPECT_EQ(freed.code(), EBUSY);
+  EXPECT_FALSE(f->valid());
+  EXPECT_EQ(fe->pending_pages(), 8u);
+  // The backend's view still holds its data: nothing was reused under it.
+  auto g = FrontendBuffer::create(*fe, fc);
+  ASSERT_TRUE(g.ok());
+  fill(g->memory(), 5);
+  EXPECT_TRUE(holds(b->memory(), 77));
+  ASSERT_TRUE(b->detach().ok());
+  EXPECT_EQ(fe->pending_pages(), 0u);
+  ASSERT_TRUE(g->free().ok());
+  expect_clean();
+}
+
+TEST_F(Buffers, DestructorsReleaseEverything) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = 2000;
+    fc.mode = mode;
+    auto f = FrontendBuffer::create(*fe, fc);
+    ASSERT_TRUE(f.ok());
+    BackendBufferConfig bc;
+    bc.frontend = kFrontendDom;
+    bc.directory_gref = f->directory_gref();
+    bc.pages = 2000;
+    bc.mode = mode;
+    {
+      auto b = BackendBuffer::attach(*be, bc);
+      ASSERT_TRUE(b.ok());
+      if (mode == AllocMode::kBackend) {
+        ASSERT_TRUE(f->map().ok());
+      }
+      // Backend first: its destructor detaches; then the frontend's.
+      BackendBuffer moved = std::move(b).value();
+      EXPECT_TRUE(moved.valid());
+    }
+    {
+      FrontendBuffer moved = std::move(f).value();
+    }
+    expect_clean();
+  }
+}
+
+}  // namespace
+}  // namespace shbuf

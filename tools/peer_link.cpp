@@ -1,0 +1,146 @@
+#include "peer_link.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace shbuf::cli {
+namespace {
+
+Error sys_error(const std::string& what) {
+  const int e = errno;
+  return make_error(e, what + ": " + std::strerror(e));
+}
+
+Result<sockaddr_un> address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    return make_error(ENAMETOOLONG, "socket path '" + path + "' is empty or longer than " +
+                                        std::to_string(sizeof addr.sun_path - 1) + " bytes");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+long long now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+}  // namespace
+
+PeerLink::PeerLink(PeerLink&& other) noexcept { *this = std::move(other); }
+
+PeerLink& PeerLink::operator=(PeerLink&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    pending_ = std::move(other.pending_);
+  }
+  return *this;
+}
+
+PeerLink::~PeerLink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<int> PeerLink::listen_on(const std::string& path) {
+  auto addr = address(path);
+  if (!addr.ok()) return std::move(addr).error();
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sys_error("socket");
+  ::unlink(path.c_str());
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0 ||
+      ::listen(fd, 1) != 0) {
+    Error e = sys_error("cannot listen on '" + path + "'");
+    ::close(fd);
+    return e;
+  }
+  return fd;
+}
+
+Result<PeerLink> PeerLink::accept_one(int listen_fd, int timeout_ms) {
+  pollfd p{listen_fd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, timeout_ms);
+  if (ready < 0) return sys_error("poll");
+  if (ready == 0) {
+    return make_error(ETIMEDOUT, "no peer connected within " + std::to_string(timeout_ms) + " ms");
+  }
+  const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return sys_error("accept");
+  return PeerLink(fd);
+}
+
+Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
+  auto addr = address(path);
+  if (!addr.ok()) return std::move(addr).error();
+  const long long deadline = now_ms() + timeout_ms;
+  while (true) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sys_error("socket");
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
+      return PeerLink(fd);
+    }
+    Error e = sys_error("cannot connect to '" + path + "'");
+    ::close(fd);
+    if ((e.code != ENOENT && e.code != ECONNREFUSED) || now_ms() >= deadline) return e;
+    ::usleep(20000);
+  }
+}
+
+Status PeerLink::send(const std::string& line) {
+  const std::string data = line + "\n";
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t put = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (put < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("sending to peer");
+    }
+    done += static_cast<std::size_t>(put);
+  }
+  return {};
+}
+
+Result<std::string> PeerLink::receive(int timeout_ms) {
+  const long long deadline = now_ms() + timeout_ms;
+  while (true) {
+    const std::size_t nl = pending_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = pending_.substr(0, nl);
+      pending_.erase(0, nl + 1);
+      return line;
+    }
+    if (pending_.size() > 4096) return make_error(EPROTO, "peer sent a line over 4096 bytes");
+    const long long left = deadline - now_ms();
+    if (left <= 0) {
+      return make_error(ETIMEDOUT, "peer did not answer within " + std::to_string(timeout_ms) +
+                                       " ms");
+    }
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(left));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("poll");
+    }
+    if (ready == 0) continue;
+    char chunk[1024];
+    const ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("receiving from peer");
+    }
+    if (got == 0) return make_error(ENOTCONN, "peer closed the connection");
+    pending_.append(chunk, static_cast<std::size_t>(got));
+  }
+}
+
+}  // namespace shbuf::cli

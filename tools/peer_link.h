@@ -1,0 +1,35 @@
+// The demo's control channel: one line of text at a time over a Unix stream
+// socket, with a timeout on every read so a dead or stuck peer is an error,
+// never a hang.
+#pragma once
+
+#include <string>
+
+#include "shbuf/result.h"
+
+namespace shbuf::cli {
+
+class PeerLink {
+ public:
+  PeerLink() = default;
+  explicit PeerLink(int fd) : fd_(fd) {}
+  PeerLink(PeerLink&& other) noexcept;
+  PeerLink& operator=(PeerLink&& other) noexcept;
+  ~PeerLink();
+
+  // Listens on `path` (replacing a stale socket) and accepts one peer.
+  static Result<int> listen_on(const std::string& path);
+  static Result<PeerLink> accept_one(int listen_fd, int timeout_ms);
+  // Connects, retrying while the listener is not up yet, until timeout_ms.
+  static Result<PeerLink> connect_to(const std::string& path, int timeout_ms);
+
+  Status send(const std::string& line);
+  // One line without its newline; ENOTCONN at end of stream.
+  Result<std::string> receive(int timeout_ms);
+
+ private:
+  int fd_ = -1;
+  std::string pending_;
+};
+
+}  // namespace shbuf::cli
