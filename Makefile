@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL := /bin/bash
 
-.PHONY: all deps configure build demo test test-asan test-tsan test-xen clean
+.PHONY: all deps configure build demo test test-asan test-tsan fuzz test-xen clean
 
 all: build
 
@@ -28,6 +28,14 @@ test-asan:
 
 test-tsan:
 	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSHBUF_SANITIZE=thread -DSHBUF_BENCH=OFF"
+
+# Runs each libFuzzer target for FUZZ_SECONDS from the seed corpus in fuzz/corpus.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@CXX=clang++ cmake -S . -B build-fuzz -DSHBUF_FUZZ=ON -DSHBUF_SANITIZE=address \
+	  -DSHBUF_TESTS=OFF -DSHBUF_BENCH=OFF -DSHBUF_WITH_XEN=OFF >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

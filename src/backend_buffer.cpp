@@ -25,7 +25,8 @@ Status walk_directory(Provider& provider, const BackendBufferConfig& config, Acc
   for (std::size_t index = 0; !walker.done(); ++index) {
     const Gref one[] = {gref};
     auto page = provider.map(config.frontend, one, access);
-    if (!page.ok()) return with_context(std::move(page).error(), "mapping " + dir_page_name(index, gref));
+    if (!page.ok())
+      return with_context(std::move(page).error(), "mapping " + dir_page_name(index, gref));
     Result<Gref> next = visit(page->memory().first(kPageSize));
     Status unmapped = page->unmap();
     if (!next.ok()) return with_context(std::move(next).error(), dir_page_name(index, gref));
@@ -67,9 +68,9 @@ Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBuf
     }
     buf.share_ = std::move(share).value();
     const std::span<const Gref> grefs = buf.share_.grefs();
-    SHBUF_TRY(walk_directory(
-        provider, config, Access::kReadWrite, *walker,
-        [&](std::span<std::byte> page) { return walker->fill_page(page, grefs); }));
+    SHBUF_TRY(
+        walk_directory(provider, config, Access::kReadWrite, *walker,
+                       [&](std::span<std::byte> page) { return walker->fill_page(page, grefs); }));
   }
   return buf;
 }
@@ -86,7 +87,9 @@ BackendBuffer& BackendBuffer::operator=(BackendBuffer&& other) noexcept {
   return *this;
 }
 
-BackendBuffer::~BackendBuffer() { (void)detach(); }
+BackendBuffer::~BackendBuffer() {
+  (void)detach();
+}
 
 std::span<std::byte> BackendBuffer::memory() const {
   return mode_ == AllocMode::kFrontend ? mapping_.memory() : share_.memory();

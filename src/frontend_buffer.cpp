@@ -77,7 +77,9 @@ FrontendBuffer& FrontendBuffer::operator=(FrontendBuffer&& other) noexcept {
   return *this;
 }
 
-FrontendBuffer::~FrontendBuffer() { (void)free(); }
+FrontendBuffer::~FrontendBuffer() {
+  (void)free();
+}
 
 Gref FrontendBuffer::directory_gref() const {
   return directory_.valid() ? directory_.grefs()[0] : kDirListEnd;
@@ -107,6 +109,10 @@ Status FrontendBuffer::map() {
   auto grefs = decode_page_directory(directory_.memory(), pages_, options);
   if (!grefs.ok()) {
     return with_context(std::move(grefs).error(), "map: the backend's page directory is invalid");
+  }
+  Status distinct = check_distinct_grefs(*grefs);
+  if (!distinct.ok()) {
+    return with_context(distinct.error(), "map: the backend's page directory is invalid");
   }
   auto mapping = provider_->map(backend_, *grefs, Access::kReadWrite);
   if (!mapping.ok()) {

@@ -17,13 +17,17 @@ constexpr Gref to_wire(Gref v) {
     return ((v & 0xffu) << 24) | ((v & 0xff00u) << 8) | ((v >> 8) & 0xff00u) | (v >> 24);
   }
 }
-constexpr Gref from_wire(Gref v) { return to_wire(v); }
+constexpr Gref from_wire(Gref v) {
+  return to_wire(v);
+}
 
 bool word_aligned(const std::byte* p) {
   return reinterpret_cast<std::uintptr_t>(p) % alignof(Gref) == 0;
 }
 
-std::string num(std::size_t v) { return std::to_string(v); }
+std::string num(std::size_t v) {
+  return std::to_string(v);
+}
 
 // Shared by both encoders: argument checks and the links of every page.
 Status check_encode_args(std::span<const Gref> dir_grefs, std::size_t n,
@@ -92,7 +96,9 @@ Gref load_shared_gref(const std::byte* src) {
   return v;
 }
 
-void store_shared_gref(std::byte* dst, Gref value) { copy_grefs_to_shared(dst, &value, 1); }
+void store_shared_gref(std::byte* dst, Gref value) {
+  copy_grefs_to_shared(dst, &value, 1);
+}
 
 Status encode_frontend_alloc(std::span<const Gref> dir_grefs, std::span<const Gref> buffer_grefs,
                              std::span<std::byte> pages) {
@@ -168,8 +174,8 @@ Result<Gref> DirectoryWalker::accept_link(Gref link) {
 Result<Gref> DirectoryWalker::read_page(std::span<const std::byte> page) {
   if (done()) return make_error(EINVAL, "directory walk already complete");
   if (page.size() != kPageSize) {
-    return make_error(EINVAL, "a directory page is " + num(kPageSize) + " bytes, got " +
-                                  num(page.size()));
+    return make_error(EINVAL,
+                      "a directory page is " + num(kPageSize) + " bytes, got " + num(page.size()));
   }
   const std::size_t first = page_index_ * kGrefsPerDirPage;
   const std::size_t count = std::min(kGrefsPerDirPage, n_ - first);
@@ -193,8 +199,8 @@ Result<Gref> DirectoryWalker::fill_page(std::span<std::byte> page,
                                         std::span<const Gref> buffer_grefs) {
   if (done()) return make_error(EINVAL, "directory walk already complete");
   if (page.size() != kPageSize) {
-    return make_error(EINVAL, "a directory page is " + num(kPageSize) + " bytes, got " +
-                                  num(page.size()));
+    return make_error(EINVAL,
+                      "a directory page is " + num(kPageSize) + " bytes, got " + num(page.size()));
   }
   if (buffer_grefs.size() != n_) {
     return make_error(EINVAL, "filling a directory of " + num(n_) + " pages needs " + num(n_) +
@@ -204,8 +210,8 @@ Result<Gref> DirectoryWalker::fill_page(std::span<std::byte> page,
   const std::size_t count = std::min(kGrefsPerDirPage, n_ - first);
   for (std::size_t i = 0; i < count; ++i) {
     if (buffer_grefs[first + i] == kDirListEnd) {
-      return make_error(EINVAL, "buffer gref " + num(first + i) +
-                                    " is 0, which is never a valid gref");
+      return make_error(EINVAL,
+                        "buffer gref " + num(first + i) + " is 0, which is never a valid gref");
     }
   }
   auto link = accept_link(load_shared_gref(page.data()));
@@ -260,6 +266,19 @@ Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages
     SHBUF_TRY(check_expected_link(options, i, *link));
   }
   return walker->take_grefs();
+}
+
+Status check_distinct_grefs(std::span<const Gref> grefs) {
+  std::vector<Gref> sorted(grefs.begin(), grefs.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup == sorted.end()) return {};
+  const Gref value = *dup;
+  const auto first = std::find(grefs.begin(), grefs.end(), value);
+  const auto second = std::find(first + 1, grefs.end(), value);
+  return make_error(EINVAL, "gref " + num(value) + " appears twice, at buffer pages " +
+                                num(static_cast<std::size_t>(first - grefs.begin())) + " and " +
+                                num(static_cast<std::size_t>(second - grefs.begin())));
 }
 
 Status fill_page_directory(std::span<std::byte> pages, std::span<const Gref> buffer_grefs,

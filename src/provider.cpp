@@ -8,7 +8,9 @@
 
 namespace shbuf {
 
-Share::Share(Share&& other) noexcept { *this = std::move(other); }
+Share::Share(Share&& other) noexcept {
+  *this = std::move(other);
+}
 
 Share& Share::operator=(Share&& other) noexcept {
   if (this != &other) {
@@ -24,7 +26,9 @@ Share& Share::operator=(Share&& other) noexcept {
   return *this;
 }
 
-Share::~Share() { (void)end(); }
+Share::~Share() {
+  (void)end();
+}
 
 Status Share::end() {
   if (provider_ == nullptr) return {};
@@ -37,7 +41,9 @@ Status Share::end() {
   return status;
 }
 
-Mapping::Mapping(Mapping&& other) noexcept { *this = std::move(other); }
+Mapping::Mapping(Mapping&& other) noexcept {
+  *this = std::move(other);
+}
 
 Mapping& Mapping::operator=(Mapping&& other) noexcept {
   if (this != &other) {
@@ -52,7 +58,9 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
   return *this;
 }
 
-Mapping::~Mapping() { (void)unmap(); }
+Mapping::~Mapping() {
+  (void)unmap();
+}
 
 Status Mapping::unmap() {
   if (provider_ == nullptr) return {};

@@ -31,7 +31,8 @@ inline std::string slurp(const std::string& path) {
 
 // Runs argv with `input` on stdin; output goes through temporary files so a
 // large output can never block the child.
-inline ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input = {},
+inline ProcessResult run_process(const std::vector<std::string>& argv,
+                                 const std::string& input = {},
                                  const std::vector<std::string>& env = {}) {
   char in_path[] = "/tmp/shbuf-test-in-XXXXXX";
   char out_path[] = "/tmp/shbuf-test-out-XXXXXX";

@@ -14,10 +14,11 @@
 namespace shbuf::testing {
 
 class SimPair : public ::testing::Test {
- protected:
+ public:
   static constexpr DomId kBackendDom = 0;
   static constexpr DomId kFrontendDom = 1;
 
+ protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path = "/dev/shm/shbuf-test-" + std::to_string(::getpid()) + "-" + info->test_suite_name() +

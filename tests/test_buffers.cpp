@@ -186,9 +186,7 @@ TEST_F(Buffers, DestructorsReleaseEverything) {
       BackendBuffer moved = std::move(b).value();
       EXPECT_TRUE(moved.valid());
     }
-    {
-      FrontendBuffer moved = std::move(f).value();
-    }
+    { FrontendBuffer moved = std::move(f).value(); }
     expect_clean();
   }
 }

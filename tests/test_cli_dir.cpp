@@ -39,8 +39,8 @@ TEST(CliDir, EncodeDecodeRoundTrip) {
 }
 
 TEST(CliDir, BackendAllocEncodeHasLinksOnly) {
-  auto enc = run_process({SHBUF_BIN, "dir", "encode", "--pages", "1024", "--backend-alloc"},
-                         "16 17");
+  auto enc =
+      run_process({SHBUF_BIN, "dir", "encode", "--pages", "1024", "--backend-alloc"}, "16 17");
   ASSERT_EQ(enc.exit_code, 0) << enc.err;
   ASSERT_EQ(enc.out.size(), 8192u);
   EXPECT_EQ(static_cast<unsigned char>(enc.out[0]), 17);
@@ -114,9 +114,11 @@ TEST(CliDir, BadInputGivesOneErrorLine) {
 }
 
 TEST(CliDir, EveryCommandHasHelp) {
-  for (auto args : std::vector<std::vector<std::string>>{
-           {"--help"}, {"dir", "--help"}, {"dir", "encode", "--help"},
-           {"dir", "decode", "--help"}, {"dir", "inspect", "--help"}}) {
+  for (auto args : std::vector<std::vector<std::string>>{{"--help"},
+                                                         {"dir", "--help"},
+                                                         {"dir", "encode", "--help"},
+                                                         {"dir", "decode", "--help"},
+                                                         {"dir", "inspect", "--help"}}) {
     args.insert(args.begin(), SHBUF_BIN);
     auto r = run_process(args);
     EXPECT_EQ(r.exit_code, 0);

@@ -152,10 +152,18 @@ TEST_F(HostileFrontend, DirectoryRewrittenDuringTheWalk) {
       const std::size_t word = (x >> 12) % 1024;
       Gref value;
       switch ((x >> 24) % 4) {
-        case 0: value = 0; break;
-        case 1: value = directory.grefs()[(x >> 4) % 3]; break;
-        case 2: value = buffer.grefs()[(x >> 3) % n]; break;
-        default: value = x; break;
+        case 0:
+          value = 0;
+          break;
+        case 1:
+          value = directory.grefs()[(x >> 4) % 3];
+          break;
+        case 2:
+          value = buffer.grefs()[(x >> 3) % n];
+          break;
+        default:
+          value = x;
+          break;
       }
       set(page, word, value);
     }

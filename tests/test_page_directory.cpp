@@ -332,5 +332,16 @@ TEST(DirectoryWalker, RefusesWrongPageSize) {
   EXPECT_EQ(w->read_page(small).error().code, EINVAL);
 }
 
+TEST(PageDirectory, DistinctGrefs) {
+  std::vector<Gref> grefs = {9, 4, 12, 7};
+  EXPECT_TRUE(check_distinct_grefs(grefs).ok());
+  grefs.push_back(12);
+  Status s = check_distinct_grefs(grefs);
+  EXPECT_EQ(s.code(), EINVAL);
+  EXPECT_NE(s.error().message.find("gref 12 appears twice, at buffer pages 2 and 4"),
+            std::string::npos)
+      << s.error().message;
+}
+
 }  // namespace
 }  // namespace shbuf

@@ -173,8 +173,8 @@ void run_inspect() {
       } else if (carried != kGrefsPerDirPage) {
         problem = fmt::format("page {} links on but carries only {} grefs", i, carried);
       } else if (std::find(links.begin(), links.end(), words[0]) != links.end()) {
-        problem = fmt::format("page {} links to gref {} a second time: the chain loops", i,
-                              words[0]);
+        problem =
+            fmt::format("page {} links to gref {} a second time: the chain loops", i, words[0]);
       }
       links.push_back(words[0]);
     }
@@ -221,9 +221,10 @@ void add_dir_commands(CLI::App& app) {
                      "link is checked against them");
   decode->callback([] { run_decode(pages, dir_grefs); });
 
-  CLI::App* inspect = dir->add_subcommand(
-      "inspect", "Describe directory pages on stdin: each page's link and gref count, and "
-                 "whether the chain is well formed");
+  CLI::App* inspect =
+      dir->add_subcommand("inspect",
+                          "Describe directory pages on stdin: each page's link and gref count, and "
+                          "whether the chain is well formed");
   inspect->callback([] { run_inspect(); });
 }
 

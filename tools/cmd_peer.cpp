@@ -95,6 +95,7 @@ struct BackendArgs {
   ProviderArgs provider;
   std::string socket;
   bool once = false;
+  double accept_timeout = 0;  // seconds; 0: wait for ever
   std::size_t max_pages = kDefaultMaxPages;
 };
 
@@ -163,7 +164,9 @@ void run_backend(const BackendArgs& args) {
   std::unique_ptr<Provider> provider = args.provider.open();
   const int listen_fd = take(PeerLink::listen_on(args.socket));
   do {
-    auto link = PeerLink::accept_one(listen_fd, -1);
+    const int timeout_ms =
+        args.accept_timeout > 0 ? static_cast<int>(args.accept_timeout * 1000) : -1;
+    auto link = PeerLink::accept_one(listen_fd, timeout_ms);
     if (!link.ok()) {
       ::close(listen_fd);
       fail(link.error());
@@ -191,6 +194,7 @@ struct FrontendArgs {
   std::string socket;
   std::string mode = "both";
   std::vector<std::size_t> pages = {1, 1023, 1024, 1025, 16384};
+  double connect_timeout = kConnectTimeoutMs / 1000.0;  // seconds
   bool machine = false;
 };
 
@@ -258,7 +262,8 @@ std::vector<AllocMode> modes_of(const std::string& mode) {
 
 std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
   std::unique_ptr<Provider> provider = args.provider.open();
-  PeerLink link = take(PeerLink::connect_to(args.socket, kConnectTimeoutMs));
+  PeerLink link =
+      take(PeerLink::connect_to(args.socket, static_cast<int>(args.connect_timeout * 1000)));
   auto hello = link.receive(kConnectTimeoutMs);
   if (!hello.ok()) fail(hello.error());
   const std::vector<std::string> w = split_words(*hello);
@@ -277,9 +282,8 @@ std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
 }
 
 std::string machine_line(const CaseResult& r) {
-  return fmt::format("RESULT {} {} {} {:.3f} {:.3f} {} {}", to_string(r.mode), r.pages,
-                     r.dir_pages, r.share_ms, r.map_ms, r.verified ? 1 : 0,
-                     r.error.empty() ? "-" : r.error);
+  return fmt::format("RESULT {} {} {} {:.3f} {:.3f} {} {}", to_string(r.mode), r.pages, r.dir_pages,
+                     r.share_ms, r.map_ms, r.verified ? 1 : 0, r.error.empty() ? "-" : r.error);
 }
 
 std::optional<CaseResult> parse_machine_line(const std::string& line) {
@@ -300,8 +304,8 @@ std::optional<CaseResult> parse_machine_line(const std::string& line) {
 }
 
 void print_table(const std::vector<CaseResult>& results) {
-  fmt::print("{:<15} {:>8} {:>9} {:>12} {:>12}  {}\n", "mode", "pages", "dir pages",
-             "share (ms)", "map (ms)", "verified");
+  fmt::print("{:<15} {:>8} {:>9} {:>12} {:>12}  {}\n", "mode", "pages", "dir pages", "share (ms)",
+             "map (ms)", "verified");
   for (const CaseResult& r : results) {
     fmt::print("{:<15} {:>8} {:>9} {:>12.3f} {:>12.3f}  {}\n", to_string(r.mode), r.pages,
                r.dir_pages, r.share_ms, r.map_ms, r.verified ? "yes" : "NO: " + r.error);
@@ -388,8 +392,8 @@ void run_demo(const DemoArgs& args) {
   const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
   std::string work = fmt::format("{}/shbuf-demo-XXXXXX", base);
   if (::mkdtemp(work.data()) == nullptr) {
-    fail(kExitFailure, fmt::format("cannot create a directory under {}: {}", base,
-                                   std::strerror(errno)));
+    fail(kExitFailure,
+         fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
   }
   const bool own_sim = sim && sim_path.empty();
   if (own_sim) sim_path = work + "/sim";
@@ -402,11 +406,13 @@ void run_demo(const DemoArgs& args) {
 
   std::vector<std::string> common = {"--provider", args.provider};
   if (sim) common.insert(common.end(), {"--sim", sim_path});
-  std::vector<std::string> be = {"shbuf", "backend", "--once", "--socket", socket, "--domid", "0"};
+  std::vector<std::string> be = {"shbuf", "backend", "--once", "--accept-timeout", "30", "--socket",
+                                 socket,  "--domid", "0"};
   be.insert(be.end(), common.begin(), common.end());
-  std::vector<std::string> fe = {"shbuf",  "frontend", "--machine", "--socket",
-                                 socket,   "--mode",    args.mode,  "--pages",
-                                 pages_list(args.pages), "--domid", sim ? "1" : "0"};
+  std::vector<std::string> fe = {"shbuf",    "frontend",     "--machine",
+                                 "--socket", socket,         "--mode",
+                                 args.mode,  "--pages",      pages_list(args.pages),
+                                 "--domid",  sim ? "1" : "0"};
   fe.insert(fe.end(), common.begin(), common.end());
 
   int pipe_fds[2];
@@ -442,8 +448,9 @@ void run_demo(const DemoArgs& args) {
       leftovers = "cannot read the simulator: " + status.error().describe();
     } else {
       clean = status->grants.empty() && status->mappings.empty();
-      leftovers = clean ? "none" : fmt::format("{} grants and {} mappings left behind",
-                                               status->grants.size(), status->mappings.size());
+      leftovers = clean ? "none"
+                        : fmt::format("{} grants and {} mappings left behind",
+                                      status->grants.size(), status->mappings.size());
     }
   }
   cleanup();
@@ -461,14 +468,16 @@ void run_demo(const DemoArgs& args) {
           i ? "," : "", to_string(r.mode), r.pages, r.dir_pages, r.share_ms, r.map_ms,
           r.verified ? "true" : "false", json_escape(r.error));
     }
-    out += fmt::format("],\"frontend_exit\":{},\"backend_exit\":{},\"leftovers\":\"{}\","
-                       "\"ok\":{}}}\n",
-                       fe_exit, be_exit, json_escape(leftovers), all ? "true" : "false");
+    out += fmt::format(
+        "],\"frontend_exit\":{},\"backend_exit\":{},\"leftovers\":\"{}\","
+        "\"ok\":{}}}\n",
+        fe_exit, be_exit, json_escape(leftovers), all ? "true" : "false");
     fmt::print("{}", out);
   } else {
-    fmt::print("shbuf demo: a frontend process and a backend process ({} provider) share "
-               "buffers through a page directory\n\n",
-               args.provider);
+    fmt::print(
+        "shbuf demo: a frontend process and a backend process ({} provider) share "
+        "buffers through a page directory\n\n",
+        args.provider);
     print_table(results);
     fmt::print("\ngrants or mappings left afterwards: {}\n", leftovers);
     fmt::print("{}\n", all ? "all buffers verified both ways" : "FAILED");
@@ -506,6 +515,10 @@ void add_peer_commands(CLI::App& app) {
   backend.provider.add_to(be, 0);
   be->add_option("--socket", backend.socket, "Unix socket to listen on")->required();
   be->add_flag("--once", backend.once, "Serve one frontend, then exit");
+  be->add_option("--accept-timeout", backend.accept_timeout,
+                 "Give up when no frontend connects within this many seconds (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   be->add_option("--max-pages", backend.max_pages, "Refuse buffers larger than this")
       ->capture_default_str();
   be->callback([] { run_backend(backend); });
@@ -518,6 +531,10 @@ void add_peer_commands(CLI::App& app) {
   add_mode_option(fe, frontend.mode);
   add_pages_option(fe, frontend.pages);
   fe->add_flag("--machine", frontend.machine, "One RESULT line per buffer, for scripts");
+  fe->add_option("--connect-timeout", frontend.connect_timeout,
+                 "Seconds to keep trying while the backend is not listening yet")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   fe->callback([] { run_frontend(frontend); });
 
   static DemoArgs demo;

@@ -37,7 +37,9 @@ long long now_ms() {
 
 }  // namespace
 
-PeerLink::PeerLink(PeerLink&& other) noexcept { *this = std::move(other); }
+PeerLink::PeerLink(PeerLink&& other) noexcept {
+  *this = std::move(other);
+}
 
 PeerLink& PeerLink::operator=(PeerLink&& other) noexcept {
   if (this != &other) {
@@ -122,8 +124,8 @@ Result<std::string> PeerLink::receive(int timeout_ms) {
     if (pending_.size() > 4096) return make_error(EPROTO, "peer sent a line over 4096 bytes");
     const long long left = deadline - now_ms();
     if (left <= 0) {
-      return make_error(ETIMEDOUT, "peer did not answer within " + std::to_string(timeout_ms) +
-                                       " ms");
+      return make_error(ETIMEDOUT,
+                        "peer did not answer within " + std::to_string(timeout_ms) + " ms");
     }
     pollfd p{fd_, POLLIN, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(left));

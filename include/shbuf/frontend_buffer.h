@@ -5,7 +5,8 @@
 // directory pages with the backend and fills the directory; memory() is the
 // buffer at once. Backend-allocated: create() shares only the D directory pages
 // (writable: the backend writes its grefs there); map() copies those grefs out
-// once, validates them like the decoder, and maps them; unmap() undoes it.
+// once, validates them like the decoder, refuses a gref listed twice (two
+// buffer pages would alias), and maps them; unmap() undoes it.
 //
 // Every failure leaves nothing granted, mapped or allocated. free() (and the
 // destructor) ends exactly the grants create() made. If the backend still maps
@@ -74,8 +75,8 @@ class FrontendBuffer {
   std::size_t max_pages_ = kDefaultMaxPages;
   DomId backend_ = 0;
   Share directory_;
-  Share buffer_;      // frontend-allocated
-  Mapping mapping_;   // backend-allocated, once mapped
+  Share buffer_;                     // frontend-allocated
+  Mapping mapping_;                  // backend-allocated, once mapped
   std::vector<Gref> backend_grefs_;  // backend-allocated, once mapped
 };
 

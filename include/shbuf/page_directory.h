@@ -68,6 +68,10 @@ struct DecodeOptions {
 Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages, std::size_t n,
                                                 const DecodeOptions& options = {});
 
+// EINVAL naming the first gref that appears twice, with both positions: a
+// peer that lists a page twice would make two parts of a buffer alias.
+Status check_distinct_grefs(std::span<const Gref> grefs);
+
 // Backend-allocated mode, backend side: writes the buffer grefs into existing
 // directory pages, checking each page's link as decode does. Only gref slots
 // are written, never links.

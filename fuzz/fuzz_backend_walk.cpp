@@ -1,0 +1,123 @@
+// Fuzzes the backend's attach over the simulator with a hostile frontend
+// that controls every word of its directory, how many directory pages it
+// grants and how. Whatever it does: no crash, no hang, never more maps than
+// N + D pages, and nothing stays mapped or granted once both sides let go.
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "shbuf/backend_buffer.h"
+#include "shbuf/sim.h"
+
+namespace {
+
+using namespace shbuf;
+
+struct Domains {
+  std::string path;
+  std::unique_ptr<SimProvider> frontend;
+  std::unique_ptr<SimProvider> backend;
+
+  Domains() {
+    path = "/dev/shm/shbuf-fuzz-walk-" + std::to_string(::getpid());
+    std::filesystem::remove_all(path);
+    SimOptions o;
+    o.path = path;
+    o.max_grant_frames = 64;
+    o.domid = 1;
+    auto f = SimProvider::open(o);
+    o.domid = 0;
+    auto b = SimProvider::open(o);
+    if (!f.ok() || !b.ok()) std::abort();
+    frontend = std::move(f).value();
+    backend = std::move(b).value();
+  }
+  ~Domains() {
+    frontend.reset();
+    backend.reset();
+    (void)SimProvider::reset(path);
+    std::filesystem::remove_all(path);
+  }
+};
+
+Domains& domains() {
+  static Domains d;
+  return d;
+}
+
+struct Input {
+  const std::uint8_t* data;
+  std::size_t size;
+  std::uint32_t u32() {
+    std::uint32_t v = 0;
+    const std::size_t k = size < 4 ? size : 4;
+    std::memcpy(&v, data, k);
+    data += k;
+    size -= k;
+    return v;
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Domains& d = domains();
+  Input in{data, size};
+  const std::uint32_t head = in.u32();
+  const std::size_t n = 1 + head % 2600;                   // claimed buffer pages
+  const std::size_t granted_dir = 1 + (head >> 12) % 4;     // directory pages really granted
+  const std::size_t granted_buf = (head >> 16) % 64;        // buffer pages really granted
+  const Access dir_access = (head >> 24) & 1 ? Access::kReadOnly : Access::kReadWrite;
+  const AllocMode mode = (head >> 25) & 1 ? AllocMode::kBackend : AllocMode::kFrontend;
+
+  auto dir = d.frontend->share(0, granted_dir, dir_access);
+  if (!dir.ok()) std::abort();
+  Share buffer;
+  if (granted_buf != 0) {
+    auto b = d.frontend->share(0, granted_buf, Access::kReadWrite);
+    if (!b.ok()) std::abort();
+    buffer = std::move(b).value();
+  }
+  // Each word: an exact value, or (most often) a gref the frontend granted,
+  // so that chains get deep enough to be interesting.
+  std::byte* pages = dir->memory().data();
+  for (std::size_t w = 0; w < granted_dir * 1024 && in.size >= 4; ++w) {
+    const std::uint32_t v = in.u32();
+    Gref g = v >> 2;
+    switch (v & 3) {
+      case 0: break;
+      case 1: g = dir->grefs()[g % granted_dir]; break;
+      case 2: g = buffer.valid() ? buffer.grefs()[g % granted_buf] : g; break;
+      case 3: g = (g & 1) ? 0 : dir->grefs()[(g >> 1) % granted_dir]; break;
+    }
+    store_shared_gref(pages + w * 4, g);
+  }
+
+  const ProviderStats before = d.backend->stats();
+  BackendBufferConfig config;
+  config.frontend = 1;
+  config.directory_gref = dir->grefs()[0];
+  config.pages = n;
+  config.mode = mode;
+  {
+    auto attached = BackendBuffer::attach(*d.backend, config);
+    const ProviderStats after = d.backend->stats();
+    if (after.pages_mapped - before.pages_mapped > n + dir_pages(n)) std::abort();
+    if (attached.ok()) {
+      if (attached->memory().size() != n * kPageSize) std::abort();
+    } else if (attached.error().message.empty()) {
+      std::abort();
+    }
+  }
+  const ProviderStats done = d.backend->stats();
+  if (done.map_calls - before.map_calls < done.unmap_calls - before.unmap_calls) std::abort();
+  buffer = Share();
+  if (!dir->end().ok()) std::abort();  // the backend must hold no mapping now
+  return 0;
+}
