@@ -10,3 +10,5 @@
 run "$B/shbuf_xen_selftest"
 run "$B/tests/test_xen_provider" --gtest_color=no
 run_if "$B/shbuf demo --help" -- "$B/shbuf" demo --provider xen --pages 1,1023,1024,1025,16384
+# The PV display backend against Linux's xen-drm-front in two domUs.
+run_if '[ "${SHBUF_DISPL:-0}" = 1 ]' -- sh tests/xen/displ-test.sh "$B"

@@ -13,6 +13,8 @@
 #   SHBUF_XEN_KERNEL   kernel package to boot (the one linux-image-amd64 depends on)
 #   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider)
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
+#   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
+#                      toolstack in dom0, no domU
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +26,8 @@ step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
 gntalloc_limit=${SHBUF_XEN_GNTALLOC_LIMIT:-32768}
 targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider}
 xen_pkg=xen-hypervisor-4.17-amd64
+displ=${SHBUF_XEN_DISPL:-0}
+[ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
 jobs=$(nproc)
 
 log() { echo "xen-run: $*" >&2; }
@@ -97,6 +101,25 @@ kernel_dir=$(unpack "$kernel_deb" './boot/vmlinuz-*' './lib/modules/*/kernel/dri
   './lib/modules/*/kernel/fs/fscache/*')
 busybox_dir=$(unpack "$busybox_deb" './bin/busybox')
 
+# The PV display proof also needs the toolstack in dom0 and, for the domU,
+# the kernel's DRM modules and Linux's PV display frontend.
+if [ "$displ" = 1 ]; then
+  tool_dirs=("$(unpack "$(fetch xen-utils-4.17)" './usr/lib/xen-4.17/bin/*')"
+             "$(unpack "$(fetch xenstore-utils)" './usr/bin/*')")
+  drm_dir=$cache/unpacked/$(basename "$kernel_deb" .deb)-drm
+  if [ ! -e "$drm_dir/.done" ]; then
+    rm -rf "$drm_dir"
+    mkdir -p "$drm_dir"
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$drm_dir" --wildcards \
+      './lib/modules/*/kernel/drivers/gpu/drm/drm.ko' \
+      './lib/modules/*/kernel/drivers/gpu/drm/drm_kms_helper.ko' \
+      './lib/modules/*/kernel/drivers/gpu/drm/xen/drm_xen_front.ko' \
+      './lib/modules/*/kernel/drivers/xen/xen-front-pgdir-shbuf.ko' ||
+      die "unpacking the DRM modules from $kernel_deb failed"
+    touch "$drm_dir/.done"
+  fi
+fi
+
 xen_gz=$(ls "$xen_dir"/boot/xen-*-amd64.gz | head -1)
 vmlinuz=$(ls "$kernel_dir"/boot/vmlinuz-* | head -1)
 kver=${vmlinuz##*/vmlinuz-}
@@ -117,8 +140,15 @@ if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
     [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
     xen_libs+=("-D${lib^^}_LIB=$a")
   done
+  for lib in xenstore xenevtchn; do
+    a=$(g++ -print-file-name="lib$lib.a")
+    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
+    xen_libs+=("-D${lib^^}_LIB=$a")
+  done
+  zlib_a=$(g++ -print-file-name=libz.a)
+  [ -f "$zlib_a" ] || die "libz.a is missing (apt-get install zlib1g-dev)"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" \
+    -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" -DZLIB_LIBRARY="$zlib_a" \
     -Dfmt_DIR="$root/tests/xen/cmake" -DSHBUF_BENCH=OFF >/dev/null ||
     die "configuring the static build in $build_rel failed"
   # shellcheck disable=SC2086
@@ -126,9 +156,29 @@ if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
   log "static build done ($(elapsed))"
 fi
 
-# The dom0 initramfs: busybox, the modules, /init.
 run_dir=$build/xen-run
 mkdir -p "$run_dir"
+
+# The domU for the PV display proof: the same kernel, an initramfs with
+# busybox, the display frontend's modules and our static DRM client.
+if [ "$displ" = 1 ]; then
+  guest=$run_dir/guest
+  rm -rf "$guest"
+  mkdir -p "$guest/root/bin" "$guest/root/lib/modules"
+  cp "$vmlinuz" "$guest/vmlinuz"
+  cp "$busybox_dir/bin/busybox" "$guest/root/bin/busybox"
+  find "$drm_dir" -name '*.ko' -exec cp {} "$guest/root/lib/modules/" \;
+  [ "$(ls "$guest/root/lib/modules" | wc -l)" = 4 ] || die "DRM modules missing in $kernel_pkg"
+  gcc -static -O2 -Wall -Wextra -Werror -I/usr/include/libdrm -I"$root/tests/xen" \
+    "$root/tests/xen/drm_client.c" -o "$guest/root/bin/drm_client" ||
+    die "building tests/xen/drm_client.c failed (apt-get install libdrm-dev)"
+  install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
+  (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
+  rm -rf "$guest/root"
+  log "domU kernel and initramfs in $guest ($(elapsed))"
+fi
+
+# The dom0 initramfs: busybox, the modules, /init.
 initrd=$run_dir/dom0.cpio.gz
 stage=$(mktemp -d "$run_dir/initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
@@ -143,6 +193,29 @@ for m in drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn 
   cp "$mods/$m.ko" "$stage/lib/modules/"
 done
 install -m 755 "$root/tests/xen/dom0-init.sh" "$stage/init"
+# The toolstack for the PV display proof, with the host's copies of its
+# shared libraries (libxen-dev pulls in the same versions).
+if [ "$displ" = 1 ]; then
+  mkdir -p "$stage/usr/lib/xen-4.17/bin" "$stage/usr/bin"
+  bins=()
+  for d in "${tool_dirs[@]}"; do
+    for b in xl xenstored xenconsoled xen-init-dom0; do
+      [ -f "$d/usr/lib/xen-4.17/bin/$b" ] && cp "$d/usr/lib/xen-4.17/bin/$b" "$stage/usr/lib/xen-4.17/bin/" && bins+=("$d/usr/lib/xen-4.17/bin/$b")
+    done
+    [ -f "$d/usr/bin/xenstore" ] && cp "$d/usr/bin/xenstore" "$stage/usr/bin/" && bins+=("$d/usr/bin/xenstore")
+  done
+  for b in xl xenstored xenconsoled xen-init-dom0; do
+    [ -f "$stage/usr/lib/xen-4.17/bin/$b" ] || die "$b is missing from the xen-utils packages"
+  done
+  for n in read write ls list rm; do ln -sf xenstore "$stage/usr/bin/xenstore-$n"; done
+  libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' | sort -u)
+  [ -n "$libs" ] || die "ldd found no libraries for the toolstack"
+  for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+    [ -e "$l" ] || die "the toolstack needs $l, missing on this host (apt-get install libxen-dev)"
+    mkdir -p "$stage$(dirname "$l")"
+    cp -L "$l" "$stage$l"
+  done
+fi
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
 
 # Boot. Arguments after the kernel path in the second -initrd module form the
@@ -154,7 +227,7 @@ xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpu
 xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false"
 dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
 dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
-dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout"
+dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ"
 log "booting Xen under QEMU (TCG), serial log $serial ($(elapsed))"
 t_boot=$(date +%s)
 set +e

@@ -1,0 +1,34 @@
+// PNG files of what a PV display shows: 8-bit RGB, zlib-compressed, written
+// so that a reader never sees a partial file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "shbuf/result.h"
+
+namespace shbuf::displ {
+
+// The largest width or height accepted (PNG allows more; a display never
+// needs it, and it bounds the memory one frame can take).
+inline constexpr std::uint32_t kMaxImageDimension = 16384;
+
+// An image in memory: height rows of width pixels, 3 bytes each (R, G, B).
+struct RgbImage {
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::vector<std::uint8_t> rgb;
+};
+
+// Encodes a PNG (IHDR, one IDAT, IEND; filter 0 on every row). EINVAL for an
+// empty image, a dimension above kMaxImageDimension, or rgb of the wrong size.
+Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image);
+
+// Writes `bytes` to `path` through a temporary file in the same directory
+// and a rename, so the file appears whole or not at all.
+Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes);
+
+}  // namespace shbuf::displ

@@ -1,0 +1,413 @@
+// The display device over the simulator, both allocation modes: frames
+// arrive exactly as the frontend drew them, and every hostile request is
+// refused with the right errno while nothing stays granted or mapped.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "shbuf/displ_device.h"
+#include "shbuf/frontend_buffer.h"
+#include "sim_fixture.h"
+
+namespace shbuf::displ {
+namespace {
+
+class DisplDevice : public testing::SimPair {
+ protected:
+  std::unique_ptr<DisplayDevice> make(bool be_alloc, DeviceLimits limits = {}) {
+    DeviceConfig c;
+    c.frontend = kFrontendDom;
+    c.be_alloc = be_alloc;
+    c.connectors = {{64, 48}, {32, 16}};
+    c.limits = limits;
+    return std::make_unique<DisplayDevice>(*be, c, [this](const Frame& f) -> Status {
+      if (!sink_status.ok()) return sink_status;
+      frames.push_back({f.connector, f.number, f.fb_cookie, *f.image});
+      return {};
+    });
+  }
+
+  FrontendBuffer buffer(std::size_t bytes, AllocMode mode = AllocMode::kFrontend) {
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = (bytes + kPageSize - 1) / kPageSize;
+    fc.mode = mode;
+    auto f = FrontendBuffer::create(*fe, fc);
+    EXPECT_TRUE(f.ok()) << f.error().describe();
+    return std::move(f).value();
+  }
+
+  static Outcome send(DisplayDevice& d, std::size_t conn, std::uint8_t op,
+                      decltype(Request::body) body, std::uint16_t id = 7) {
+    Request r;
+    r.id = id;
+    r.operation = op;
+    r.body = std::move(body);
+    Outcome o = d.handle(conn, encode_request(r));
+    EXPECT_EQ(o.response.id, id);
+    EXPECT_EQ(o.response.operation, op);
+    return o;
+  }
+
+  static DbufCreate create_req(std::uint64_t cookie, Gref dir, std::uint32_t w, std::uint32_t h,
+                               std::uint32_t bpp = 32, std::uint32_t flags = 0) {
+    return DbufCreate{cookie, w, h, bpp, w * h * bpp / 8, flags, dir, 0};
+  }
+
+  // XRGB8888 pixels of a pattern distinct per seed.
+  static void draw(std::span<std::byte> m, std::uint32_t w, std::uint32_t h, std::uint32_t seed) {
+    for (std::uint32_t i = 0; i < w * h; ++i) {
+      const std::uint32_t px = (seed * 0x9e3779b9u ^ i * 0x85ebca6bu) & 0xffffff;
+      std::memcpy(m.data() + i * 4, &px, 4);
+    }
+  }
+  static bool shows(const RgbImage& img, std::uint32_t w, std::uint32_t h, std::uint32_t seed,
+                    std::uint32_t stride_px) {
+    if (img.width != w || img.height != h) return false;
+    for (std::uint32_t y = 0; y < h; ++y) {
+      for (std::uint32_t x = 0; x < w; ++x) {
+        const std::uint32_t i = y * stride_px + x;
+        const std::uint32_t px = (seed * 0x9e3779b9u ^ i * 0x85ebca6bu) & 0xffffff;
+        const std::uint8_t* p = &img.rgb[(y * w + x) * 3];
+        if (p[0] != (px >> 16 & 0xff) || p[1] != (px >> 8 & 0xff) || p[2] != (px & 0xff)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  struct Shown {
+    std::size_t connector;
+    std::uint64_t number;
+    std::uint64_t fb;
+    RgbImage image;
+  };
+  std::vector<Shown> frames;
+  Status sink_status;
+};
+
+TEST_F(DisplDevice, FrontendAllocatedFramesArriveExactly) {
+  auto dev = make(false);
+  FrontendBuffer a = buffer(64 * 48 * 4), b = buffer(64 * 48 * 4);
+  draw(a.memory(), 64, 48, 1);
+  draw(b.memory(), 64, 48, 2);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(dev->dbuf_count(), 2u);
+  EXPECT_EQ(dev->pages_held(), 6u);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatXRGB8888}).response.status, 0);
+  Outcome set = send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32});
+  EXPECT_EQ(set.response.status, 0) << set.error;
+  EXPECT_FALSE(set.flip_event);
+  Outcome flip = send(*dev, 0, kOpPgFlip, PgFlip{11});
+  EXPECT_EQ(flip.response.status, 0) << flip.error;
+  ASSERT_TRUE(flip.flip_event);
+  EXPECT_EQ(*flip.flip_event, 11u);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].number, 0u);
+  EXPECT_EQ(frames[1].number, 1u);
+  EXPECT_EQ(frames[1].fb, 11u);
+  EXPECT_TRUE(shows(frames[0].image, 64, 48, 1, 64));
+  EXPECT_TRUE(shows(frames[1].image, 64, 48, 2, 64));
+  // What the frontend draws next is what the next flip shows.
+  draw(a.memory(), 64, 48, 3);
+  EXPECT_EQ(send(*dev, 0, kOpPgFlip, PgFlip{10}).response.status, 0);
+  EXPECT_TRUE(shows(frames.back().image, 64, 48, 3, 64));
+  EXPECT_EQ(dev->frames(0), 3u);
+
+  EXPECT_EQ(send(*dev, 0, kOpFbDetach, FbDetach{11}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufDestroy, DbufDestroy{2}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufDestroy, DbufDestroy{1}).response.status, 0);
+  EXPECT_EQ(dev->dbuf_count(), 0u);
+  EXPECT_EQ(dev->fb_count(), 0u);
+  EXPECT_EQ(dev->pages_held(), 0u);
+  ASSERT_TRUE(a.free().ok());
+  ASSERT_TRUE(b.free().ok());
+  dev.reset();
+  expect_clean();
+}
+
+TEST_F(DisplDevice, BackendAllocatedBuffersAreGrantedAndShown) {
+  auto dev = make(true);
+  FrontendBuffer a = buffer(32 * 16 * 4, AllocMode::kBackend);
+  Outcome c = send(*dev, 0, kOpDbufCreate,
+                   create_req(5, a.directory_gref(), 32, 16, 32, kDbufFlagReqAlloc));
+  ASSERT_EQ(c.response.status, 0) << c.error;
+  ASSERT_TRUE(a.map().ok());  // the frontend maps what the backend granted
+  draw(a.memory(), 32, 16, 9);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{5, 50, 32, 16, kFormatXRGB8888}).response.status, 0);
+  // Connector 1 is 32x16: configure and flip there.
+  EXPECT_EQ(send(*dev, 1, kOpSetConfig, SetConfig{50, 0, 0, 32, 16, 32}).response.status, 0);
+  EXPECT_EQ(send(*dev, 1, kOpPgFlip, PgFlip{50}).response.status, 0);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[1].connector, 1u);
+  EXPECT_TRUE(shows(frames[1].image, 32, 16, 9, 32));
+  // As Linux does: the frontend unmaps, then asks for the destruction.
+  ASSERT_TRUE(a.unmap().ok());
+  EXPECT_EQ(send(*dev, 0, kOpDbufDestroy, DbufDestroy{5}).response.status, 0);
+  ASSERT_TRUE(a.free().ok());
+  dev.reset();
+  expect_clean();
+}
+
+TEST_F(DisplDevice, ShowsTheConfiguredRegionWithTheDbufsStrideAndOffset) {
+  auto dev = make(false);
+  // A 40-wide dbuf whose data starts 256 bytes in; the fb and the region are
+  // 32x16 (connector 1).
+  const std::uint32_t ofs = 256, stride_px = 40;
+  FrontendBuffer a = buffer(ofs + stride_px * 16 * 4);
+  draw(a.memory().subspan(ofs), stride_px, 16, 4);
+  DbufCreate r{1, stride_px, 16, 32, ofs + stride_px * 16 * 4, 0, a.directory_gref(), ofs};
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, r).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 2, 32, 16, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 1, kOpSetConfig, SetConfig{2, 0, 0, 32, 16, 32}).response.status, 0);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_TRUE(shows(frames[0].image, 32, 16, 4, stride_px));
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, RefusesHostileDbufCreates) {
+  DeviceLimits big;
+  big.max_dimension = 0xffffffffu;
+  big.max_buffer_bytes = 0xffffffffu;
+  auto dev = make(false, big);
+  FrontendBuffer a = buffer(64 * 48 * 4);
+  const Gref dir = a.directory_gref();
+  struct Case {
+    const char* what;
+    DbufCreate req;
+    std::size_t connector;
+    int code;
+  };
+  const Case cases[] = {
+      {"cookie 0", create_req(0, dir, 64, 48), 0, EINVAL},
+      {"width 0", create_req(1, dir, 0, 48), 0, EINVAL},
+      {"height 0", create_req(1, dir, 64, 0), 0, EINVAL},
+      {"bpp 12", DbufCreate{1, 64, 48, 12, 64 * 48 * 4, 0, dir, 0}, 0, EINVAL},
+      {"bpp 0", DbufCreate{1, 64, 48, 0, 64 * 48 * 4, 0, dir, 0}, 0, EINVAL},
+      {"buffer too small", DbufCreate{1, 64, 48, 32, 64 * 48 * 4 - 1, 0, dir, 0}, 0, EINVAL},
+      {"offset beyond the buffer", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 64 * 48 * 4},
+       0, EINVAL},
+      {"offset pushes the end out", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 4}, 0, EINVAL},
+      {"offset near 2^32", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 0xfffffff0u}, 0, EINVAL},
+      // 65536 * 65536 * 4 wraps to 0 in 32 bits.
+      {"size wrapping 32 bits", DbufCreate{1, 65536, 65536, 32, 4096, 0, dir, 0}, 0, EINVAL},
+      {"row wider than the buffer", DbufCreate{1, 0xffffffffu, 1, 32, 0xffffffffu, 0, dir, 0}, 0,
+       EINVAL},
+      {"height wrapping 64 bits", DbufCreate{1, 0x40000000, 0xffffffffu, 32, 0xffffffffu, 0, dir, 0},
+       0, EINVAL},
+      {"unknown flag", create_req(1, dir, 64, 48, 32, 2), 0, EINVAL},
+      {"backend allocation without be-alloc", create_req(1, dir, 64, 48, 32, kDbufFlagReqAlloc), 0,
+       EINVAL},
+      {"directory gref 0", create_req(1, 0, 64, 48), 0, EINVAL},
+      {"on connector 1", create_req(1, dir, 64, 48), 1, EINVAL},
+      {"on a connector that does not exist", create_req(1, dir, 64, 48), 9, EINVAL},
+  };
+  for (const Case& c : cases) {
+    Outcome o = send(*dev, c.connector, kOpDbufCreate, c.req);
+    EXPECT_EQ(o.response.status, -c.code) << c.what << ": " << o.error;
+    EXPECT_FALSE(o.error.empty()) << c.what;
+    EXPECT_EQ(dev->dbuf_count(), 0u) << c.what;
+  }
+  // A directory gref never granted, and a directory holding fewer grefs than
+  // buffer_sz needs: refused by the walk, nothing left mapped.
+  Outcome never = send(*dev, 0, kOpDbufCreate, create_req(1, 4000, 64, 48));
+  EXPECT_NE(never.response.status, 0);
+  Outcome longer = send(*dev, 0, kOpDbufCreate, DbufCreate{1, 64, 48, 32, 1100 * 4096, 0, dir, 0});
+  EXPECT_NE(longer.response.status, 0) << "a 3-page directory cannot describe 1100 pages";
+  EXPECT_EQ(dev->dbuf_count(), 0u);
+  EXPECT_EQ(dev->pages_held(), 0u);
+
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, dir, 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, dir, 64, 48)).response.status, -EEXIST);
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, EnforcesItsLimits) {
+  DeviceLimits lim;
+  lim.max_buffer_bytes = 64 * 48 * 4 - 1;
+  auto dev = make(false, lim);
+  FrontendBuffer a = buffer(64 * 48 * 4), b = buffer(64 * 48 * 4);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            -E2BIG);
+  DeviceLimits one;
+  one.max_dbufs = 1;
+  dev = make(false, one);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status,
+            -ENOSPC);
+  DeviceLimits pages;
+  pages.max_total_pages = 5;
+  dev = make(false, pages);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status,
+            -ENOSPC);
+  DeviceLimits fbs;
+  fbs.max_fbs = 1;
+  dev = make(false, fbs);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 1, 64, 48, kFormatXRGB8888}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 2, 64, 48, kFormatXRGB8888}).response.status,
+            -ENOSPC);
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  ASSERT_TRUE(b.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
+  auto dev = make(false);
+  FrontendBuffer a = buffer(64 * 48 * 4);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  struct Case {
+    const char* what;
+    std::size_t connector;
+    std::uint8_t op;
+    decltype(Request::body) body;
+    int code;
+  };
+  const Case before[] = {
+      {"fb on unknown dbuf", 0, kOpFbAttach, FbAttach{2, 10, 64, 48, kFormatXRGB8888}, ENOENT},
+      {"fb cookie 0", 0, kOpFbAttach, FbAttach{1, 0, 64, 48, kFormatXRGB8888}, EINVAL},
+      {"unknown format", 0, kOpFbAttach, FbAttach{1, 10, 64, 48, fourcc('Y', 'U', 'Y', 'V')}, EINVAL},
+      {"format of another bpp", 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatRGB565}, EINVAL},
+      {"fb wider than dbuf", 0, kOpFbAttach, FbAttach{1, 10, 65, 48, kFormatXRGB8888}, EINVAL},
+      {"fb taller than dbuf", 0, kOpFbAttach, FbAttach{1, 10, 64, 49, kFormatXRGB8888}, EINVAL},
+      {"fb of size 0", 0, kOpFbAttach, FbAttach{1, 10, 0, 48, kFormatXRGB8888}, EINVAL},
+      {"fb on connector 1", 1, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}, EINVAL},
+      {"config of unknown fb", 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}, ENOENT},
+      {"flip of unknown fb", 0, kOpPgFlip, PgFlip{10}, EINVAL},
+      {"detach of unknown fb", 0, kOpFbDetach, FbDetach{10}, ENOENT},
+      {"destroy of unknown dbuf", 0, kOpDbufDestroy, DbufDestroy{2}, ENOENT},
+      {"unknown op", 0, 0x42, UnknownOp{}, ENOTSUP},
+      {"reserved op 0", 0, 0x00, UnknownOp{}, ENOTSUP},
+  };
+  for (const Case& c : before) {
+    Outcome o = send(*dev, c.connector, c.op, c.body);
+    EXPECT_EQ(o.response.status, -c.code) << c.what << ": " << o.error;
+    EXPECT_FALSE(o.flip_event) << c.what;
+  }
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            -EEXIST);
+  const Case after[] = {
+      {"flip on a disabled connector", 0, kOpPgFlip, PgFlip{10}, EINVAL},
+      {"config beyond the resolution", 0, kOpSetConfig, SetConfig{10, 1, 0, 64, 48, 32}, EINVAL},
+      {"config wrapping x", 0, kOpSetConfig, SetConfig{10, 0xffffffffu, 0, 2, 48, 32}, EINVAL},
+      {"config wrapping y", 0, kOpSetConfig, SetConfig{10, 0, 0xfffffff0u, 64, 0x20, 32}, EINVAL},
+      {"config larger than connector 1", 1, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}, EINVAL},
+      {"config of another bpp", 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 16}, EINVAL},
+      {"config of size 0", 0, kOpSetConfig, SetConfig{10, 0, 0, 0, 48, 32}, EINVAL},
+  };
+  for (const Case& c : after) {
+    Outcome o = send(*dev, c.connector, c.op, c.body);
+    EXPECT_EQ(o.response.status, -c.code) << c.what << ": " << o.error;
+  }
+  EXPECT_TRUE(frames.empty());
+  // Enabled, then disabled with all zeros: flips are refused again.
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpPgFlip, PgFlip{10}).response.status, -EINVAL);
+  // Detaching the framebuffer shown disables the connector too.
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbDetach, FbDetach{10}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpPgFlip, PgFlip{10}).response.status, -EINVAL);
+  // Destroying a dbuf takes its framebuffers with it.
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 11, 64, 48, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufDestroy, DbufDestroy{1}).response.status, 0);
+  EXPECT_EQ(dev->fb_count(), 0u);
+  EXPECT_EQ(send(*dev, 0, kOpFbDetach, FbDetach{11}).response.status, -ENOENT);
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, AFrameThatCannotBeWrittenFailsTheFlipWithoutAnEvent) {
+  auto dev = make(false);
+  FrontendBuffer a = buffer(64 * 48 * 4);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
+  sink_status = make_error(EIO, "disk full");
+  Outcome o = send(*dev, 0, kOpPgFlip, PgFlip{10});
+  EXPECT_EQ(o.response.status, -EIO);
+  EXPECT_FALSE(o.flip_event);
+  EXPECT_NE(o.error.find("disk full"), std::string::npos);
+  EXPECT_EQ(dev->frames(0), 1u);
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, WritesEdidIntoTheFrontendsBuffer) {
+  auto dev = make(false);
+  FrontendBuffer e = buffer(kEdidMaxSize);
+  std::memset(e.memory().data(), 0xee, e.memory().size());
+  Outcome o = send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize, e.directory_gref()});
+  ASSERT_EQ(o.response.status, 0) << o.error;
+  EXPECT_EQ(o.response.edid_sz, 128u);
+  const auto* p = reinterpret_cast<const std::uint8_t*>(e.memory().data());
+  auto want = make_edid(32, 16);
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(std::memcmp(p, want->data(), 128), 0);
+  EXPECT_EQ(p[128], 0xee) << "nothing beyond the block is written";
+  EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize - 1, e.directory_gref()}).response.status,
+            -EINVAL);
+  EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize, 0}).response.status, -EINVAL);
+  EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{0xffffffffu, e.directory_gref()}).response.status,
+            -E2BIG);
+  EXPECT_NE(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize * 2, e.directory_gref()}).response.status,
+            0);
+  dev.reset();
+  ASSERT_TRUE(e.free().ok());
+  expect_clean();
+}
+
+TEST_F(DisplDevice, ReleasesEverythingTheFrontendLeftBehind) {
+  for (bool be_alloc : {false, true}) {
+    auto dev = make(be_alloc);
+    const AllocMode mode = be_alloc ? AllocMode::kBackend : AllocMode::kFrontend;
+    FrontendBuffer a = buffer(64 * 48 * 4, mode);
+    ASSERT_EQ(send(*dev, 0, kOpDbufCreate,
+                   create_req(1, a.directory_gref(), 64, 48, 32, be_alloc ? kDbufFlagReqAlloc : 0))
+                  .response.status,
+              0);
+    ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+              0);
+    EXPECT_TRUE(dev->release_all().ok());
+    EXPECT_EQ(dev->dbuf_count(), 0u);
+    EXPECT_EQ(dev->fb_count(), 0u);
+    dev.reset();
+    ASSERT_TRUE(a.free().ok());
+    expect_clean();
+  }
+}
+
+TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
+  EXPECT_EQ(frame_file_name(3, 0, 1, 42, false), "dom3-dev0-c1-000042.png");
+  EXPECT_EQ(frame_file_name(3, 2, 0, 42, true), "dom3-dev2-c0-last.png");
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("shbuf-displ-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  RgbImage img{2, 2, std::vector<std::uint8_t>(12, 0x80)};
+  FrameSink each = png_frame_sink(dir.string(), 3, 0, false);
+  ASSERT_TRUE(each(Frame{1, 7, 10, &img}).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir / "dom3-dev0-c1-000007.png"));
+  FrameSink last = png_frame_sink(dir.string(), 3, 0, true);
+  ASSERT_TRUE(last(Frame{1, 8, 10, &img}).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir / "dom3-dev0-c1-last.png"));
+  FrameSink nowhere = png_frame_sink((dir / "missing").string(), 3, 0, false);
+  EXPECT_EQ(nowhere(Frame{0, 0, 10, &img}).error().code, ENOENT);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace shbuf::displ
