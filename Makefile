@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL := /bin/bash
 
-.PHONY: all deps configure build demo test test-asan test-tsan fuzz test-xen clean
+.PHONY: all deps configure build demo test test-asan test-tsan fuzz bench test-xen clean
 
 all: build
 
@@ -43,3 +43,10 @@ clean:
 # Boots a real Xen under QEMU and runs the xen provider tests and the demo in dom0.
 test-xen: deps
 	tests/xen/run.sh
+
+# Runs `shbuf bench` (tables on stdout, JSON in $(BUILD)/bench.json) and draws
+# docs/bench.svg from the JSON; fails when a performance target is missed.
+bench: build
+	@mkdir -p docs
+	./$(BUILD)/shbuf bench --json-file $(BUILD)/bench.json; status=$$?; \
+	  python3 bench/chart.py $(BUILD)/bench.json docs/bench.svg && exit $$status

@@ -205,6 +205,29 @@ SimStatus collect(Instance& in) {
   return s;
 }
 
+// Linux 5.14's MADV_POPULATE_*, should the C library predate them.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+// Ranges up to this many pages are populated by mmap itself, under the lock
+// (it is short); larger ones after the lock is released.
+constexpr std::size_t kPopulateInline = 16;
+
+// Faults in every page of [base, base + bytes) in one system call. A kernel
+// without MADV_POPULATE_* (EINVAL) leaves the pages to fault on first use.
+Status populate(void* base, std::size_t bytes, int advice) {
+  while (madvise(base, bytes, advice) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EINVAL) return {};
+    return sys_error(errno == EFAULT ? ENOMEM : errno, "populating the pages failed");
+  }
+  return {};
+}
+
 std::string resolve(const std::string& path) {
   return path.empty() ? sim_default_path() : path;
 }
@@ -462,7 +485,15 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   }
   in.unlock();
   madvise(base, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
-  return make_share(p, std::move(grefs), 0, peer, access);
+  Share share = make_share(p, std::move(grefs), 0, peer, access);
+  // gntalloc allocates every page when it grants it: so do we, outside the
+  // lock, in one call rather than one page fault per page.
+  if (Status st = populate(base, bytes, MADV_POPULATE_WRITE); !st.ok()) {
+    (void)share.end();
+    return make_error(st.code(), "cannot allocate " + std::to_string(count) +
+                                     " pages to share: " + st.error().message);
+  }
+  return share;
 }
 
 Status SimProvider::do_end(Share& share) {
@@ -551,21 +582,31 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   const std::size_t bytes = grefs.size() * kPageSize;
   std::vector<Run> runs;
   to_runs(grefs.data(), grefs.size(), runs);
-  void* base = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) {
-    return make_error(ENOMEM, "cannot reserve " + std::to_string(bytes) +
-                                  " bytes of address space to map " + std::to_string(grefs.size()) +
-                                  " grefs");
+  // One run (the usual case) is mapped straight into place; several need a
+  // reserved range to be mapped into side by side.
+  const bool single = runs.size() == 1;
+  const bool inline_populate = single && grefs.size() <= kPopulateInline;
+  void* base = nullptr;
+  if (!single) {
+    base = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+      return make_error(ENOMEM, "cannot reserve " + std::to_string(bytes) +
+                                    " bytes of address space to map " +
+                                    std::to_string(grefs.size()) + " grefs");
+    }
   }
   auto* p = static_cast<std::byte*>(base);
+  auto drop_base = [&] {
+    if (base != nullptr) munmap(base, bytes);
+  };
   Instance& in = *m.in;
   if (Status st = in.lock(); !st.ok()) {
-    munmap(base, bytes);
+    drop_base();
     return st.error();
   }
   auto refuse = [&](int code, std::string msg) -> Error {
     in.unlock();
-    munmap(base, bytes);
+    drop_base();
     return make_error(code, std::move(msg));
   };
   in.check_liveness(false);
@@ -580,7 +621,7 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   auto v = in.view(di);
   if (!v.ok()) {
     in.unlock();
-    munmap(base, bytes);
+    drop_base();
     return std::move(v).error();
   }
   const std::uint32_t n = in.nr_entries();
@@ -646,8 +687,11 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   const int fd = rw ? (*v)->mem_rw : (*v)->mem_ro;
   std::size_t at = 0;
   for (const Run& run : runs) {
-    void* got = mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
-                     MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
+    void* got = single ? mmap(nullptr, bytes, prot,
+                              MAP_SHARED | (inline_populate ? MAP_POPULATE : 0), fd,
+                              off_t(run.start) * off_t(kPageSize))
+                       : mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
+                              MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
       for (const Gref g : grefs) in.unmap_entry(**v, g, rw);
@@ -657,17 +701,32 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
         r = next;
       }
       in.unlock();
-      munmap(base, bytes);
+      drop_base();
       return sys_error(e, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
                               dom_str(peer) +
                               (e == ENOMEM ? " (out of memory, or vm.max_map_count reached)" : ""));
+    }
+    if (single) {
+      base = got;
+      p = static_cast<std::byte*>(got);
     }
     at += run.len;
   }
   const std::uint64_t token = (std::uint64_t(in.rec(head).gen) << 32) | (std::uint64_t(head) + 1);
   in.unlock();
   madvise(base, bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
-  return make_mapping(p, grefs.size(), token, peer, access);
+  Mapping mapping = make_mapping(p, grefs.size(), token, peer, access);
+  // gntdev maps every page when the range is mapped: so do we, outside the
+  // lock. Read faults map the granter's existing pages many at a time
+  // (fault-around), and the page table entries of a writable shared mapping
+  // come writable, so later writes do not fault.
+  if (Status st = inline_populate ? Status{} : populate(base, bytes, MADV_POPULATE_READ);
+      !st.ok()) {
+    (void)mapping.unmap();
+    return make_error(st.code(), "cannot map " + std::to_string(grefs.size()) + " grefs of " +
+                                     dom_str(peer) + ": " + st.error().message);
+  }
+  return mapping;
 }
 
 Status SimProvider::do_unmap(Mapping& mapping) {

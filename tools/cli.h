@@ -51,5 +51,6 @@ void add_dir_commands(CLI::App& app);
 void add_sim_commands(CLI::App& app);
 void add_peer_commands(CLI::App& app);
 void add_displ_commands(CLI::App& app);
+void add_bench_commands(CLI::App& app);
 
 }  // namespace shbuf::cli

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   add_sim_commands(app);
   add_peer_commands(app);
   add_displ_commands(app);
+  add_bench_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

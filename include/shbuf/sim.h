@@ -13,6 +13,8 @@
 //    processes may attach as the same domid: they share that domain's grant
 //    table, and a domain exists while any of them is attached. A grant belongs
 //    to the attachment that made it.
+//  - share() allocates its pages at once, as gntalloc does, and map() maps
+//    every page at once, as gntdev does: first accesses do not fault.
 //  - grefs 0..7 are reserved and never handed out (GNTTAB_NR_RESERVED_ENTRIES).
 //  - map() refusals use EINVAL as Linux gntdev does (gref reserved, out of
 //    range, not granted, revoked, granted to another domain, writable map of a

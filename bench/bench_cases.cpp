@@ -1,0 +1,473 @@
+#include "bench_cases.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "shbuf/backend_buffer.h"
+#include "shbuf/frontend_buffer.h"
+#include "shbuf/sim.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace shbuf::bench {
+namespace {
+
+constexpr DomId kFrontDom = 1;
+constexpr DomId kBackDom = 2;
+// 1 Mi grant entries per domain: room for a 1 GiB buffer next to the
+// fragmented live-grant layout.
+constexpr std::uint32_t kGrantFrames = 2048;
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+}
+
+Error errno_error(const char* what) {
+  const int e = errno;
+  return make_error(e, std::string(what) + ": " + std::strerror(e));
+}
+
+// Shared memory straight from the kernel: the limit's building block.
+struct Shm {
+  int fd = -1;
+  std::byte* p = nullptr;
+  std::size_t bytes = 0;
+
+  Shm() = default;
+  Shm(Shm&& o) noexcept
+      : fd(std::exchange(o.fd, -1)), p(std::exchange(o.p, nullptr)), bytes(o.bytes) {}
+  Shm& operator=(Shm&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd = std::exchange(o.fd, -1);
+      p = std::exchange(o.p, nullptr);
+      bytes = o.bytes;
+    }
+    return *this;
+  }
+  ~Shm() { reset(); }
+  void reset() {
+    if (p != nullptr) munmap(p, bytes);
+    if (fd >= 0) close(fd);
+    p = nullptr;
+    fd = -1;
+  }
+};
+
+// memfd + ftruncate + mmap + populate: n fresh zeroed pages.
+Result<Shm> shm_create(std::size_t pages) {
+  Shm s;
+  s.bytes = pages * kPageSize;
+  s.fd = memfd_create("shbuf-bench-limit", MFD_CLOEXEC);
+  if (s.fd < 0) return errno_error("memfd_create");
+  if (ftruncate(s.fd, off_t(s.bytes)) != 0) return errno_error("ftruncate");
+  void* p = mmap(nullptr, s.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd, 0);
+  if (p == MAP_FAILED) return errno_error("mmap");
+  s.p = static_cast<std::byte*>(p);
+  if (madvise(p, s.bytes, MADV_POPULATE_WRITE) != 0) return errno_error("madvise");
+  return s;
+}
+
+// The directory words, as plainly as they can be written: link, then grefs.
+void write_directory(std::byte* dir, std::size_t n, bool with_grefs) {
+  const std::size_t d = dir_pages(n);
+  Gref next = 100;
+  for (std::size_t i = 0; i < d; ++i) {
+    auto* w = reinterpret_cast<std::uint32_t*>(dir + i * kPageSize);
+    w[0] = i + 1 < d ? Gref(10 + i + 1) : kDirListEnd;
+    if (!with_grefs) continue;
+    const std::size_t count = std::min(kGrefsPerDirPage, n - i * kGrefsPerDirPage);
+    for (std::size_t j = 0; j < count; ++j) w[1 + j] = next++;
+  }
+}
+
+// Only the gref slots, as a backend fills a directory in backend-allocated mode.
+void write_directory_grefs(std::byte* dir, std::size_t n) {
+  const std::size_t d = dir_pages(n);
+  Gref next = 100;
+  for (std::size_t i = 0; i < d; ++i) {
+    auto* w = reinterpret_cast<std::uint32_t*>(dir + i * kPageSize);
+    const std::size_t count = std::min(kGrefsPerDirPage, n - i * kGrefsPerDirPage);
+    for (std::size_t j = 0; j < count; ++j) w[1 + j] = next++;
+  }
+}
+
+}  // namespace
+
+const char* to_string(Impl impl) {
+  switch (impl) {
+    case Impl::kOurs:
+      return "ours";
+    case Impl::kLimit:
+      return "limit";
+    case Impl::kNaive:
+      return "naive";
+  }
+  return "?";
+}
+
+const char* to_string(Op op) { return op == Op::kCreate ? "frontend create" : "backend attach"; }
+const char* release_name(Op op) { return op == Op::kCreate ? "frontend free" : "backend detach"; }
+
+struct Bench::State {
+  std::string path;
+  std::unique_ptr<SimProvider> fe;
+  std::unique_ptr<SimProvider> be;
+  // The frontend's buffer a backend attach runs against.
+  std::optional<FrontendBuffer> prepared;
+  // The limit's counterparts: the pages an attach maps, the directory a
+  // backend-allocated attach fills.
+  Shm limit_src;
+  Shm limit_dir;
+  std::vector<Share> live;
+
+  Result<const FrontendBuffer*> prepare(AllocMode mode, std::size_t n) {
+    if (prepared && prepared->mode() == mode && prepared->pages() == n) return &*prepared;
+    prepared.reset();
+    FrontendBufferConfig c;
+    c.backend = kBackDom;
+    c.pages = n;
+    c.mode = mode;
+    auto fb = FrontendBuffer::create(*fe, c);
+    if (!fb.ok()) return std::move(fb).error();
+    prepared.emplace(std::move(fb).value());
+    return &*prepared;
+  }
+
+  BackendBufferConfig attach_config(const FrontendBuffer& fb) const {
+    BackendBufferConfig c;
+    c.frontend = kFrontDom;
+    c.directory_gref = fb.directory_gref();
+    c.pages = fb.pages();
+    c.mode = fb.mode();
+    return c;
+  }
+
+  Result<Sample> ours(Op op, AllocMode mode, std::size_t n) {
+    Sample s;
+    if (op == Op::kCreate) {
+      FrontendBufferConfig c;
+      c.backend = kBackDom;
+      c.pages = n;
+      c.mode = mode;
+      const auto t0 = Clock::now();
+      auto fb = FrontendBuffer::create(*fe, c);
+      s.acquire_ns = since(t0);
+      if (!fb.ok()) return std::move(fb).error();
+      const auto t1 = Clock::now();
+      Status st = fb->free();
+      s.release_ns = since(t1);
+      SHBUF_TRY(st);
+      return s;
+    }
+    auto fb = prepare(mode, n);
+    if (!fb.ok()) return std::move(fb).error();
+    const BackendBufferConfig c = attach_config(**fb);
+    const auto t0 = Clock::now();
+    auto bb = BackendBuffer::attach(*be, c);
+    s.acquire_ns = since(t0);
+    if (!bb.ok()) return std::move(bb).error();
+    if (bb->memory().size() != n * kPageSize) return make_error(EPROTO, "attach: wrong size");
+    const auto t1 = Clock::now();
+    Status st = bb->detach();
+    s.release_ns = since(t1);
+    SHBUF_TRY(st);
+    return s;
+  }
+
+  Result<Sample> limit(Op op, AllocMode mode, std::size_t n) {
+    Sample s;
+    const std::size_t d = dir_pages(n);
+    if (op == Op::kCreate) {
+      const std::size_t pages = mode == AllocMode::kFrontend ? n + d : d;
+      const auto t0 = Clock::now();
+      auto shm = shm_create(pages);
+      if (shm.ok()) write_directory(shm->p, n, mode == AllocMode::kFrontend);
+      s.acquire_ns = since(t0);
+      if (!shm.ok()) return std::move(shm).error();
+      const auto t1 = Clock::now();
+      shm->reset();
+      s.release_ns = since(t1);
+      return s;
+    }
+    if (mode == AllocMode::kFrontend) {
+      if (limit_src.bytes != n * kPageSize || limit_src.fd < 0) {
+        limit_src.reset();
+        auto src = shm_create(n);
+        if (!src.ok()) return std::move(src).error();
+        limit_src = std::move(src).value();
+      }
+      const auto t0 = Clock::now();
+      void* p = mmap(nullptr, n * kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, limit_src.fd, 0);
+      const bool ok = p != MAP_FAILED && madvise(p, n * kPageSize, MADV_POPULATE_READ) == 0;
+      s.acquire_ns = since(t0);
+      if (!ok) return errno_error("mapping the limit's pages");
+      const auto t1 = Clock::now();
+      munmap(p, n * kPageSize);
+      s.release_ns = since(t1);
+      return s;
+    }
+    if (limit_dir.bytes != d * kPageSize || limit_dir.fd < 0) {
+      limit_dir.reset();
+      auto dir = shm_create(d);
+      if (!dir.ok()) return std::move(dir).error();
+      limit_dir = std::move(dir).value();
+      write_directory(limit_dir.p, n, false);
+    }
+    const auto t0 = Clock::now();
+    auto shm = shm_create(n);
+    if (shm.ok()) write_directory_grefs(limit_dir.p, n);
+    s.acquire_ns = since(t0);
+    if (!shm.ok()) return std::move(shm).error();
+    const auto t1 = Clock::now();
+    shm->reset();
+    s.release_ns = since(t1);
+    return s;
+  }
+
+  // n single-page shares, kNaiveChunk at a time; every chunk but the last is
+  // ended (timed as release) before the next. Collects the grefs.
+  Status naive_shares(SimProvider& p, DomId peer, std::size_t n, Access access, Sample& s,
+                      std::vector<Share>& last, std::vector<Gref>& grefs) {
+    s.chunks = 0;
+    for (std::size_t done = 0; done < n;) {
+      const std::size_t count = std::min(kNaiveChunk, n - done);
+      last.clear();
+      last.reserve(count);
+      const auto t0 = Clock::now();
+      for (std::size_t i = 0; i < count; ++i) {
+        auto one = p.share(peer, 1, access);
+        if (!one.ok()) return std::move(one).error();
+        grefs.push_back(one->grefs()[0]);
+        last.push_back(std::move(one).value());
+      }
+      s.acquire_ns += since(t0);
+      done += count;
+      ++s.chunks;
+      if (done < n) {
+        const auto t1 = Clock::now();
+        for (Share& one : last) SHBUF_TRY(one.end());
+        s.release_ns += since(t1);
+      }
+    }
+    return {};
+  }
+
+  Result<Sample> naive(Op op, AllocMode mode, std::size_t n) {
+    Sample s;
+    const std::size_t d = dir_pages(n);
+    if (op == Op::kCreate) {
+      std::vector<Share> dirs;
+      std::vector<Share> bufs;
+      std::vector<Gref> grefs;
+      grefs.reserve(n);
+      const Access dir_access = mode == AllocMode::kFrontend ? Access::kReadOnly : Access::kReadWrite;
+      auto t0 = Clock::now();
+      for (std::size_t i = 0; i < d; ++i) {
+        auto one = fe->share(kBackDom, 1, dir_access);
+        if (!one.ok()) return std::move(one).error();
+        dirs.push_back(std::move(one).value());
+      }
+      s.acquire_ns += since(t0);
+      if (mode == AllocMode::kFrontend) {
+        SHBUF_TRY(naive_shares(*fe, kBackDom, n, Access::kReadWrite, s, bufs, grefs));
+      }
+      t0 = Clock::now();
+      for (std::size_t i = 0; i < d; ++i) {
+        std::byte* page = dirs[i].memory().data();
+        store_shared_gref(page, i + 1 < d ? dirs[i + 1].grefs()[0] : kDirListEnd);
+        if (mode == AllocMode::kFrontend) {
+          const std::size_t count = std::min(kGrefsPerDirPage, n - i * kGrefsPerDirPage);
+          copy_grefs_to_shared(page + sizeof(Gref), grefs.data() + i * kGrefsPerDirPage, count);
+        }
+      }
+      s.acquire_ns += since(t0);
+      const auto t1 = Clock::now();
+      for (Share& one : bufs) SHBUF_TRY(one.end());
+      for (Share& one : dirs) SHBUF_TRY(one.end());
+      s.release_ns += since(t1);
+      return s;
+    }
+    auto fb = prepare(mode, n);
+    if (!fb.ok()) return std::move(fb).error();
+    const FrontendBuffer& front = **fb;
+    // The walk is per directory page in both implementations.
+    auto walk = [&](Access access, const std::vector<Gref>* fill) -> Result<std::vector<Gref>> {
+      auto walker = DirectoryWalker::start(n, front.directory_gref());
+      if (!walker.ok()) return std::move(walker).error();
+      Gref gref = front.directory_gref();
+      while (!walker->done()) {
+        auto page = be->map(kFrontDom, std::span<const Gref>(&gref, 1), access);
+        if (!page.ok()) return std::move(page).error();
+        auto next = fill != nullptr ? walker->fill_page(page->memory(), *fill)
+                                    : walker->read_page(page->memory());
+        SHBUF_TRY(page->unmap());
+        if (!next.ok()) return std::move(next).error();
+        gref = *next;
+      }
+      return walker->take_grefs();
+    };
+    if (mode == AllocMode::kFrontend) {
+      auto t0 = Clock::now();
+      auto grefs = walk(Access::kReadOnly, nullptr);
+      s.acquire_ns += since(t0);
+      if (!grefs.ok()) return std::move(grefs).error();
+      std::vector<Mapping> maps;
+      s.chunks = 0;
+      for (std::size_t done = 0; done < n;) {
+        const std::size_t count = std::min(kNaiveChunk, n - done);
+        maps.clear();
+        maps.reserve(count);
+        t0 = Clock::now();
+        for (std::size_t i = 0; i < count; ++i) {
+          auto one = be->map(kFrontDom, std::span<const Gref>(&(*grefs)[done + i], 1),
+                             Access::kReadWrite);
+          if (!one.ok()) return std::move(one).error();
+          maps.push_back(std::move(one).value());
+        }
+        s.acquire_ns += since(t0);
+        const auto t1 = Clock::now();
+        for (Mapping& one : maps) SHBUF_TRY(one.unmap());
+        s.release_ns += since(t1);
+        done += count;
+        ++s.chunks;
+      }
+      return s;
+    }
+    std::vector<Share> bufs;
+    std::vector<Gref> grefs;
+    grefs.reserve(n);
+    SHBUF_TRY(naive_shares(*be, kFrontDom, n, Access::kReadWrite, s, bufs, grefs));
+    const auto t0 = Clock::now();
+    auto walked = walk(Access::kReadWrite, &grefs);
+    s.acquire_ns += since(t0);
+    if (!walked.ok()) return std::move(walked).error();
+    const auto t1 = Clock::now();
+    for (Share& one : bufs) SHBUF_TRY(one.end());
+    s.release_ns += since(t1);
+    return s;
+  }
+};
+
+Bench::Bench(std::unique_ptr<State> state) : s_(std::move(state)) {}
+
+Bench::~Bench() {
+  if (!s_) return;
+  std::string path = s_->path;
+  s_.reset();
+  (void)SimProvider::reset(path);
+  rmdir(path.c_str());
+}
+
+Result<std::unique_ptr<Bench>> Bench::open() {
+  auto s = std::make_unique<State>();
+  char tmpl[] = "/dev/shm/shbuf-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return errno_error("cannot create a directory under /dev/shm");
+  s->path = tmpl;
+  std::unique_ptr<Bench> b(new Bench(std::move(s)));  // removes the directory on failure
+  SimOptions o;
+  o.path = b->s_->path;
+  o.max_grant_frames = kGrantFrames;
+  o.domid = kFrontDom;
+  auto fe = SimProvider::open(o);
+  if (!fe.ok()) return std::move(fe).error();
+  o.domid = kBackDom;
+  auto be = SimProvider::open(o);
+  if (!be.ok()) return std::move(be).error();
+  b->s_->fe = std::move(fe).value();
+  b->s_->be = std::move(be).value();
+  return b;
+}
+
+const std::string& Bench::path() const { return s_->path; }
+
+Result<Sample> Bench::run(Op op, AllocMode mode, Impl impl, std::size_t n) {
+  if (n == 0) return make_error(EINVAL, "a benchmark of 0 pages");
+  switch (impl) {
+    case Impl::kOurs:
+      return s_->ours(op, mode, n);
+    case Impl::kLimit:
+      return s_->limit(op, mode, n);
+    case Impl::kNaive:
+      return s_->naive(op, mode, n);
+  }
+  return make_error(EINVAL, "unknown implementation");
+}
+
+Result<std::size_t> Bench::heap_bytes(Op op, AllocMode mode, std::size_t n) {
+  if (op == Op::kCreate) {
+    FrontendBufferConfig c;
+    c.backend = kBackDom;
+    c.pages = n;
+    c.mode = mode;
+    const std::size_t before = heap_live_bytes();
+    auto fb = FrontendBuffer::create(*s_->fe, c);
+    if (!fb.ok()) return std::move(fb).error();
+    const std::size_t after = heap_live_bytes();
+    SHBUF_TRY(fb->free());
+    return after - before;
+  }
+  auto fb = s_->prepare(mode, n);
+  if (!fb.ok()) return std::move(fb).error();
+  const BackendBufferConfig c = s_->attach_config(**fb);
+  const std::size_t before = heap_live_bytes();
+  auto bb = BackendBuffer::attach(*s_->be, c);
+  if (!bb.ok()) return std::move(bb).error();
+  const std::size_t after = heap_live_bytes();
+  SHBUF_TRY(bb->detach());
+  return after - before;
+}
+
+Status Bench::set_live_grants(std::size_t count) {
+  s_->live.clear();
+  std::vector<Share> holes;
+  constexpr std::size_t kPiece = 1000;
+  constexpr std::size_t kHole = 2048;
+  while (count > 0) {
+    const std::size_t take = count <= kPiece ? count : kPiece;
+    auto piece = s_->fe->share(kBackDom, take, Access::kReadWrite);
+    if (!piece.ok()) return std::move(piece).error();
+    s_->live.push_back(std::move(piece).value());
+    count -= take;
+    if (count == 0) break;
+    auto hole = s_->fe->share(kBackDom, kHole, Access::kReadWrite);
+    if (!hole.ok()) return std::move(hole).error();
+    holes.push_back(std::move(hole).value());
+  }
+  for (Share& h : holes) SHBUF_TRY(h.end());
+  return {};
+}
+
+Result<double> Bench::grant_cycle(std::size_t pages) {
+  const auto t0 = Clock::now();
+  auto share = s_->fe->share(kBackDom, pages, Access::kReadWrite);
+  if (!share.ok()) return std::move(share).error();
+  SHBUF_TRY(share->end());
+  return since(t0);
+}
+
+void Bench::release_fixtures() {
+  s_->prepared.reset();
+  s_->limit_src.reset();
+  s_->limit_dir.reset();
+  s_->live.clear();
+}
+
+}  // namespace shbuf::bench
