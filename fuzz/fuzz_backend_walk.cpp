@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "fuzz_input.h"
 #include "shbuf/backend_buffer.h"
 #include "shbuf/sim.h"
 
@@ -51,28 +52,15 @@ Domains& domains() {
   return d;
 }
 
-struct Input {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::uint32_t u32() {
-    std::uint32_t v = 0;
-    const std::size_t k = size < 4 ? size : 4;
-    std::memcpy(&v, data, k);
-    data += k;
-    size -= k;
-    return v;
-  }
-};
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Domains& d = domains();
-  Input in{data, size};
+  FuzzInput in{data, size};
   const std::uint32_t head = in.u32();
-  const std::size_t n = 1 + head % 2600;                   // claimed buffer pages
-  const std::size_t granted_dir = 1 + (head >> 12) % 4;     // directory pages really granted
-  const std::size_t granted_buf = (head >> 16) % 64;        // buffer pages really granted
+  const std::size_t n = 1 + head % 2600;                 // claimed buffer pages
+  const std::size_t granted_dir = 1 + (head >> 12) % 4;  // directory pages really granted
+  const std::size_t granted_buf = (head >> 16) % 64;     // buffer pages really granted
   const Access dir_access = (head >> 24) & 1 ? Access::kReadOnly : Access::kReadWrite;
   const AllocMode mode = (head >> 25) & 1 ? AllocMode::kBackend : AllocMode::kFrontend;
 
@@ -91,10 +79,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint32_t v = in.u32();
     Gref g = v >> 2;
     switch (v & 3) {
-      case 0: break;
-      case 1: g = dir->grefs()[g % granted_dir]; break;
-      case 2: g = buffer.valid() ? buffer.grefs()[g % granted_buf] : g; break;
-      case 3: g = (g & 1) ? 0 : dir->grefs()[(g >> 1) % granted_dir]; break;
+      case 0:
+        break;
+      case 1:
+        g = dir->grefs()[g % granted_dir];
+        break;
+      case 2:
+        g = buffer.valid() ? buffer.grefs()[g % granted_buf] : g;
+        break;
+      case 3:
+        g = (g & 1) ? 0 : dir->grefs()[(g >> 1) % granted_dir];
+        break;
     }
     store_shared_gref(pages + w * 4, g);
   }

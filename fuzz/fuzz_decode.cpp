@@ -7,39 +7,28 @@
 #include <cstring>
 #include <vector>
 
+#include "fuzz_input.h"
 #include "shbuf/page_directory.h"
-
-namespace {
-
-std::uint32_t take_u32(const std::uint8_t*& data, std::size_t& size) {
-  std::uint32_t v = 0;
-  const std::size_t k = size < 4 ? size : 4;
-  std::memcpy(&v, data, k);
-  data += k;
-  size -= k;
-  return v;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace shbuf;
+  FuzzInput in{data, size};
   // N mostly small, sometimes around page boundaries, sometimes huge.
-  const std::uint32_t raw_n = take_u32(data, size);
+  const std::uint32_t raw_n = in.u32();
   const std::size_t n = (raw_n & 0x80000000u) ? raw_n : raw_n % 4100;
-  const std::uint32_t flags = take_u32(data, size);
+  const std::uint32_t flags = in.u32();
   DecodeOptions options;
   options.max_pages = (flags & 1) ? 3000 : kDefaultMaxPages;
   std::vector<Gref> dir_grefs;
   if (flags & 2) {
     const std::size_t count = (flags >> 8) % 6;
-    for (std::size_t i = 0; i < count; ++i) dir_grefs.push_back(take_u32(data, size));
+    for (std::size_t i = 0; i < count; ++i) dir_grefs.push_back(in.u32());
     options.dir_grefs = dir_grefs;
   }
   // The rest is the pages; a copy so that the decoder reads a buffer of
   // exactly this size (ASan catches any read past it).
-  std::vector<std::byte> pages(size);
-  if (size != 0) std::memcpy(pages.data(), data, size);
+  std::vector<std::byte> pages(in.size);
+  if (in.size != 0) std::memcpy(pages.data(), in.data, in.size);
 
   auto result = decode_page_directory(pages, n, options);
   if (result.ok()) {

@@ -138,23 +138,19 @@ TEST_F(HostileBackend, DirectoryRewrittenWhileTheFrontendReadsIt) {
       }
     }
   });
-  int mapped = 0, refused = 0;
   for (int i = 0; i < 300; ++i) {
     Status s = frontend.map();
     if (s.ok()) {
-      ++mapped;
       for (std::size_t k = 0; k < n; ++k) {
         ASSERT_EQ(frontend.buffer_grefs()[k], backend_pages.grefs()[k]);
       }
       ASSERT_TRUE(frontend.unmap().ok());
     } else {
-      ++refused;
       EXPECT_FALSE(frontend.mapped());
     }
   }
   stop = true;
   vandal.join();
-  EXPECT_EQ(mapped + refused, 300);
   finish();
 }
 

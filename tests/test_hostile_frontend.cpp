@@ -168,23 +168,19 @@ TEST_F(HostileFrontend, DirectoryRewrittenDuringTheWalk) {
       set(page, word, value);
     }
   });
-  std::size_t ok = 0, refused = 0;
   for (int i = 0; i < 300; ++i) {
     const auto before = be->stats();
     auto r = attach(n);
     const auto after = be->stats();
     EXPECT_LE(after.pages_mapped - before.pages_mapped, n + 3);
     if (r.ok()) {
-      ++ok;
       EXPECT_EQ(r->memory().size(), n * kPageSize);
     } else {
-      ++refused;
       EXPECT_FALSE(r.error().message.empty());
     }
   }
   stop = true;
   vandal.join();
-  EXPECT_EQ(ok + refused, 300u);
   buffer = Share();
   directory = Share();
   expect_clean();
