@@ -63,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t granted_buf = (head >> 16) % 64;     // buffer pages really granted
   const Access dir_access = (head >> 24) & 1 ? Access::kReadOnly : Access::kReadWrite;
   const AllocMode mode = (head >> 25) & 1 ? AllocMode::kBackend : AllocMode::kFrontend;
+  const DirectoryRead way = (head >> 26) & 1 ? DirectoryRead::kMap : DirectoryRead::kCopy;
 
   auto dir = d.frontend->share(0, granted_dir, dir_access);
   if (!dir.ok()) std::abort();
@@ -100,10 +101,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.directory_gref = dir->grefs()[0];
   config.pages = n;
   config.mode = mode;
+  config.directory_read = way;
   {
     auto attached = BackendBuffer::attach(*d.backend, config);
     const ProviderStats after = d.backend->stats();
     if (after.pages_mapped - before.pages_mapped > n + dir_pages(n)) std::abort();
+    // At most one copy per directory page read, and one more per page written.
+    if (after.copy_calls - before.copy_calls > 2 * dir_pages(n)) std::abort();
     if (attached.ok()) {
       if (attached->memory().size() != n * kPageSize) std::abort();
     } else if (attached.error().message.empty()) {

@@ -1,5 +1,7 @@
 #include "shbuf/backend_buffer.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <string>
 #include <utility>
 
@@ -15,25 +17,54 @@ std::string dir_page_name(std::size_t index, Gref gref) {
   return "directory page " + std::to_string(index) + " (gref " + std::to_string(gref) + ")";
 }
 
-// Walks the frontend's chain one page at a time: each page is mapped, handed to
-// `visit` (which copies out or writes what it must) and unmapped before the
-// next. The walker's own count bounds the loop, never the pages.
+// Walks the frontend's chain one page at a time. Each page is grant-copied
+// into a private page (or, without grant copy, mapped and unmapped), handed to
+// `visit`, which reads the grefs out or, with `write`, writes grefs into it,
+// and those slots are copied back. The walker's own count bounds the loop,
+// never the pages.
 template <typename Visit>
-Status walk_directory(Provider& provider, const BackendBufferConfig& config, Access access,
+Status walk_directory(Provider& provider, const BackendBufferConfig& config, bool write,
                       DirectoryWalker& walker, Visit visit) {
+  bool copy = config.directory_read == DirectoryRead::kCopy ||
+              (config.directory_read == DirectoryRead::kAuto && provider.features().grant_copy);
+  alignas(kPageSize) std::byte local[kPageSize];
   Gref gref = config.directory_gref;
-  for (std::size_t index = 0; !walker.done(); ++index) {
-    const Gref one[] = {gref};
-    auto page = provider.map(config.frontend, one, access);
-    if (!page.ok())
-      return with_context(std::move(page).error(), "mapping " + dir_page_name(index, gref));
-    Result<Gref> next = visit(page->memory().first(kPageSize));
-    Status unmapped = page->unmap();
-    if (!next.ok()) return with_context(std::move(next).error(), dir_page_name(index, gref));
-    if (!unmapped.ok()) {
-      return with_context(unmapped.error(), "unmapping " + dir_page_name(index, gref));
+  std::size_t index = 0;
+  while (!walker.done()) {
+    if (copy) {
+      Status got = provider.copy_from(config.frontend, gref, 0, local);
+      if (got.code() == EOPNOTSUPP && config.directory_read == DirectoryRead::kAuto) {
+        copy = false;  // a kernel without grant copy: map instead
+        continue;
+      }
+      if (!got.ok()) return with_context(got.error(), "copying " + dir_page_name(index, gref));
+      Result<Gref> next = visit(std::span<std::byte>(local));
+      if (!next.ok()) return with_context(std::move(next).error(), dir_page_name(index, gref));
+      if (write) {
+        const std::size_t count =
+            std::min(kGrefsPerDirPage, config.pages - index * kGrefsPerDirPage);
+        const std::span<const std::byte> slots(local + sizeof(Gref), count * sizeof(Gref));
+        if (Status put = provider.copy_to(config.frontend, gref, sizeof(Gref), slots);
+            !put.ok()) {
+          return with_context(put.error(), "writing grefs into " + dir_page_name(index, gref));
+        }
+      }
+      gref = *next;
+    } else {
+      const Gref one[] = {gref};
+      auto page =
+          provider.map(config.frontend, one, write ? Access::kReadWrite : Access::kReadOnly);
+      if (!page.ok())
+        return with_context(std::move(page).error(), "mapping " + dir_page_name(index, gref));
+      Result<Gref> next = visit(page->memory().first(kPageSize));
+      Status unmapped = page->unmap();
+      if (!next.ok()) return with_context(std::move(next).error(), dir_page_name(index, gref));
+      if (!unmapped.ok()) {
+        return with_context(unmapped.error(), "unmapping " + dir_page_name(index, gref));
+      }
+      gref = *next;
     }
-    gref = *next;
+    ++index;
   }
   return {};
 }
@@ -51,7 +82,7 @@ Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBuf
   buf.mode_ = config.mode;
   buf.pages_ = config.pages;
   if (config.mode == AllocMode::kFrontend) {
-    SHBUF_TRY(walk_directory(provider, config, Access::kReadOnly, *walker,
+    SHBUF_TRY(walk_directory(provider, config, false, *walker,
                              [&](std::span<std::byte> page) { return walker->read_page(page); }));
     buf.grefs_ = walker->take_grefs();
     auto mapping = provider.map(config.frontend, buf.grefs_, config.access);
@@ -69,7 +100,7 @@ Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBuf
     buf.share_ = std::move(share).value();
     const std::span<const Gref> grefs = buf.share_.grefs();
     SHBUF_TRY(
-        walk_directory(provider, config, Access::kReadWrite, *walker,
+        walk_directory(provider, config, true, *walker,
                        [&](std::span<std::byte> page) { return walker->fill_page(page, grefs); }));
   }
   return buf;

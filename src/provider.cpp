@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "shbuf/page_directory.h"
 #include "shbuf/sim.h"
 #include "shbuf/xen.h"
 
@@ -104,6 +105,43 @@ Result<Mapping> Provider::map(DomId peer, std::span<const Gref> grefs, Access ac
   return result;
 }
 
+Status Provider::copy_from(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> dst) {
+  return copy(peer, gref, offset, dst, false);
+}
+
+// The peer's page is only ever read from `src`; one hook serves both ways.
+Status Provider::copy_to(DomId peer, Gref gref, std::size_t offset,
+                         std::span<const std::byte> src) {
+  return copy(peer, gref, offset,
+              std::span<std::byte>(const_cast<std::byte*>(src.data()), src.size()), true);
+}
+
+Status Provider::copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,
+                      bool to_peer) {
+  copy_calls_.fetch_add(1, std::memory_order_relaxed);
+  const char* way = to_peer ? "copy into" : "copy from";
+  if (local.empty()) return make_error(EINVAL, std::string("cannot ") + way + " a page 0 bytes");
+  if (offset >= kPageSize || local.size() > kPageSize - offset) {
+    return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) +
+                                  " " + std::to_string(local.size()) + " bytes at offset " +
+                                  std::to_string(offset) +
+                                  ": a grant copy stays within one 4096-byte page");
+  }
+  if (peer == kDomIdSelf) {
+    return make_error(EINVAL, std::string("cannot ") + way + " a page of DOMID_SELF");
+  }
+  if (!features().grant_copy) {
+    return make_error(EOPNOTSUPP, "the " + std::string(name()) + " provider has no grant copy");
+  }
+  Status status = do_copy(peer, gref, offset, local, to_peer);
+  if (status.ok()) bytes_copied_.fetch_add(local.size(), std::memory_order_relaxed);
+  return status;
+}
+
+Status Provider::do_copy(DomId, Gref, std::size_t, std::span<std::byte>, bool) {
+  return make_error(EOPNOTSUPP, "the " + std::string(name()) + " provider has no grant copy");
+}
+
 Status Provider::end_share(Share& share) {
   end_calls_.fetch_add(1, std::memory_order_relaxed);
   return do_end(share);
@@ -120,6 +158,8 @@ ProviderStats Provider::stats() const {
   s.end_calls = end_calls_.load(std::memory_order_relaxed);
   s.map_calls = map_calls_.load(std::memory_order_relaxed);
   s.unmap_calls = unmap_calls_.load(std::memory_order_relaxed);
+  s.copy_calls = copy_calls_.load(std::memory_order_relaxed);
+  s.bytes_copied = bytes_copied_.load(std::memory_order_relaxed);
   s.pages_shared = pages_shared_.load(std::memory_order_relaxed);
   s.pages_mapped = pages_mapped_.load(std::memory_order_relaxed);
   return s;

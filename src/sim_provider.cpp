@@ -131,9 +131,11 @@ Status parse_faults(std::string_view spec, const std::string& source, std::vecto
       which = SimFaultOp::kMap;
     } else if (op == "unmap") {
       which = SimFaultOp::kUnmap;
+    } else if (op == "copy") {
+      which = SimFaultOp::kCopy;
     } else {
       return bad("unknown operation '" + std::string(op) +
-                 "' (expected share, end, map, unmap or gref)");
+                 "' (expected share, end, map, unmap, copy or gref)");
     }
     if (parts.size() < 2 || parts.size() > 3) return bad("expected OP:K[:ERR]");
     std::uint64_t k = 0;
@@ -228,6 +230,32 @@ Status populate(void* base, std::size_t bytes, int advice) {
   return {};
 }
 
+// Why domain `self` may not access `g` of `peer` (writable if `rw`, which
+// `write` names), or an empty string: what Xen checks for a map or a copy.
+std::string refusal(const GrantEntryV1* ent, const EntryAux* aux, std::uint32_t n, DomId peer,
+                    DomId self, Gref g, bool rw, const char* write) {
+  // The common case first, without building any text.
+  if (g >= kReservedGrefs && g < n && aux[g].state == kGranted &&
+      (ent[g].flags & GTF_permit_access) != 0 && ent[g].domid == self &&
+      !(rw && (ent[g].flags & GTF_readonly) != 0)) {
+    return {};
+  }
+  const std::string what = "gref " + std::to_string(g) + " of " + dom_str(peer);
+  if (g < kReservedGrefs) return what + " is reserved (grefs 0..7 are never granted)";
+  if (g >= n) {
+    return "gref " + std::to_string(g) + " is out of range for " + dom_str(peer) +
+           " (its grant table has " + std::to_string(n) + " entries)";
+  }
+  if (aux[g].state == kPending) return what + " was revoked (its access ended)";
+  if (aux[g].state != kGranted || (ent[g].flags & GTF_permit_access) == 0) {
+    return what + " is not granted";
+  }
+  if (ent[g].domid != self) {
+    return what + " is granted to " + dom_str(ent[g].domid) + ", not to " + dom_str(self);
+  }
+  return what + " is read-only; cannot " + write;
+}
+
 std::string resolve(const std::string& path) {
   return path.empty() ? sim_default_path() : path;
 }
@@ -249,8 +277,10 @@ struct SimProvider::Impl {
   std::uint16_t dom_index = 0;
   pid_t pid = 0;
 
+  bool grant_copy = true;
+
   std::mutex fault_mu;
-  std::uint64_t calls[4] = {};
+  std::uint64_t calls[5] = {};
   std::vector<OpFault> faults;
   std::vector<GrefFault> gref_faults;
 
@@ -269,14 +299,14 @@ struct SimProvider::Impl {
   }
 
   // The first injected fault among `grefs` of `granter`, as an error.
-  Status gref_fault(DomId granter, std::span<const Gref> grefs) {
+  Status gref_fault(DomId granter, std::span<const Gref> grefs, const char* verb = "map") {
     std::lock_guard<std::mutex> g(fault_mu);
     if (gref_faults.empty()) return {};
     for (const Gref gref : grefs) {
       for (const GrefFault& f : gref_faults) {
         if (f.granter == granter && f.gref == gref) {
           return make_error(f.err, "injected fault: gref " + std::to_string(gref) + " of " +
-                                       dom_str(granter) + " fails to map");
+                                       dom_str(granter) + " fails to " + verb);
         }
       }
     }
@@ -371,6 +401,7 @@ Result<std::unique_ptr<SimProvider>> SimProvider::open(const SimOptions& options
   impl->in = std::move(in).value();
   impl->pid = getpid();
   impl->domid = options.domid;
+  impl->grant_copy = options.grant_copy;
   SHBUF_TRY(impl->in->lock());
   auto slot = impl->in->attach(options.domid, impl->pid);
   if (slot.ok()) {
@@ -387,7 +418,9 @@ DomId SimProvider::self() const {
 }
 
 ProviderFeatures SimProvider::features() const {
-  return ProviderFeatures{};
+  ProviderFeatures f;
+  f.grant_copy = impl_->grant_copy;
+  return f;
 }
 
 const std::string& SimProvider::path() const {
@@ -629,25 +662,8 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   EntryAux* aux = (*v)->aux;
   auto what = [&](Gref g) { return "gref " + std::to_string(g) + " of " + dom_str(peer); };
   for (const Gref g : grefs) {
-    if (g < kReservedGrefs) {
-      return refuse(EINVAL, what(g) + " is reserved (grefs 0..7 are never granted)");
-    }
-    if (g >= n) {
-      return refuse(EINVAL, "gref " + std::to_string(g) + " is out of range for " + dom_str(peer) +
-                                " (its grant table has " + std::to_string(n) + " entries)");
-    }
-    if (aux[g].state == kPending) {
-      return refuse(EINVAL, what(g) + " was revoked (its access ended)");
-    }
-    if (aux[g].state != kGranted || (ent[g].flags & GTF_permit_access) == 0) {
-      return refuse(EINVAL, what(g) + " is not granted");
-    }
-    if (ent[g].domid != m.domid) {
-      return refuse(EINVAL, what(g) + " is granted to " + dom_str(ent[g].domid) + ", not to " +
-                                dom_str(m.domid));
-    }
-    if (rw && (ent[g].flags & GTF_readonly) != 0) {
-      return refuse(EINVAL, what(g) + " is read-only; cannot map it writable");
+    if (std::string why = refusal(ent, aux, n, peer, m.domid, g, rw, "map it writable"); !why.empty()) {
+      return refuse(EINVAL, std::move(why));
     }
     if (aux[g].map_count >= kMaxMapCount) {
       return refuse(ENOSPC,
@@ -727,6 +743,61 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
                                      dom_str(peer) + ": " + st.error().message);
   }
   return mapping;
+}
+
+// Checks the grant as a map would and copies through the granter's page file,
+// all under the lock: the granter cannot end the grant midway, as Xen holds
+// the grant for the length of a copy.
+Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,
+                            bool to_peer) {
+  Impl& m = *impl_;
+  SHBUF_TRY(m.owned());
+  const char* verb = to_peer ? "copy into" : "copy from";
+  if (peer >= kFirstReservedDomId) {
+    return make_error(EINVAL, std::string("cannot ") + verb + " a page of domid " +
+                                 std::to_string(peer) +
+                                 ": ids from 32752 (0x7ff0) up are reserved by Xen");
+  }
+  std::uint64_t call = 0;
+  if (const int e = m.take_fault(SimFaultOp::kCopy, call)) {
+    return make_error(e, "injected fault: copy call " + std::to_string(call) + " fails");
+  }
+  const Gref one[] = {gref};
+  SHBUF_TRY(m.gref_fault(peer, one, "copy"));
+  Instance& in = *m.in;
+  SHBUF_TRY(in.lock());
+  struct Unlock {
+    Instance& in;
+    ~Unlock() { in.unlock(); }
+  } unlock{in};
+  in.check_liveness(false);
+  const int found = in.find_domain(peer);
+  if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
+    return make_error(EINVAL, dom_str(peer) + " does not exist: no process is attached to the "
+                                              "simulator at " +
+                                  in.dir() + " as " + dom_str(peer));
+  }
+  auto v = in.view(std::uint16_t(found));
+  if (!v.ok()) return std::move(v).error();
+  if (std::string why = refusal((*v)->ent, (*v)->aux, in.nr_entries(), peer, m.domid, gref,
+                                to_peer, "copy into it");
+      !why.empty()) {
+    return make_error(EINVAL, std::move(why));
+  }
+  const int fd = to_peer ? (*v)->mem_rw : (*v)->mem_ro;
+  const off_t at = off_t(gref) * off_t(kPageSize) + off_t(offset);
+  for (std::size_t done = 0; done < local.size();) {
+    const ssize_t r = to_peer ? pwrite(fd, local.data() + done, local.size() - done, at + off_t(done))
+                              : pread(fd, local.data() + done, local.size() - done, at + off_t(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int e = r < 0 ? errno : EIO;
+      return sys_error(e, std::string("cannot ") + verb + " gref " + std::to_string(gref) +
+                              " of " + dom_str(peer));
+    }
+    done += std::size_t(r);
+  }
+  return {};
 }
 
 Status SimProvider::do_unmap(Mapping& mapping) {

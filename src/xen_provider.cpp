@@ -6,6 +6,7 @@
 
 #include <cstdint>  // before xs_wire.h, which uses uint32_t without including it
 
+#include <xen/grant_table.h>
 #include <xen/io/xs_wire.h>
 // The libxen headers do not declare C linkage themselves.
 extern "C" {
@@ -203,7 +204,12 @@ class XenProvider final : public Provider {
 
   std::string_view name() const override { return "xen"; }
   DomId self() const override { return self_; }
-  ProviderFeatures features() const override { return features_; }
+  // Grant copy is assumed until the kernel says it has none.
+  ProviderFeatures features() const override {
+    ProviderFeatures f = features_;
+    f.grant_copy = grant_copy_.load(std::memory_order_relaxed);
+    return f;
+  }
 
   // The kernel keeps pages whose revocation it deferred out of user space's
   // sight (see xen.h), so there is nothing this process could count.
@@ -216,6 +222,7 @@ class XenProvider final : public Provider {
     c.unshare = unshare_.load(std::memory_order_relaxed);
     c.map_refs = map_refs_.load(std::memory_order_relaxed);
     c.unmap = unmap_.load(std::memory_order_relaxed);
+    c.copy = copy_.load(std::memory_order_relaxed);
     return c;
   }
 
@@ -274,7 +281,69 @@ class XenProvider final : public Provider {
     return {};
   }
 
+  // One gntdev grant-copy request of one segment; the hypervisor checks the
+  // grant as it would for a map and copies without mapping anything here.
+  Status do_copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,
+                 bool to_peer) override {
+    xengnttab_grant_copy_segment_t seg{};
+    const xengnttab_grant_copy_segment_t::xengnttab_copy_ptr foreign{
+        .foreign = {gref, static_cast<std::uint16_t>(offset), peer}};
+    if (to_peer) {
+      seg.source.virt = local.data();
+      seg.dest = foreign;
+      seg.flags = GNTCOPY_dest_gref;
+    } else {
+      seg.source = foreign;
+      seg.dest.virt = local.data();
+      seg.flags = GNTCOPY_source_gref;
+    }
+    seg.len = static_cast<std::uint16_t>(local.size());
+    const std::string what = std::string(to_peer ? "copy into" : "copy from") + " gref " +
+                             std::to_string(gref) + " of domain " + std::to_string(peer);
+    copy_.fetch_add(1, std::memory_order_relaxed);
+    if (xengnttab_grant_copy(xgt_, 1, &seg) != 0) {
+      const int e = errno;
+      if (e == ENOTTY || e == ENOSYS || e == EOPNOTSUPP) {
+        grant_copy_.store(false, std::memory_order_relaxed);
+        return make_error(EOPNOTSUPP, "cannot " + what +
+                                          ": this kernel's gntdev has no grant copy "
+                                          "(IOCTL_GNTDEV_GRANT_COPY, Linux 4.6 and later)");
+      }
+      return make_error(e, "gntdev failed to " + what + ": " + errno_text(e));
+    }
+    if (seg.status != GNTST_okay) return copy_refusal(seg.status, what);
+    return {};
+  }
+
  private:
+  // The hypervisor's status for a refused copy, as an errno like map()'s:
+  // EINVAL for every refusal of the grant (Xen says GNTST_general_error for a
+  // gref never granted or a write to a read-only one).
+  static Error copy_refusal(std::int16_t status, const std::string& what) {
+    const std::string base = "Xen refused to " + what + " (";
+    const char* refused =
+        "): it was never granted, is granted to another domain, or is read-only and was "
+        "to be written";
+    switch (status) {
+      case GNTST_general_error:
+        return make_error(EINVAL, base + "GNTST_general_error" + refused);
+      case GNTST_bad_gntref:
+        return make_error(EINVAL, base + "GNTST_bad_gntref" + refused);
+      case GNTST_permission_denied:
+        return make_error(EINVAL, base + "GNTST_permission_denied" + refused);
+      case GNTST_bad_domain:
+        return make_error(EINVAL, base + "GNTST_bad_domain): no such domain");
+      case GNTST_bad_page:
+        return make_error(EINVAL, base + "GNTST_bad_page): the granted frame is not valid");
+      case GNTST_bad_copy_arg:
+        return make_error(EINVAL, base + "GNTST_bad_copy_arg): the copy crosses a page");
+      case GNTST_eagain:
+        return make_error(EAGAIN, base + "GNTST_eagain): try again");
+      default:
+        return make_error(EIO, base + "status " + std::to_string(status) + ")");
+    }
+  }
+
   // ENOSPC is gntalloc's budget or the grant table running out; say which
   // knob to turn.
   Error share_error(int e, DomId peer, std::size_t count) const {
@@ -336,7 +405,8 @@ class XenProvider final : public Provider {
   xengnttab_handle* const xgt_;
   const DomId self_;
   const ProviderFeatures features_;
-  std::atomic<std::uint64_t> share_pages_{0}, unshare_{0}, map_refs_{0}, unmap_{0};
+  std::atomic<std::uint64_t> share_pages_{0}, unshare_{0}, map_refs_{0}, unmap_{0}, copy_{0};
+  std::atomic<bool> grant_copy_{true};
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@ class SimPair : public ::testing::Test {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path = "/dev/shm/shbuf-test-" + std::to_string(::getpid()) + "-" + info->test_suite_name() +
            "-" + info->name();
+    // Parameterised tests are named Prefix/Suite.Name/Param.
+    std::replace(path.begin() + 9, path.end(), '/', '_');
     std::filesystem::remove_all(path);
     fe = open_dom(kFrontendDom);
     be = open_dom(kBackendDom);

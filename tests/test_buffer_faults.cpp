@@ -70,6 +70,8 @@ const char* op_name(SimFaultOp op) {
       return "map";
     case SimFaultOp::kUnmap:
       return "unmap";
+    case SimFaultOp::kCopy:
+      return "copy";
   }
   return "?";
 }
@@ -84,6 +86,8 @@ std::uint64_t calls_of(const ProviderStats& s, SimFaultOp op) {
       return s.map_calls;
     case SimFaultOp::kUnmap:
       return s.unmap_calls;
+    case SimFaultOp::kCopy:
+      return s.copy_calls;
   }
   return 0;
 }
@@ -91,15 +95,15 @@ std::uint64_t calls_of(const ProviderStats& s, SimFaultOp op) {
 class BufferFaults : public testing::SimPair {};
 
 TEST_F(BufferFaults, EveryInjectedFailureIsReportedAndLeavesNothing) {
-  int injected_runs = 0;
+  int injected_runs[5] = {};
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     // A clean life first, to know how many calls of each op each side makes.
     const ProviderStats fe0 = fe->stats(), be0 = be->stats();
     ASSERT_EQ(lifecycle(*fe, *be, mode).failures, 0);
     const ProviderStats fe1 = fe->stats(), be1 = be->stats();
     expect_clean();
-    for (SimFaultOp op :
-         {SimFaultOp::kShare, SimFaultOp::kEnd, SimFaultOp::kMap, SimFaultOp::kUnmap}) {
+    for (SimFaultOp op : {SimFaultOp::kShare, SimFaultOp::kEnd, SimFaultOp::kMap,
+                          SimFaultOp::kUnmap, SimFaultOp::kCopy}) {
       for (bool on_frontend : {true, false}) {
         SimProvider& side = on_frontend ? *fe : *be;
         const std::uint64_t calls = on_frontend ? calls_of(fe1, op) - calls_of(fe0, op)
@@ -114,13 +118,16 @@ TEST_F(BufferFaults, EveryInjectedFailureIsReportedAndLeavesNothing) {
           EXPECT_GE(out.failures, 1) << "the injected failure went unreported";
           EXPECT_NE(out.first_error.find("EIO"), std::string::npos) << out.first_error;
           expect_clean();
-          ++injected_runs;
+          ++injected_runs[int(op)];
         }
       }
     }
   }
-  // Both modes make share, end, map and unmap calls on some side.
-  EXPECT_GE(injected_runs, 16);
+  // Share, end, map, unmap and copy calls are all made on some side.
+  for (SimFaultOp op : {SimFaultOp::kShare, SimFaultOp::kEnd, SimFaultOp::kMap,
+                        SimFaultOp::kUnmap, SimFaultOp::kCopy}) {
+    EXPECT_GE(injected_runs[int(op)], 1) << op_name(op);
+  }
 }
 
 TEST_F(BufferFaults, OneGrefThatFailsToMapLeavesNothing) {

@@ -2,6 +2,7 @@
 // both ways, misuse refused, and nothing left behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "shbuf/backend_buffer.h"
@@ -111,6 +112,118 @@ TEST_F(Buffers, FrontendRefusesBadRequestsAndMisuse) {
   ASSERT_TRUE(g->free().ok());
   EXPECT_FALSE(g->valid());
   EXPECT_EQ(g->map().code(), EINVAL);  // freed
+  expect_clean();
+}
+
+// Grant copy and one mapping per page read the same directory; grant copy
+// makes no mapping for it: D copies (2D when writing back) and one map of the
+// buffer, against D + 1 maps and D unmaps.
+TEST_F(Buffers, DirectoryReadByCopyOrByMapAgrees) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    for (std::size_t n : {1u, 1023u, 1024u, 3000u}) {
+      FrontendBufferConfig fc;
+      fc.backend = kBackendDom;
+      fc.pages = n;
+      fc.mode = mode;
+      auto f = FrontendBuffer::create(*fe, fc);
+      ASSERT_TRUE(f.ok()) << f.error().describe();
+      const std::uint64_t d = dir_pages(n);
+      for (DirectoryRead way : {DirectoryRead::kAuto, DirectoryRead::kCopy, DirectoryRead::kMap}) {
+        SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n) + " way " +
+                     std::to_string(int(way)));
+        BackendBufferConfig bc;
+        bc.frontend = kFrontendDom;
+        bc.directory_gref = f->directory_gref();
+        bc.pages = n;
+        bc.mode = mode;
+        bc.directory_read = way;
+        const ProviderStats before = be->stats();
+        auto b = BackendBuffer::attach(*be, bc);
+        ASSERT_TRUE(b.ok()) << b.error().describe();
+        const ProviderStats after = be->stats();
+        const std::uint64_t maps = after.map_calls - before.map_calls;
+        const std::uint64_t unmaps = after.unmap_calls - before.unmap_calls;
+        const std::uint64_t copies = after.copy_calls - before.copy_calls;
+        const std::uint64_t buffer_maps = mode == AllocMode::kFrontend ? 1 : 0;
+        if (way == DirectoryRead::kMap) {
+          EXPECT_EQ(maps, d + buffer_maps);
+          EXPECT_EQ(unmaps, d);
+          EXPECT_EQ(copies, 0u);
+        } else {
+          EXPECT_EQ(maps, buffer_maps);
+          EXPECT_EQ(unmaps, 0u);
+          EXPECT_EQ(copies, mode == AllocMode::kFrontend ? d : 2 * d);
+        }
+        if (mode == AllocMode::kBackend) {
+          ASSERT_TRUE(f->map().ok());
+        }
+        EXPECT_TRUE(std::equal(f->buffer_grefs().begin(), f->buffer_grefs().end(),
+                               b->buffer_grefs().begin(), b->buffer_grefs().end()));
+        fill(f->memory(), 0x5a5a ^ static_cast<std::uint32_t>(n));
+        EXPECT_TRUE(holds(b->memory(), 0x5a5a ^ static_cast<std::uint32_t>(n)));
+        if (mode == AllocMode::kBackend) {
+          ASSERT_TRUE(f->unmap().ok());
+        }
+        ASSERT_TRUE(b->detach().ok());
+      }
+      ASSERT_TRUE(f->free().ok());
+      expect_clean();
+    }
+  }
+}
+
+// A backend whose kernel has no grant copy: kAuto maps the directory pages,
+// kCopy fails with EOPNOTSUPP and leaves nothing; kAuto also falls back when
+// the first copy says EOPNOTSUPP.
+TEST_F(Buffers, WithoutGrantCopyTheDirectoryIsMapped) {
+  SimOptions o;
+  o.path = path;
+  o.domid = kBackendDom;
+  o.grant_copy = false;
+  auto plain = SimProvider::open(o);
+  ASSERT_TRUE(plain.ok()) << plain.error().describe();
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    SCOPED_TRACE(to_string(mode));
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = 2000;
+    fc.mode = mode;
+    auto f = FrontendBuffer::create(*fe, fc);
+    ASSERT_TRUE(f.ok()) << f.error().describe();
+    BackendBufferConfig bc;
+    bc.frontend = kFrontendDom;
+    bc.directory_gref = f->directory_gref();
+    bc.pages = 2000;
+    bc.mode = mode;
+    const ProviderStats before = (*plain)->stats();
+    auto b = BackendBuffer::attach(**plain, bc);
+    ASSERT_TRUE(b.ok()) << b.error().describe();
+    EXPECT_EQ((*plain)->stats().copy_calls, before.copy_calls);
+    EXPECT_GE((*plain)->stats().map_calls - before.map_calls, 2u);
+    ASSERT_TRUE(b->detach().ok());
+
+    bc.directory_read = DirectoryRead::kCopy;
+    auto refused = BackendBuffer::attach(**plain, bc);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, EOPNOTSUPP) << refused.error().describe();
+    EXPECT_NE(refused.error().message.find("directory page 0"), std::string::npos)
+        << refused.error().message;
+
+    bc.directory_read = DirectoryRead::kAuto;
+    be->inject_fault(SimFaultOp::kCopy, 1, EOPNOTSUPP);
+    const ProviderStats be0 = be->stats();
+    auto fallback = BackendBuffer::attach(*be, bc);
+    ASSERT_TRUE(fallback.ok()) << fallback.error().describe();
+    EXPECT_EQ(be->stats().copy_calls - be0.copy_calls, 1u) << "only the refused copy";
+    if (mode == AllocMode::kFrontend) {
+      EXPECT_TRUE(std::equal(f->buffer_grefs().begin(), f->buffer_grefs().end(),
+                             fallback->buffer_grefs().begin(), fallback->buffer_grefs().end()));
+    }
+    ASSERT_TRUE(fallback->detach().ok());
+    be->clear_faults();
+    ASSERT_TRUE(f->free().ok());
+  }
+  plain->reset();
   expect_clean();
 }
 

@@ -1,6 +1,7 @@
 // A malicious frontend controls every word of its directory: the backend
 // must refuse every broken chain with an error, never hang, never map more
-// than N buffer pages.
+// than N buffer pages; whether it reads the directory by grant copy or by
+// mapping each page.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,7 +13,8 @@
 namespace shbuf {
 namespace {
 
-class HostileFrontend : public testing::SimPair {
+class HostileFrontend : public testing::SimPair,
+                        public ::testing::WithParamInterface<DirectoryRead> {
  protected:
   // Grants n buffer pages and d directory pages, and writes a well-formed
   // chain that tests then break.
@@ -40,6 +42,7 @@ class HostileFrontend : public testing::SimPair {
     bc.directory_gref = directory.grefs()[0];
     bc.pages = n;
     bc.mode = mode;
+    bc.directory_read = GetParam();
     return BackendBuffer::attach(*be, bc);
   }
   void expect_refused(std::size_t n, int code, const std::string& says,
@@ -64,50 +67,50 @@ class HostileFrontend : public testing::SimPair {
   Share directory;
 };
 
-TEST_F(HostileFrontend, WellFormedChainAttaches) {
+TEST_P(HostileFrontend, WellFormedChainAttaches) {
   build(2047, 3);
   auto r = attach(2047);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(r->memory().size(), 2047 * kPageSize);
 }
 
-TEST_F(HostileFrontend, LoopIsRefused) {
+TEST_P(HostileFrontend, LoopIsRefused) {
   build(3000, 3);
   set(1, 0, directory.grefs()[0]);  // page 1 links back to page 0
   expect_refused(3000, ELOOP, "loops");
 }
 
-TEST_F(HostileFrontend, SelfLoopOnTheLastPossiblePageIsRefused) {
+TEST_P(HostileFrontend, SelfLoopOnTheLastPossiblePageIsRefused) {
   build(3000, 3);
   set(0, 0, directory.grefs()[0]);
   expect_refused(3000, ELOOP, "loops");
 }
 
-TEST_F(HostileFrontend, EarlyEndIsRefused) {
+TEST_P(HostileFrontend, EarlyEndIsRefused) {
   build(3000, 3);
   set(1, 0, kDirListEnd);
   expect_refused(3000, EBADMSG, "ends early");
 }
 
-TEST_F(HostileFrontend, ChainThatDoesNotEndIsRefused) {
+TEST_P(HostileFrontend, ChainThatDoesNotEndIsRefused) {
   build(3000, 3);
   set(2, 0, buffer.grefs()[0]);
   expect_refused(3000, EBADMSG, "does not end");
 }
 
-TEST_F(HostileFrontend, FewerGrefsThanClaimedAreRefused) {
+TEST_P(HostileFrontend, FewerGrefsThanClaimedAreRefused) {
   // The frontend claims 1500 pages but its one-page directory holds 1023.
   build(1023, 1);
   expect_refused(1500, EBADMSG, "ends early");
 }
 
-TEST_F(HostileFrontend, BufferGrefZeroIsRefused) {
+TEST_P(HostileFrontend, BufferGrefZeroIsRefused) {
   build(1500, 2);
   set(1, 7, 0);
   expect_refused(1500, EINVAL, "is 0");
 }
 
-TEST_F(HostileFrontend, LinkToAGrefNotGrantedIsRefused) {
+TEST_P(HostileFrontend, LinkToAGrefNotGrantedIsRefused) {
   build(1500, 2);
   set(0, 0, 60000);
   auto r = attach(1500);
@@ -115,7 +118,7 @@ TEST_F(HostileFrontend, LinkToAGrefNotGrantedIsRefused) {
   EXPECT_NE(r.error().message.find("gref 60000"), std::string::npos) << r.error().message;
 }
 
-TEST_F(HostileFrontend, BufferGrefNotGrantedIsRefused) {
+TEST_P(HostileFrontend, BufferGrefNotGrantedIsRefused) {
   build(10, 1);
   set(0, 5, 60001);
   auto r = attach(10);
@@ -127,7 +130,7 @@ TEST_F(HostileFrontend, BufferGrefNotGrantedIsRefused) {
   expect_clean();
 }
 
-TEST_F(HostileFrontend, ReadOnlyDirectoryInBackendAllocModeIsRefused) {
+TEST_P(HostileFrontend, ReadOnlyDirectoryInBackendAllocModeIsRefused) {
   build(10, 1, Access::kReadOnly);
   for (std::size_t i = 1; i <= 10; ++i) set(0, i, 0);
   auto r = attach(10, AllocMode::kBackend);
@@ -140,7 +143,7 @@ TEST_F(HostileFrontend, ReadOnlyDirectoryInBackendAllocModeIsRefused) {
 
 // Another thread rewrites the directory while the backend walks it: every
 // attach either succeeds with grefs the frontend granted or fails cleanly.
-TEST_F(HostileFrontend, DirectoryRewrittenDuringTheWalk) {
+TEST_P(HostileFrontend, DirectoryRewrittenDuringTheWalk) {
   const std::size_t n = 3000;
   build(n, 3);
   std::atomic<bool> stop{false};
@@ -185,6 +188,12 @@ TEST_F(HostileFrontend, DirectoryRewrittenDuringTheWalk) {
   directory = Share();
   expect_clean();
 }
+
+INSTANTIATE_TEST_SUITE_P(DirectoryRead, HostileFrontend,
+                         ::testing::Values(DirectoryRead::kCopy, DirectoryRead::kMap),
+                         [](const ::testing::TestParamInfo<DirectoryRead>& info) {
+                           return info.param == DirectoryRead::kCopy ? "Copy" : "Map";
+                         });
 
 }  // namespace
 }  // namespace shbuf

@@ -187,6 +187,97 @@ TEST_F(Sim, MapRefusalsNameTheGrefAndDomain) {
   EXPECT_TRUE(ok.ok()) << ok.error().describe();
 }
 
+TEST_F(Sim, GrantCopyReadsAndWritesThePeersPageWithoutMapping) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  EXPECT_TRUE(d1->features().grant_copy);
+  auto share = d0->share(1, 2, Access::kReadWrite);
+  ASSERT_TRUE(share.ok());
+  for (std::size_t i = 0; i < 2 * 4096; ++i) share->memory()[i] = std::byte(i * 7 + 1);
+  const Gref g = share->grefs()[1];
+
+  std::vector<std::byte> page(4096);
+  ASSERT_TRUE(d1->copy_from(0, g, 0, page).ok());
+  EXPECT_EQ(std::memcmp(page.data(), share->memory().data() + 4096, 4096), 0);
+  std::vector<std::byte> part(100);
+  ASSERT_TRUE(d1->copy_from(0, g, 3996, part).ok());
+  EXPECT_EQ(std::memcmp(part.data(), share->memory().data() + 4096 + 3996, 100), 0);
+
+  const char hello[] = "hello";
+  ASSERT_TRUE(d1->copy_to(0, g, 10, std::as_bytes(std::span(hello))).ok());
+  EXPECT_EQ(std::memcmp(share->memory().data() + 4096 + 10, hello, sizeof hello), 0);
+  EXPECT_EQ(share->memory()[4096 + 9], std::byte(4105 * 7 + 1)) << "only the bytes given change";
+
+  const ProviderStats st = d1->stats();
+  EXPECT_EQ(st.copy_calls, 3u);
+  EXPECT_EQ(st.bytes_copied, 4096u + 100u + sizeof hello);
+  EXPECT_EQ(st.map_calls, 0u);
+  // A copy leaves no mapping and no map count behind.
+  SimStatus s = status();
+  EXPECT_TRUE(s.mappings.empty());
+  for (const auto& gr : s.grants) EXPECT_EQ(gr.map_count, 0u) << "gref " << gr.gref;
+}
+
+TEST_F(Sim, GrantCopyRefusalsAreThoseOfMap) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  auto d2 = open(2);
+  auto ro = d0->share(1, 1, Access::kReadOnly);
+  auto to2 = d0->share(2, 1, Access::kReadWrite);
+  ASSERT_TRUE(ro.ok() && to2.ok());
+  const Gref g_ro = ro->grefs()[0];
+  const Gref g2 = to2->grefs()[0];
+  std::vector<std::byte> buf(64);
+  auto expect_refused = [&](Status st, int code, const std::string& text) {
+    ASSERT_FALSE(st.ok()) << text;
+    EXPECT_EQ(st.code(), code) << st.error().describe();
+    EXPECT_THAT(st.error().message, HasSubstr(text));
+  };
+  expect_refused(d1->copy_from(7, g_ro, 0, buf), EINVAL, "domain 7 does not exist");
+  expect_refused(d1->copy_from(0, 4000, 0, buf), EINVAL, "gref 4000 of domain 0 is not granted");
+  expect_refused(d1->copy_from(0, 3, 0, buf), EINVAL, "gref 3 of domain 0 is reserved");
+  expect_refused(d1->copy_from(0, 100000000, 0, buf), EINVAL, "out of range");
+  expect_refused(d1->copy_from(0, g2, 0, buf), EINVAL,
+                 "gref " + std::to_string(g2) + " of domain 0 is granted to domain 2");
+  expect_refused(d1->copy_to(0, g_ro, 0, buf), EINVAL,
+                 "gref " + std::to_string(g_ro) + " of domain 0 is read-only; cannot copy into it");
+  EXPECT_TRUE(d1->copy_from(0, g_ro, 0, buf).ok()) << "reading a read-only grant is allowed";
+  // Arguments: within one page, not empty, not DOMID_SELF.
+  expect_refused(d1->copy_from(0, g_ro, 4090, buf), EINVAL, "stays within one 4096-byte page");
+  expect_refused(d1->copy_from(0, g_ro, 4096, std::span(buf).first(1)), EINVAL,
+                 "stays within one 4096-byte page");
+  expect_refused(d1->copy_from(0, g_ro, 0, {}), EINVAL, "0 bytes");
+  expect_refused(d1->copy_from(kDomIdSelf, g_ro, 0, buf), EINVAL, "DOMID_SELF");
+  // A revoked grant cannot be copied.
+  const Gref ended = g2;
+  ASSERT_TRUE(to2->end().ok());
+  expect_refused(d2->copy_from(0, ended, 0, buf), EINVAL, "not granted");
+  // Injected faults reach copies too.
+  d1->inject_fault(SimFaultOp::kCopy, 1, ENOMEM);
+  expect_refused(d1->copy_from(0, g_ro, 0, buf), ENOMEM, "copy call");
+  d1->inject_gref_fault(0, g_ro, EIO);
+  expect_refused(d1->copy_from(0, g_ro, 0, buf), EIO, "fails to copy");
+  d1->clear_faults();
+  EXPECT_TRUE(d1->copy_from(0, g_ro, 0, buf).ok());
+}
+
+TEST_F(Sim, GrantCopyCanBeTurnedOff) {
+  auto d0 = open(0);
+  SimOptions o;
+  o.path = path;
+  o.domid = 1;
+  o.grant_copy = false;
+  auto d1 = SimProvider::open(o);
+  ASSERT_TRUE(d1.ok());
+  EXPECT_FALSE((*d1)->features().grant_copy);
+  auto share = d0->share(1, 1, Access::kReadWrite);
+  ASSERT_TRUE(share.ok());
+  std::vector<std::byte> buf(8);
+  Status st = (*d1)->copy_from(0, share->grefs()[0], 0, buf);
+  EXPECT_EQ(st.code(), EOPNOTSUPP) << st.error().describe();
+  EXPECT_THAT(st.error().message, HasSubstr("no grant copy"));
+}
+
 TEST_F(Sim, MappingOwnGrantsIsAllowed) {
   auto d0 = open(0);
   auto share = d0->share(0, 3, Access::kReadWrite);
@@ -345,7 +436,7 @@ TEST_F(Sim, InjectedFaultsAtEachOperation) {
 }
 
 TEST_F(Sim, FaultSpecFromOptionsAndEnvironment) {
-  ASSERT_EQ(setenv(kSimFaultEnv, "map:2:ENOSPC,gref:0:9", 1), 0);
+  ASSERT_EQ(setenv(kSimFaultEnv, "map:2:ENOSPC,gref:0:9,copy:1:EAGAIN", 1), 0);
   SimOptions o;
   o.path = path;
   o.domid = 1;
@@ -367,8 +458,11 @@ TEST_F(Sim, FaultSpecFromOptionsAndEnvironment) {
   auto m3 = (*d1)->map(0, share->grefs(), Access::kReadOnly);
   EXPECT_EQ(m3.error().code, EIO);
   EXPECT_THAT(m3.error().message, HasSubstr("gref 9 of domain 0"));
+  std::vector<std::byte> buf(4);
+  EXPECT_EQ((*d1)->copy_from(0, share->grefs()[2], 0, buf).code(), EAGAIN);
+  EXPECT_TRUE((*d1)->copy_from(0, share->grefs()[2], 0, buf).ok());
 
-  for (const char* bad : {"frob:1", "map:0", "map:x", "map:1:ENOTANERRNO", "gref:1", "map"}) {
+  for (const char* bad : {"frob:1", "map:0", "map:x", "map:1:ENOTANERRNO", "gref:1", "map", "copy:0"}) {
     SimOptions b = o;
     b.faults = bad;
     auto p = SimProvider::open(b);

@@ -391,56 +391,123 @@ TEST_F(XenProvider, IsSafeToUseFromSeveralThreads) {
 // Attaching N pages costs one device map per directory page (each mapped,
 // copied out and unmapped on its own) plus one batched map of the buffer.
 // Timings under emulation mean nothing; these counts are the figure.
-TEST_F(XenProvider, BackendAttachMapsEachDirectoryPageThenTheBufferInOneCall) {
-  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
-    for (std::size_t n : {std::size_t{1}, std::size_t{1023}, std::size_t{1024},
-                          std::size_t{16384}}) {
-      SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n));
-      FrontendBufferConfig fc;
-      fc.backend = self_;
-      fc.pages = n;
-      fc.mode = mode;
-      auto f = FrontendBuffer::create(*provider_, fc);
-      ASSERT_TRUE(f.ok()) << f.error().describe();
-      BackendBufferConfig bc;
-      bc.frontend = self_;
-      bc.directory_gref = f->directory_gref();
-      bc.pages = n;
-      bc.mode = mode;
-      const XenDeviceCalls before = calls();
-      auto b = BackendBuffer::attach(*provider_, bc);
-      ASSERT_TRUE(b.ok()) << b.error().describe();
-      const XenDeviceCalls after = calls();
-      const std::uint64_t d = dir_pages(n);
-      const std::uint64_t maps = after.map_refs - before.map_refs;
-      const std::uint64_t unmaps = after.unmap - before.unmap;
-      const std::uint64_t shares = after.share_pages - before.share_pages;
-      std::printf("device calls to attach %s %zu pages (%llu directory pages): map %llu, "
-                  "unmap %llu, share %llu\n",
-                  to_string(mode), n, static_cast<unsigned long long>(d),
-                  static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
-                  static_cast<unsigned long long>(shares));
-      if (mode == AllocMode::kFrontend) {
-        EXPECT_EQ(maps, d + 1);
-        EXPECT_EQ(shares, 0u);
-      } else {
-        EXPECT_EQ(maps, d);  // directory pages only: the buffer is ours
-        EXPECT_EQ(shares, 1u);
+// What attaching costs in calls into the devices: the directory read by grant
+// copy (one copy per directory page, two when the backend writes grefs back)
+// or mapped one page at a time, then the buffer mapped in one call.
+TEST_F(XenProvider, BackendAttachCountsDeviceCalls) {
+  for (DirectoryRead way : {DirectoryRead::kCopy, DirectoryRead::kMap}) {
+    const char* how = way == DirectoryRead::kCopy ? "copy" : "map";
+    for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+      for (std::size_t n : {std::size_t{1}, std::size_t{1023}, std::size_t{1024},
+                            std::size_t{16384}}) {
+        SCOPED_TRACE(std::string(how) + " " + to_string(mode) + " " + std::to_string(n));
+        FrontendBufferConfig fc;
+        fc.backend = self_;
+        fc.pages = n;
+        fc.mode = mode;
+        auto f = FrontendBuffer::create(*provider_, fc);
+        ASSERT_TRUE(f.ok()) << f.error().describe();
+        BackendBufferConfig bc;
+        bc.frontend = self_;
+        bc.directory_gref = f->directory_gref();
+        bc.pages = n;
+        bc.mode = mode;
+        bc.directory_read = way;
+        const XenDeviceCalls before = calls();
+        auto b = BackendBuffer::attach(*provider_, bc);
+        ASSERT_TRUE(b.ok()) << b.error().describe();
+        const XenDeviceCalls after = calls();
+        const std::uint64_t d = dir_pages(n);
+        const std::uint64_t maps = after.map_refs - before.map_refs;
+        const std::uint64_t unmaps = after.unmap - before.unmap;
+        const std::uint64_t copies = after.copy - before.copy;
+        const std::uint64_t shares = after.share_pages - before.share_pages;
+        std::printf("device calls to attach %s %zu pages (%llu directory pages, read by %s): "
+                    "map %llu, unmap %llu, copy %llu, share %llu\n",
+                    to_string(mode), n, static_cast<unsigned long long>(d), how,
+                    static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
+                    static_cast<unsigned long long>(copies),
+                    static_cast<unsigned long long>(shares));
+        const std::uint64_t buffer_maps = mode == AllocMode::kFrontend ? 1 : 0;
+        EXPECT_EQ(shares, mode == AllocMode::kFrontend ? 0u : 1u);
+        if (way == DirectoryRead::kMap) {
+          EXPECT_EQ(maps, d + buffer_maps);
+          EXPECT_EQ(unmaps, d);
+          EXPECT_EQ(copies, 0u);
+        } else {
+          EXPECT_EQ(maps, buffer_maps);
+          EXPECT_EQ(unmaps, 0u);
+          EXPECT_EQ(copies, mode == AllocMode::kFrontend ? d : 2 * d);
+        }
+        if (mode == AllocMode::kBackend) {
+          ASSERT_TRUE(f->map().ok());
+        }
+        const std::uint64_t fill = 0x0123456789abcdefULL ^ n;
+        std::memcpy(f->memory().data() + (n - 1) * 4096, &fill, sizeof fill);
+        EXPECT_EQ(std::memcmp(b->memory().data() + (n - 1) * 4096, &fill, sizeof fill), 0);
+        if (mode == AllocMode::kBackend) {
+          ASSERT_TRUE(f->unmap().ok());
+        }
+        ASSERT_TRUE(b->detach().ok());
+        ASSERT_TRUE(f->free().ok());
       }
-      EXPECT_EQ(unmaps, d);
-      if (mode == AllocMode::kBackend) {
-        ASSERT_TRUE(f->map().ok());
-      }
-      const std::uint64_t fill = 0x0123456789abcdefULL ^ n;
-      std::memcpy(f->memory().data() + (n - 1) * 4096, &fill, sizeof fill);
-      EXPECT_EQ(std::memcmp(b->memory().data() + (n - 1) * 4096, &fill, sizeof fill), 0);
-      if (mode == AllocMode::kBackend) {
-        ASSERT_TRUE(f->unmap().ok());
-      }
-      ASSERT_TRUE(b->detach().ok());
-      ASSERT_TRUE(f->free().ok());
     }
   }
+}
+
+TEST_F(XenProvider, GrantCopiesFromAndIntoAGrantedPage) {
+  ASSERT_TRUE(provider_->features().grant_copy);
+  Share s = share_one(Access::kReadWrite);
+  ASSERT_TRUE(s.valid());
+  for (std::size_t i = 0; i < 4096; ++i) s.memory()[i] = std::byte(i * 13 + 5);
+  const Gref g = s.grefs()[0];
+  const XenDeviceCalls before = calls();
+  std::vector<std::byte> page(4096);
+  Status got = provider_->copy_from(self_, g, 0, page);
+  ASSERT_TRUE(got.ok()) << got.error().describe();
+  EXPECT_EQ(std::memcmp(page.data(), s.memory().data(), 4096), 0);
+  std::vector<std::byte> part(300);
+  ASSERT_TRUE(provider_->copy_from(self_, g, 3796, part).ok());
+  EXPECT_EQ(std::memcmp(part.data(), s.memory().data() + 3796, 300), 0);
+  const char hello[] = "hello";
+  Status put = provider_->copy_to(self_, g, 8, std::as_bytes(std::span(hello)));
+  ASSERT_TRUE(put.ok()) << put.error().describe();
+  EXPECT_EQ(std::memcmp(s.memory().data() + 8, hello, sizeof hello), 0);
+  EXPECT_EQ(s.memory()[7], std::byte(7 * 13 + 5)) << "only the bytes given change";
+  const XenDeviceCalls after = calls();
+  EXPECT_EQ(after.copy - before.copy, 3u);
+  EXPECT_EQ(after.map_refs - before.map_refs, 0u);
+}
+
+TEST_F(XenProvider, RefusesGrantCopiesXenRefuses) {
+  std::vector<std::byte> buf(64);
+  auto expect_refused = [](Status st, const std::string& text) {
+    ASSERT_FALSE(st.ok()) << text;
+    EXPECT_EQ(st.code(), EINVAL) << st.error().describe();
+    EXPECT_NE(st.error().message.find(text), std::string::npos) << st.error().message;
+  };
+  const Gref never = 0x00fffff0;
+  expect_refused(provider_->copy_from(self_, never, 0, buf), "gref " + std::to_string(never));
+  Share ro = share_one(Access::kReadOnly, 0x42);
+  ASSERT_TRUE(ro.valid());
+  expect_refused(provider_->copy_to(self_, ro.grefs()[0], 0, buf),
+                 "gref " + std::to_string(ro.grefs()[0]));
+  Status read = provider_->copy_from(self_, ro.grefs()[0], 0, buf);
+  EXPECT_TRUE(read.ok()) << read.error().describe();
+  EXPECT_EQ(buf[0], std::byte{0x42});
+  Share to5 = share_one(Access::kReadWrite, 0, 5);
+  ASSERT_TRUE(to5.valid());
+  expect_refused(provider_->copy_from(self_, to5.grefs()[0], 0, buf),
+                 "gref " + std::to_string(to5.grefs()[0]));
+  expect_refused(provider_->copy_from(999, ro.grefs()[0], 0, buf), "domain 999");
+  expect_refused(provider_->copy_from(self_, ro.grefs()[0], 4090, buf), "within one");
+  Gref ended = 0;
+  {
+    Share s = share_one(Access::kReadWrite);
+    ASSERT_TRUE(s.valid());
+    ended = s.grefs()[0];
+  }
+  expect_refused(provider_->copy_from(self_, ended, 0, buf), "gref " + std::to_string(ended));
 }
 
 }  // namespace

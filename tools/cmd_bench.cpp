@@ -115,12 +115,14 @@ std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) :
 
 constexpr const char* kLegend[] = {
     "ours: FrontendBuffer::create/free, BackendBuffer::attach/detach over the sim provider "
-    "(a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate every page)",
+    "(a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate every page; "
+    "attach reads the directory pages by grant copy)",
     "limit: a memfd (shmem, like tmpfs) of the same number of pages, mmap MAP_SHARED and one "
     "madvise: MADV_POPULATE_WRITE for new pages (create; backend-allocated attach), "
     "MADV_POPULATE_READ to map existing ones (frontend-allocated attach); plus writing the "
     "directory words the operation writes; released with munmap + close",
-    "naive: the same work with one provider call per page (share of 1 page, map of 1 gref)",
+    "naive: the same work with one provider call per page (share of 1 page, map of 1 gref; "
+    "each directory page mapped)",
     "create counts the directory pages too (N + D pages frontend-allocated, D backend-allocated); "
     "attach maps or allocates the N buffer pages",
     "ns/page: median time over interleaved runs (ours, limit, limit, ours, ...) divided by N; "

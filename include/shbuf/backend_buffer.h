@@ -1,12 +1,18 @@
 // The backend end of a page directory shared buffer, done right.
 //
 // Frontend-allocated: attach() walks the frontend's directory one page at a
-// time (each mapped read-only, copied out once, unmapped), stops exactly when
-// N grefs are read, refuses a chain that ends early, loops, goes on past the
-// last page, or holds gref 0, then maps the N grefs in one call.
-// Backend-allocated: attach() shares N fresh pages with the frontend, maps the
-// frontend's directory pages writable one at a time and writes the grefs,
+// time (each grant-copied into a private page, or mapped read-only and
+// unmapped; read once), stops exactly when N grefs are read, refuses a chain
+// that ends early, loops, goes on past the last page, or holds gref 0, then
+// maps the N grefs in one call.
+// Backend-allocated: attach() shares N fresh pages with the frontend and
+// writes the grefs into the frontend's directory pages one at a time (read
+// with a grant copy and the gref slots copied back, or mapped writable),
 // validating the chain the same way.
+//
+// Grant copy reads each directory page without changing this process's page
+// tables: no mapping to make and tear down per page, and a private snapshot
+// that the frontend cannot change while it is being read.
 //
 // Every failure leaves nothing granted, mapped or allocated; detach() (and the
 // destructor) releases exactly what attach() took.
@@ -21,6 +27,14 @@
 
 namespace shbuf {
 
+// How attach() reads the directory pages.
+enum class DirectoryRead {
+  kAuto,  // grant copy where the provider has it, else map; also falls back to
+          // map when the kernel turns out to lack grant copy (EOPNOTSUPP)
+  kCopy,  // grant copy only
+  kMap,   // map each page, one at a time
+};
+
 struct BackendBufferConfig {
   DomId frontend = 0;
   // The first directory gref, as the protocol delivered it.
@@ -31,6 +45,7 @@ struct BackendBufferConfig {
   std::size_t max_pages = kDefaultMaxPages;
   // How the buffer is mapped (frontend-allocated) or granted (backend-allocated).
   Access access = Access::kReadWrite;
+  DirectoryRead directory_read = DirectoryRead::kAuto;
 };
 
 class BackendBuffer {

@@ -103,8 +103,10 @@ struct ProviderStats {
   std::uint64_t end_calls = 0;
   std::uint64_t map_calls = 0;
   std::uint64_t unmap_calls = 0;
+  std::uint64_t copy_calls = 0;
   std::uint64_t pages_shared = 0;
   std::uint64_t pages_mapped = 0;
+  std::uint64_t bytes_copied = 0;
 };
 
 // What a provider can do, chosen once when it is opened.
@@ -113,6 +115,9 @@ struct ProviderFeatures {
   std::size_t max_map_batch = 0;
   // Largest number of pages one share() call accepts (0: no limit).
   std::size_t max_share_batch = 0;
+  // copy_from() and copy_to() work (the hypervisor's grant copy). Where they
+  // do not, they fail with EOPNOTSUPP.
+  bool grant_copy = false;
 };
 
 // The interface every grant provider implements. Public calls validate their
@@ -141,6 +146,15 @@ class Provider {
   // and an unknown domain; the message says which.
   Result<Mapping> map(DomId peer, std::span<const Gref> grefs, Access access);
 
+  // Grant copy: copies dst.size() bytes from `offset` within the peer's
+  // granted page `gref` into our memory, or src into it, without mapping it,
+  // as the hypervisor copies (GNTTABOP_copy). The bytes stay within one page:
+  // offset + size <= 4096, size > 0. Refusals are EINVAL as for map(); a
+  // copy into a page granted read-only is refused. EOPNOTSUPP where the
+  // provider or the kernel has no grant copy (see ProviderFeatures).
+  Status copy_from(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> dst);
+  Status copy_to(DomId peer, Gref gref, std::size_t offset, std::span<const std::byte> src);
+
   // Pages whose revocation was deferred because a peer still mapped them.
   // Reclaims what can be reclaimed now before counting.
   virtual std::size_t pending_pages() = 0;
@@ -154,6 +168,11 @@ class Provider {
   virtual Status do_end(Share& share) = 0;
   virtual Result<Mapping> do_map(DomId peer, std::span<const Gref> grefs, Access access) = 0;
   virtual Status do_unmap(Mapping& mapping) = 0;
+  // One grant copy: `to_peer` copies local into the peer's page, otherwise
+  // the peer's page into local. Arguments are checked. Providers without
+  // grant copy keep this default, which fails with EOPNOTSUPP.
+  virtual Status do_copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,
+                         bool to_peer);
 
   // For implementations: build handles around what they allocated.
   Share make_share(std::byte* memory, std::vector<Gref> grefs, std::uint64_t token, DomId peer,
@@ -170,8 +189,11 @@ class Provider {
   Status end_share(Share& share);
   Status unmap_mapping(Mapping& mapping);
 
-  std::atomic<std::uint64_t> share_calls_{0}, end_calls_{0}, map_calls_{0}, unmap_calls_{0};
-  std::atomic<std::uint64_t> pages_shared_{0}, pages_mapped_{0};
+  Status copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local, bool to_peer);
+
+  std::atomic<std::uint64_t> share_calls_{0}, end_calls_{0}, map_calls_{0}, unmap_calls_{0},
+      copy_calls_{0};
+  std::atomic<std::uint64_t> pages_shared_{0}, pages_mapped_{0}, bytes_copied_{0};
 };
 
 // Options for opening a provider by name.

@@ -57,11 +57,15 @@ struct SimOptions {
   // Faults to inject, in the SHBUF_SIM_FAULT syntax (see below); applied
   // before the environment variable.
   std::string faults;
+  // Offer grant copy (copy_from/copy_to), as Xen and Linux's gntdev do; false
+  // makes this provider behave like a kernel without it (EOPNOTSUPP).
+  bool grant_copy = true;
 };
 
 // SHBUF_SIM_FAULT, read by SimProvider::open(): a comma-separated list of
-//   share|end|map|unmap:K[:ERR]   the K-th call (1-based) of that op fails
-//   gref:DOMID:GREF[:ERR]          every map() including that gref fails
+//   share|end|map|unmap|copy:K[:ERR]   the K-th call (1-based) of that op fails
+//   gref:DOMID:GREF[:ERR]               every map() including that gref fails,
+//                                       and every copy of it
 // ERR is an errno name (EIO, ENOMEM, ...) or number; the default is EIO.
 // A malformed list makes open() fail with EINVAL.
 inline constexpr const char* kSimFaultEnv = "SHBUF_SIM_FAULT";
@@ -70,7 +74,7 @@ inline constexpr const char* kSimFaultEnv = "SHBUF_SIM_FAULT";
 std::string sim_default_path();
 
 // The operations fault injection can target.
-enum class SimFaultOp { kShare, kEnd, kMap, kUnmap };
+enum class SimFaultOp { kShare, kEnd, kMap, kUnmap, kCopy };
 
 // What `shbuf sim status` shows.
 struct SimStatus {
@@ -128,7 +132,8 @@ class SimProvider final : public Provider {
   // Fault injection: the k-th call (1-based, counted from now, in this
   // provider object) of `op` fails with `error`.
   void inject_fault(SimFaultOp op, unsigned k, int error = EIO);
-  // Any map() that includes this gref of `granter` fails with `error`.
+  // Any map() that includes this gref of `granter`, and any copy of it,
+  // fails with `error`.
   void inject_gref_fault(DomId granter, Gref gref, int error = EIO);
   void clear_faults();
 
@@ -152,6 +157,8 @@ class SimProvider final : public Provider {
   Result<Share> do_share(DomId peer, std::size_t count, Access access) override;
   Status do_end(Share& share) override;
   Result<Mapping> do_map(DomId peer, std::span<const Gref> grefs, Access access) override;
+  Status do_copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,
+                 bool to_peer) override;
   Status do_unmap(Mapping& mapping) override;
 
  private:

@@ -19,6 +19,9 @@
 //   peer unmaps; the peer's view stays valid meanwhile, and the page no
 //   longer counts against gntalloc's limit. User space cannot see those
 //   pages, so end() succeeds (never EBUSY) and pending_pages() is always 0.
+// - copy_from()/copy_to() are one gntdev grant copy each. Xen's refusals come
+//   back as EINVAL naming the hypervisor's status (GNTST_*); a kernel without
+//   grant copy gives EOPNOTSUPP, and features().grant_copy is false from then.
 // - Failures of the devices themselves (missing device, permission) are
 //   ENODEV / EACCES naming the device and what to load or change.
 #pragma once
@@ -57,6 +60,7 @@ struct XenDeviceCalls {
   std::uint64_t unshare = 0;      // xengntshr_unshare
   std::uint64_t map_refs = 0;     // xengnttab_map_domain_grant_refs
   std::uint64_t unmap = 0;        // xengnttab_unmap
+  std::uint64_t copy = 0;         // xengnttab_grant_copy
 };
 
 // EINVAL when `provider` is not the xen provider.

@@ -116,21 +116,29 @@ int main(int argc, char** argv) {
           ++bad;
           continue;
         }
-        unsigned wrong = 0, first_x = 0, first_y = 0;
+        unsigned wrong = 0, last_x = 0, last_y = 0;
         for (unsigned y = 0; y < h; ++y) {
           for (unsigned x = 0; x < w; ++x) {
             const std::uint32_t want = displ_pattern_pixel(c, n, x, y, w, h);
             const std::uint8_t* p = &img.rgb[(std::size_t{y} * w + x) * 3];
             const std::uint32_t got = std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
-            if (got != want && wrong++ == 0) {
-              first_x = x;
-              first_y = y;
+            if (got == want) continue;
+            // The first few, with what frame (if any) they belong to.
+            if (wrong++ < 8) {
+              int frame = -1;
+              for (unsigned k = 0; k < 64 && frame < 0; ++k) {
+                if (displ_pattern_pixel(c, k, x, y, w, h) == got) frame = static_cast<int>(k);
+              }
+              std::printf("displ-check: %s: (%u,%u) is %06x, expected %06x (frame %d's)\n", name,
+                          x, y, got, want, frame);
             }
+            last_x = x;
+            last_y = y;
           }
         }
         if (wrong != 0) {
-          std::printf("displ-check: %s: %u pixels differ, first at (%u,%u)\n", name, wrong,
-                      first_x, first_y);
+          std::printf("displ-check: %s: %u pixels differ, the last at (%u,%u)\n", name, wrong,
+                      last_x, last_y);
           ++bad;
         }
         ++checked;
