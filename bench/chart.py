@@ -48,7 +48,7 @@ def main():
             script += [
                 f"set title '{op} ({mode})'",
                 f"plot '{path}' using 1:2 with linespoints lw 2 pt 7 title 'ours', "
-                f"'' using 1:3 with linespoints lw 2 pt 5 title 'limit (memfd + populate)', "
+                f"'' using 1:3 with linespoints lw 2 pt 5 title 'limit (mmap + populate)', "
                 f"'' using 1:4 with linespoints lw 2 pt 9 title 'naive (a call per page)'",
             ]
         script.append("unset multiplot")

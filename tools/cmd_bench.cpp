@@ -117,10 +117,11 @@ constexpr const char* kLegend[] = {
     "ours: FrontendBuffer::create/free, BackendBuffer::attach/detach over the sim provider "
     "(a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate every page; "
     "attach reads the directory pages by grant copy)",
-    "limit: a memfd (shmem, like tmpfs) of the same number of pages, mmap MAP_SHARED and one "
-    "madvise: MADV_POPULATE_WRITE for new pages (create; backend-allocated attach), "
-    "MADV_POPULATE_READ to map existing ones (frontend-allocated attach); plus writing the "
-    "directory words the operation writes; released with munmap + close",
+    "limit: create and backend-allocated attach: a memfd (shmem, like tmpfs) of the same number "
+    "of new pages, mmap MAP_SHARED and one MADV_POPULATE_WRITE, plus writing the directory words "
+    "the operation writes, released with munmap + close; frontend-allocated attach: a second "
+    "mapping of the very pages the frontend shared (mremap of size 0) and one "
+    "MADV_POPULATE_READ, released with munmap",
     "naive: the same work with one provider call per page (share of 1 page, map of 1 gref; "
     "each directory page mapped)",
     "create counts the directory pages too (N + D pages frontend-allocated, D backend-allocated); "
