@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "attach_calls.h"
 #include "shbuf/backend_buffer.h"
 #include "shbuf/frontend_buffer.h"
 #include "sim_fixture.h"
@@ -144,16 +145,7 @@ TEST_F(Buffers, DirectoryReadByCopyOrByMapAgrees) {
         const std::uint64_t maps = after.map_calls - before.map_calls;
         const std::uint64_t unmaps = after.unmap_calls - before.unmap_calls;
         const std::uint64_t copies = after.copy_calls - before.copy_calls;
-        const std::uint64_t buffer_maps = mode == AllocMode::kFrontend ? 1 : 0;
-        if (way == DirectoryRead::kMap) {
-          EXPECT_EQ(maps, d + buffer_maps);
-          EXPECT_EQ(unmaps, d);
-          EXPECT_EQ(copies, 0u);
-        } else {
-          EXPECT_EQ(maps, buffer_maps);
-          EXPECT_EQ(unmaps, 0u);
-          EXPECT_EQ(copies, mode == AllocMode::kFrontend ? d : 2 * d);
-        }
+        testing::expect_attach_calls(way, mode, d, maps, unmaps, copies);
         if (mode == AllocMode::kBackend) {
           ASSERT_TRUE(f->map().ok());
         }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "attach_calls.h"
 #include "shbuf/backend_buffer.h"
 #include "shbuf/frontend_buffer.h"
 #include "shbuf/provider.h"
@@ -428,17 +429,8 @@ TEST_F(XenProvider, BackendAttachCountsDeviceCalls) {
                     static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
                     static_cast<unsigned long long>(copies),
                     static_cast<unsigned long long>(shares));
-        const std::uint64_t buffer_maps = mode == AllocMode::kFrontend ? 1 : 0;
         EXPECT_EQ(shares, mode == AllocMode::kFrontend ? 0u : 1u);
-        if (way == DirectoryRead::kMap) {
-          EXPECT_EQ(maps, d + buffer_maps);
-          EXPECT_EQ(unmaps, d);
-          EXPECT_EQ(copies, 0u);
-        } else {
-          EXPECT_EQ(maps, buffer_maps);
-          EXPECT_EQ(unmaps, 0u);
-          EXPECT_EQ(copies, mode == AllocMode::kFrontend ? d : 2 * d);
-        }
+        testing::expect_attach_calls(way, mode, d, maps, unmaps, copies);
         if (mode == AllocMode::kBackend) {
           ASSERT_TRUE(f->map().ok());
         }
