@@ -235,6 +235,12 @@ serial=$run_dir/serial.log
 rm -f "$serial" "$run_dir/results.txt"
 xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1"
 xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false"
+# Eager FPU switching: with Xen's default on AMD (lazy, through CR0.TS and
+# the #NM intercept) a PVH guest next to dom0 under QEMU's emulated SVM was
+# seen to leave its SSE registers in dom0's processes now and then (the
+# guest's console text inside frames, corrupted zlib streams, asserting
+# xl). Xen then saves and restores the FPU state on every switch.
+xen_cmdline+=" spec-ctrl=eager-fpu"
 dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
 dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
 dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ"
