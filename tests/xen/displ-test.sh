@@ -45,9 +45,10 @@ wait_for() {
   done
 }
 
-# xl was seen to abort now and then inside glibc ("tpp.c: ...
-# __pthread_tpp_change_priority: Assertion ... failed"); a call that aborts
-# (exit 134) is repeated, up to 3 times.
+# xl was seen to abort inside glibc ("tpp.c: ... __pthread_tpp_change_priority:
+# Assertion ... failed") while Xen switched the FPU lazily (see run.sh); a call
+# that aborts (exit 134) is repeated, up to 3 times, so that the toolstack
+# alone cannot fail the test.
 xl_() {
   n=1
   while :; do
