@@ -120,7 +120,10 @@ Status Provider::copy(DomId peer, Gref gref, std::size_t offset, std::span<std::
                       bool to_peer) {
   copy_calls_.fetch_add(1, std::memory_order_relaxed);
   const char* way = to_peer ? "copy into" : "copy from";
-  if (local.empty()) return make_error(EINVAL, std::string("cannot ") + way + " a page 0 bytes");
+  if (local.empty()) {
+    return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) +
+                                  ": 0 bytes is no copy");
+  }
   if (offset >= kPageSize || local.size() > kPageSize - offset) {
     return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) +
                                   " " + std::to_string(local.size()) + " bytes at offset " +
