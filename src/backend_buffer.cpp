@@ -44,8 +44,7 @@ Status walk_directory(Provider& provider, const BackendBufferConfig& config, boo
         const std::size_t count =
             std::min(kGrefsPerDirPage, config.pages - index * kGrefsPerDirPage);
         const std::span<const std::byte> slots(local + sizeof(Gref), count * sizeof(Gref));
-        if (Status put = provider.copy_to(config.frontend, gref, sizeof(Gref), slots);
-            !put.ok()) {
+        if (Status put = provider.copy_to(config.frontend, gref, sizeof(Gref), slots); !put.ok()) {
           return with_context(put.error(), "writing grefs into " + dir_page_name(index, gref));
         }
       }
@@ -99,9 +98,9 @@ Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBuf
     }
     buf.share_ = std::move(share).value();
     const std::span<const Gref> grefs = buf.share_.grefs();
-    SHBUF_TRY(
-        walk_directory(provider, config, true, *walker,
-                       [&](std::span<std::byte> page) { return walker->fill_page(page, grefs); }));
+    SHBUF_TRY(walk_directory(provider, config, true, *walker, [&](std::span<std::byte> page) {
+      return walker->fill_page(page, grefs);
+    }));
   }
   return buf;
 }

@@ -125,8 +125,8 @@ Status Provider::copy(DomId peer, Gref gref, std::size_t offset, std::span<std::
                                   ": 0 bytes is no copy");
   }
   if (offset >= kPageSize || local.size() > kPageSize - offset) {
-    return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) +
-                                  " " + std::to_string(local.size()) + " bytes at offset " +
+    return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) + " " +
+                                  std::to_string(local.size()) + " bytes at offset " +
                                   std::to_string(offset) +
                                   ": a grant copy stays within one 4096-byte page");
   }

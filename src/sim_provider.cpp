@@ -256,6 +256,18 @@ std::string refusal(const GrantEntryV1* ent, const EntryAux* aux, std::uint32_t 
   return what + " is read-only; cannot " + write;
 }
 
+// The index of `peer`'s domain while a process is attached as it; EINVAL
+// otherwise, as Xen refuses a domain that does not exist.
+Result<std::uint16_t> live_domain(Instance& in, DomId peer) {
+  const int found = in.find_domain(peer);
+  if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
+    return make_error(EINVAL, dom_str(peer) +
+                                  " does not exist: no process is attached to the simulator at " +
+                                  in.dir() + " as " + dom_str(peer));
+  }
+  return std::uint16_t(found);
+}
+
 std::string resolve(const std::string& path) {
   return path.empty() ? sim_default_path() : path;
 }
@@ -643,14 +655,9 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
     return make_error(code, std::move(msg));
   };
   in.check_liveness(false);
-  const int found = in.find_domain(peer);
-  if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
-    return refuse(EINVAL, dom_str(peer) +
-                             " does not exist: no process is attached to the "
-                             "simulator at " +
-                             in.dir() + " as " + dom_str(peer));
-  }
-  const std::uint16_t di = std::uint16_t(found);
+  auto found = live_domain(in, peer);
+  if (!found.ok()) return refuse(found.error().code, std::move(found).error().message);
+  const std::uint16_t di = *found;
   auto v = in.view(di);
   if (!v.ok()) {
     in.unlock();
@@ -662,7 +669,8 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   EntryAux* aux = (*v)->aux;
   auto what = [&](Gref g) { return "gref " + std::to_string(g) + " of " + dom_str(peer); };
   for (const Gref g : grefs) {
-    if (std::string why = refusal(ent, aux, n, peer, m.domid, g, rw, "map it writable"); !why.empty()) {
+    if (std::string why = refusal(ent, aux, n, peer, m.domid, g, rw, "map it writable");
+        !why.empty()) {
       return refuse(EINVAL, std::move(why));
     }
     if (aux[g].map_count >= kMaxMapCount) {
@@ -755,8 +763,8 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
   const char* verb = to_peer ? "copy into" : "copy from";
   if (peer >= kFirstReservedDomId) {
     return make_error(EINVAL, std::string("cannot ") + verb + " a page of domid " +
-                                 std::to_string(peer) +
-                                 ": ids from 32752 (0x7ff0) up are reserved by Xen");
+                                  std::to_string(peer) +
+                                  ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
   std::uint64_t call = 0;
   if (const int e = m.take_fault(SimFaultOp::kCopy, call)) {
@@ -771,29 +779,26 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
     ~Unlock() { in.unlock(); }
   } unlock{in};
   in.check_liveness(false);
-  const int found = in.find_domain(peer);
-  if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
-    return make_error(EINVAL, dom_str(peer) + " does not exist: no process is attached to the "
-                                              "simulator at " +
-                                  in.dir() + " as " + dom_str(peer));
-  }
-  auto v = in.view(std::uint16_t(found));
+  auto found = live_domain(in, peer);
+  if (!found.ok()) return std::move(found).error();
+  auto v = in.view(*found);
   if (!v.ok()) return std::move(v).error();
-  if (std::string why = refusal((*v)->ent, (*v)->aux, in.nr_entries(), peer, m.domid, gref,
-                                to_peer, "copy into it");
+  if (std::string why = refusal((*v)->ent, (*v)->aux, in.nr_entries(), peer, m.domid, gref, to_peer,
+                                "copy into it");
       !why.empty()) {
     return make_error(EINVAL, std::move(why));
   }
   const int fd = to_peer ? (*v)->mem_rw : (*v)->mem_ro;
   const off_t at = off_t(gref) * off_t(kPageSize) + off_t(offset);
   for (std::size_t done = 0; done < local.size();) {
-    const ssize_t r = to_peer ? pwrite(fd, local.data() + done, local.size() - done, at + off_t(done))
-                              : pread(fd, local.data() + done, local.size() - done, at + off_t(done));
+    const ssize_t r = to_peer
+                          ? pwrite(fd, local.data() + done, local.size() - done, at + off_t(done))
+                          : pread(fd, local.data() + done, local.size() - done, at + off_t(done));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       const int e = r < 0 ? errno : EIO;
-      return sys_error(e, std::string("cannot ") + verb + " gref " + std::to_string(gref) +
-                              " of " + dom_str(peer));
+      return sys_error(e, std::string("cannot ") + verb + " gref " + std::to_string(gref) + " of " +
+                              dom_str(peer));
     }
     done += std::size_t(r);
   }

@@ -298,20 +298,23 @@ class XenProvider final : public Provider {
       seg.flags = GNTCOPY_source_gref;
     }
     seg.len = static_cast<std::uint16_t>(local.size());
-    const std::string what = std::string(to_peer ? "copy into" : "copy from") + " gref " +
-                             std::to_string(gref) + " of domain " + std::to_string(peer);
+    // Named only when something went wrong: copies are on the walk's path.
+    auto what = [&] {
+      return std::string(to_peer ? "copy into" : "copy from") + " gref " + std::to_string(gref) +
+             " of domain " + std::to_string(peer);
+    };
     copy_.fetch_add(1, std::memory_order_relaxed);
     if (xengnttab_grant_copy(xgt_, 1, &seg) != 0) {
       const int e = errno;
       if (e == ENOTTY || e == ENOSYS || e == EOPNOTSUPP) {
         grant_copy_.store(false, std::memory_order_relaxed);
-        return make_error(EOPNOTSUPP, "cannot " + what +
+        return make_error(EOPNOTSUPP, "cannot " + what() +
                                           ": this kernel's gntdev has no grant copy "
                                           "(IOCTL_GNTDEV_GRANT_COPY, Linux 4.6 and later)");
       }
-      return make_error(e, "gntdev failed to " + what + ": " + errno_text(e));
+      return make_error(e, "gntdev failed to " + what() + ": " + errno_text(e));
     }
-    if (seg.status != GNTST_okay) return copy_refusal(seg.status, what);
+    if (seg.status != GNTST_okay) return copy_refusal(seg.status, what());
     return {};
   }
 
