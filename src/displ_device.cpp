@@ -29,6 +29,21 @@ Status on_connector_zero(std::size_t connector, const char* what) {
 // ceil(a / b) without overflow for the 64-bit sizes used here.
 std::uint64_t div_up(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 
+// Whether framebuffer `cookie` (its request and pixel format) can show the
+// region a SET_CONFIG enabled: at least as large, and of the same depth.
+Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb,
+            const PixelFormat& format) {
+  if (cfg.width > fb.width || cfg.height > fb.height) {
+    return make_error(EINVAL, "configuration " + str(cfg.width) + "x" + str(cfg.height) +
+                                  " is larger than framebuffer " + hex(cookie));
+  }
+  if (cfg.bpp != format.bpp) {
+    return make_error(EINVAL, "bpp " + str(cfg.bpp) + " differs from framebuffer " + hex(cookie) +
+                                  "'s " + str(format.bpp));
+  }
+  return {};
+}
+
 }  // namespace
 
 // Xenstore text from the frontend's directory: parsed strictly.
@@ -274,34 +289,24 @@ Status DisplayDevice::set_config(std::size_t connector, const SetConfig& r) {
                                   str(r.x) + "+" + str(r.y) + " exceeds the connector's " +
                                   str(res.width) + "x" + str(res.height));
   }
-  if (r.width > fb->second.request.width || r.height > fb->second.request.height) {
-    return make_error(EINVAL, "configuration " + str(r.width) + "x" + str(r.height) +
-                                  " is larger than framebuffer " + hex(r.fb_cookie));
-  }
-  if (r.bpp != fb->second.format.bpp) {
-    return make_error(EINVAL, "bpp " + str(r.bpp) + " differs from the framebuffer's " +
-                                  str(fb->second.format.bpp));
-  }
+  SHBUF_TRY(fits(r, r.fb_cookie, fb->second.request, fb->second.format));
   c.config = r;
   return show(connector, r.fb_cookie);
 }
 
-// A flip shows another framebuffer in the region SET_CONFIG enabled.
+// A flip shows another framebuffer, which must fit the region SET_CONFIG
+// enabled as the first one did.
 Status DisplayDevice::pg_flip(std::size_t connector, const PgFlip& r) {
   Connector& c = connectors_[connector];
   if (!c.config) return make_error(EINVAL, "connector " + str(connector) + " is not enabled");
   auto fb = fbs_.find(r.fb_cookie);
   if (fb == fbs_.end()) return make_error(ENOENT, "no framebuffer with cookie " + hex(r.fb_cookie));
-  if (c.config->width > fb->second.request.width || c.config->height > fb->second.request.height) {
-    return make_error(EINVAL, "framebuffer " + hex(r.fb_cookie) + " is smaller than the " +
-                                  str(c.config->width) + "x" + str(c.config->height) +
-                                  " configured");
-  }
+  SHBUF_TRY(fits(*c.config, r.fb_cookie, fb->second.request, fb->second.format));
   return show(connector, r.fb_cookie);
 }
 
-// Copies the configured region out of the shared buffer once, converts it and
-// hands it to the sink.
+// Reads the configured region out of the shared buffer once, converting each
+// pixel as it goes (no value read steers anything), and hands it to the sink.
 Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
   Connector& c = connectors_[connector];
   const Fb& fb = fbs_.at(fb_cookie);
@@ -318,17 +323,15 @@ Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
     return make_error(EFAULT, "framebuffer region ends at byte " + str(last) +
                                   " of a buffer of " + str(mem.size()));
   }
-  std::vector<std::byte> copy(row_bytes * h);
-  for (std::uint32_t y = 0; y < h; ++y) {
-    std::memcpy(&copy[y * row_bytes], mem.data() + dbuf.request.data_ofs + y * dbuf.stride,
-                row_bytes);
-  }
   RgbImage image;
   image.width = w;
   image.height = h;
   image.rgb.resize(std::size_t{w} * h * 3);
-  for (std::size_t i = 0; i < std::size_t{w} * h; ++i) {
-    pixel_to_rgb(fb.format, &copy[i * bytes_pp], &image.rgb[i * 3]);
+  std::uint8_t* out = image.rgb.data();
+  for (std::uint32_t y = 0; y < h; ++y) {
+    const std::byte* row = mem.data() + dbuf.request.data_ofs + y * dbuf.stride;
+    for (std::uint32_t x = 0; x < w; ++x, out += 3)
+      pixel_to_rgb(fb.format, row + x * bytes_pp, out);
   }
   Frame frame{connector, c.frames, fb_cookie, &image};
   if (sink_) SHBUF_TRY(sink_(frame));

@@ -347,6 +347,45 @@ TEST_F(DisplDevice, AFrameThatCannotBeWrittenFailsTheFlipWithoutAnEvent) {
   expect_clean();
 }
 
+// A flip must fit the configured region as SET_CONFIG's framebuffer did: as
+// large and of the same depth.
+TEST_F(DisplDevice, AFlipToAFramebufferThatDoesNotFitIsRefused) {
+  auto dev = make(false);
+  FrontendBuffer a = buffer(64 * 48 * 4);
+  FrontendBuffer b = buffer(64 * 48 * 2);
+  FrontendBuffer small = buffer(32 * 16 * 4);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
+  ASSERT_EQ(
+      send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48, 16)).response.status,
+      0);
+  ASSERT_EQ(
+      send(*dev, 0, kOpDbufCreate, create_req(3, small.directory_gref(), 32, 16)).response.status,
+      0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatRGB565}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{3, 12, 32, 16, kFormatXRGB8888}).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
+  Outcome depth = send(*dev, 0, kOpPgFlip, PgFlip{11});
+  EXPECT_EQ(depth.response.status, -EINVAL);
+  EXPECT_NE(depth.error.find("bpp 32"), std::string::npos) << depth.error;
+  EXPECT_FALSE(depth.flip_event);
+  Outcome size = send(*dev, 0, kOpPgFlip, PgFlip{12});
+  EXPECT_EQ(size.response.status, -EINVAL);
+  EXPECT_NE(size.error.find("larger than framebuffer"), std::string::npos) << size.error;
+  EXPECT_FALSE(size.flip_event);
+  Outcome ok = send(*dev, 0, kOpPgFlip, PgFlip{10});
+  EXPECT_EQ(ok.response.status, 0) << ok.error;
+  EXPECT_EQ(dev->frames(0), 2u);
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  ASSERT_TRUE(b.free().ok());
+  ASSERT_TRUE(small.free().ok());
+  expect_clean();
+}
+
 TEST_F(DisplDevice, WritesEdidIntoTheFrontendsBuffer) {
   auto dev = make(false);
   FrontendBuffer e = buffer(kEdidMaxSize);
