@@ -161,7 +161,8 @@ class Backend {
  private:
   void rescan();
   void add_device(DomId domid, std::uint32_t devid);
-  void update(Device& d);
+  // Returns false when the device's backend node is gone.
+  bool update(Device& d);
   Status connect(Device& d);
   Status connect_channel(Device& d, std::size_t index, Channel& c);
   void close(Device& d, int new_state, const char* why);
@@ -207,9 +208,7 @@ void Backend::rescan() {
   }
   for (auto it = devices_.begin(); it != devices_.end();) {
     Device& d = it->second;
-    update(d);
-    const bool gone = !xs_.read(d.be_path + "/state").has_value() ||
-                      !xs_is_domain_introduced(xs_.get(), d.domid);
+    const bool gone = !update(d) || !xs_is_domain_introduced(xs_.get(), d.domid);
     if (gone) {
       close(d, kUnknown, "the device or its domain is gone");
       log(1, "dom%u/%u: forgotten", d.domid, d.devid);
@@ -242,15 +241,17 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
 }
 
 // The xenbus state machine, driven by both ends' state nodes.
-void Backend::update(Device& d) {
+bool Backend::update(Device& d) {
+  const auto be_node = xs_.read(d.be_path + "/state");
+  if (!be_node) return false;  // removed: rescan forgets the device
+  const auto be_state = parse_u32(*be_node);
+  if (!be_state) return true;
   const auto fe_state = xs_.read_u32(d.fe_path + "/state");
-  const auto be_state = xs_.read_u32(d.be_path + "/state");
   const auto online = xs_.read_u32(d.be_path + "/online");
-  if (!be_state) return;  // removed: rescan forgets the device
   // The toolstack closes a device by writing our state (xl destroy, detach).
   if ((*be_state == kClosing || (online && *online == 0)) && d.state != kClosed) {
     close(d, kClosed, "the toolstack closes the device");
-    return;
+    return true;
   }
   const int fe = fe_state ? static_cast<int>(*fe_state) : kUnknown;
   switch (fe) {
@@ -279,6 +280,7 @@ void Backend::update(Device& d) {
       break;
     default: break;
   }
+  return true;
 }
 
 // Reads everything the frontend published before mapping anything.
