@@ -124,8 +124,8 @@ TEST_F(BufferFaults, EveryInjectedFailureIsReportedAndLeavesNothing) {
     }
   }
   // Share, end, map, unmap and copy calls are all made on some side.
-  for (SimFaultOp op : {SimFaultOp::kShare, SimFaultOp::kEnd, SimFaultOp::kMap,
-                        SimFaultOp::kUnmap, SimFaultOp::kCopy}) {
+  for (SimFaultOp op : {SimFaultOp::kShare, SimFaultOp::kEnd, SimFaultOp::kMap, SimFaultOp::kUnmap,
+                        SimFaultOp::kCopy}) {
     EXPECT_GE(injected_runs[int(op)], 1) << op_name(op);
   }
 }

@@ -462,7 +462,8 @@ TEST_F(Sim, FaultSpecFromOptionsAndEnvironment) {
   EXPECT_EQ((*d1)->copy_from(0, share->grefs()[2], 0, buf).code(), EAGAIN);
   EXPECT_TRUE((*d1)->copy_from(0, share->grefs()[2], 0, buf).ok());
 
-  for (const char* bad : {"frob:1", "map:0", "map:x", "map:1:ENOTANERRNO", "gref:1", "map", "copy:0"}) {
+  for (const char* bad :
+       {"frob:1", "map:0", "map:x", "map:1:ENOTANERRNO", "gref:1", "map", "copy:0"}) {
     SimOptions b = o;
     b.faults = bad;
     auto p = SimProvider::open(b);

@@ -399,8 +399,8 @@ TEST_F(XenProvider, BackendAttachCountsDeviceCalls) {
   for (DirectoryRead way : {DirectoryRead::kCopy, DirectoryRead::kMap}) {
     const char* how = way == DirectoryRead::kCopy ? "copy" : "map";
     for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
-      for (std::size_t n : {std::size_t{1}, std::size_t{1023}, std::size_t{1024},
-                            std::size_t{16384}}) {
+      for (std::size_t n :
+           {std::size_t{1}, std::size_t{1023}, std::size_t{1024}, std::size_t{16384}}) {
         SCOPED_TRACE(std::string(how) + " " + to_string(mode) + " " + std::to_string(n));
         FrontendBufferConfig fc;
         fc.backend = self_;
@@ -423,12 +423,12 @@ TEST_F(XenProvider, BackendAttachCountsDeviceCalls) {
         const std::uint64_t unmaps = after.unmap - before.unmap;
         const std::uint64_t copies = after.copy - before.copy;
         const std::uint64_t shares = after.share_pages - before.share_pages;
-        std::printf("device calls to attach %s %zu pages (%llu directory pages, read by %s): "
-                    "map %llu, unmap %llu, copy %llu, share %llu\n",
-                    to_string(mode), n, static_cast<unsigned long long>(d), how,
-                    static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
-                    static_cast<unsigned long long>(copies),
-                    static_cast<unsigned long long>(shares));
+        std::printf(
+            "device calls to attach %s %zu pages (%llu directory pages, read by %s): "
+            "map %llu, unmap %llu, copy %llu, share %llu\n",
+            to_string(mode), n, static_cast<unsigned long long>(d), how,
+            static_cast<unsigned long long>(maps), static_cast<unsigned long long>(unmaps),
+            static_cast<unsigned long long>(copies), static_cast<unsigned long long>(shares));
         EXPECT_EQ(shares, mode == AllocMode::kFrontend ? 0u : 1u);
         testing::expect_attach_calls(way, mode, d, maps, unmaps, copies);
         if (mode == AllocMode::kBackend) {

@@ -129,8 +129,8 @@ int main(int argc, char** argv) {
               for (unsigned k = 0; k < 64 && frame < 0; ++k) {
                 if (displ_pattern_pixel(c, k, x, y, w, h) == got) frame = static_cast<int>(k);
               }
-              std::printf("displ-check: %s: (%u,%u) is %06x, expected %06x (frame %d's)\n", name,
-                          x, y, got, want, frame);
+              std::printf("displ-check: %s: (%u,%u) is %06x, expected %06x (frame %d's)\n", name, x,
+                          y, got, want, frame);
             }
             last_x = x;
             last_y = y;
