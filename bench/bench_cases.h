@@ -59,8 +59,6 @@ class Bench {
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
-  const std::string& path() const;
-
   // One acquire + release of `impl` doing `op` on n pages in `mode`.
   Result<Sample> run(Op op, AllocMode mode, Impl impl, std::size_t n);
 

@@ -2,15 +2,34 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "shbuf/provider.h"
 #include "shbuf/result.h"
 
 namespace shbuf::cli {
+
+// A JSON string literal, quotes included: quotes, backslashes and control
+// characters escaped.
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
 
 // Exit codes: 0 success, 1 bad data or a refused operation, 2 usage errors.
 inline constexpr int kExitOk = 0;

@@ -312,21 +312,6 @@ void print_table(const std::vector<CaseResult>& results) {
   }
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 void run_frontend(const FrontendArgs& args) {
   const std::vector<CaseResult> results = run_frontend_cases(args);
   bool all = true;
@@ -459,19 +444,19 @@ void run_demo(const DemoArgs& args) {
   bool all = results.size() == expected && fe_exit == 0 && be_exit == 0 && clean;
   for (const CaseResult& r : results) all = all && r.verified;
   if (args.json) {
-    std::string out = fmt::format("{{\"provider\":\"{}\",\"cases\":[", args.provider);
+    std::string out = fmt::format("{{\"provider\":{},\"cases\":[", json_string(args.provider));
     for (std::size_t i = 0; i < results.size(); ++i) {
       const CaseResult& r = results[i];
       out += fmt::format(
           "{}{{\"mode\":\"{}\",\"pages\":{},\"dir_pages\":{},\"share_ms\":{:.3f},"
-          "\"map_ms\":{:.3f},\"verified\":{},\"error\":\"{}\"}}",
+          "\"map_ms\":{:.3f},\"verified\":{},\"error\":{}}}",
           i ? "," : "", to_string(r.mode), r.pages, r.dir_pages, r.share_ms, r.map_ms,
-          r.verified ? "true" : "false", json_escape(r.error));
+          r.verified ? "true" : "false", json_string(r.error));
     }
     out += fmt::format(
-        "],\"frontend_exit\":{},\"backend_exit\":{},\"leftovers\":\"{}\","
+        "],\"frontend_exit\":{},\"backend_exit\":{},\"leftovers\":{},"
         "\"ok\":{}}}\n",
-        fe_exit, be_exit, json_escape(leftovers), all ? "true" : "false");
+        fe_exit, be_exit, json_string(leftovers), all ? "true" : "false");
     fmt::print("{}", out);
   } else {
     fmt::print(
