@@ -396,7 +396,6 @@ Result<std::unique_ptr<Bench>> Bench::open() {
   return b;
 }
 
-
 Result<Sample> Bench::run(Op op, AllocMode mode, Impl impl, std::size_t n) {
   if (n == 0) return make_error(EINVAL, "a benchmark of 0 pages");
   switch (impl) {

@@ -1,8 +1,8 @@
 // Shared pieces of the shbuf command-line tool.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <memory>
