@@ -87,7 +87,7 @@ TEST(CliDir, BadInputGivesOneErrorLine) {
       {{"dir", "encode", "--pages", "2"}, "16 100 101 102", 1, "expected 3 grefs"},
       {{"dir", "encode", "--pages", "2"}, "16 100 x", 1, "'x' is not a decimal gref"},
       {{"dir", "encode", "--pages", "2"}, "16 100 0", 1, "buffer gref 1 is 0"},
-      {{"dir", "encode", "--pages", "0"}, "", 1, "0 pages"},
+      {{"dir", "encode", "--pages", "0"}, "", 2, "--pages: 0 is not a decimal number from 1"},
       {{"dir", "encode", "--pages", "2"}, "16 100 4294967296", 1, "not a decimal gref"},
       {{"dir", "decode", "--pages", "2"}, "short", 1, "got 5 bytes"},
       {{"dir", "decode", "--pages", "2"}, page, 1, "buffer gref 0"},

@@ -31,6 +31,29 @@ inline std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
+// Strict numbers for the command line, one parser for every option: plain
+// decimal digits only (no sign, no base prefix, no spaces, no exponent), in
+// [min, max]. The error names the text and the range.
+Result<std::uint64_t> parse_decimal(std::string_view text, std::uint64_t min, std::uint64_t max);
+// Seconds: decimal digits with an optional fraction ("2", "0.25"), in [0, max].
+Result<double> parse_seconds(std::string_view text, double max);
+
+// The same checks as CLI11 validators: a bad number is a usage error (exit 2).
+CLI::Validator decimal_in(std::uint64_t min, std::uint64_t max);
+CLI::Validator seconds_in(double max);
+
+// The longest timeout any option takes: one day.
+inline constexpr double kMaxTimeoutSeconds = 86400;
+
+// Seconds as whole milliseconds for poll(), rounded up so that a short
+// timeout never becomes 0.
+int seconds_to_ms(double seconds);
+
+// Text safe for one terminal line: bytes that are not printable ASCII
+// (control characters, NUL, DEL, anything above 0x7e) become \xHH, and a
+// backslash becomes "\\".
+std::string printable(std::string_view text);
+
 // Exit codes: 0 success, 1 bad data or a refused operation, 2 usage errors.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;

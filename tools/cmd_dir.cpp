@@ -75,16 +75,7 @@ std::vector<Gref> parse_grefs(const std::string& text, std::size_t limit, std::s
   return grefs;
 }
 
-void check_pages_arg(std::size_t pages) {
-  if (pages == 0) fail(kExitFailure, "--pages 0: a buffer of 0 pages is invalid");
-  if (pages > kDefaultMaxPages) {
-    fail(kExitFailure,
-         fmt::format("--pages {} is above the limit of {} pages", pages, kDefaultMaxPages));
-  }
-}
-
 void run_encode(std::size_t n, bool backend_alloc) {
-  check_pages_arg(n);
   const std::size_t d = dir_pages(n);
   const std::size_t want = backend_alloc ? d : d + n;
   std::size_t total = 0;
@@ -109,7 +100,6 @@ void run_encode(std::size_t n, bool backend_alloc) {
 }
 
 void run_decode(std::size_t n, const std::string& dir_grefs_arg) {
-  check_pages_arg(n);
   std::vector<Gref> dir_grefs;
   if (!dir_grefs_arg.empty()) {
     std::size_t start = 0;
@@ -208,14 +198,18 @@ void add_dir_commands(CLI::App& app) {
       "encode",
       "Read decimal grefs on stdin (the directory grefs, then the buffer grefs unless "
       "--backend-alloc) and write the directory pages to stdout");
-  encode->add_option("--pages", pages, "Buffer size in pages (N)")->required();
+  encode->add_option("--pages", pages, "Buffer size in pages (N)")
+      ->required()
+      ->check(decimal_in(1, kDefaultMaxPages));
   encode->add_flag("--backend-alloc", backend_alloc,
                    "Backend-allocated mode: links only, gref slots zero");
   encode->callback([] { run_encode(pages, backend_alloc); });
 
   CLI::App* decode = dir->add_subcommand(
       "decode", "Read directory pages on stdin and print the N buffer grefs, one per line");
-  decode->add_option("--pages", pages, "Buffer size in pages (N)")->required();
+  decode->add_option("--pages", pages, "Buffer size in pages (N)")
+      ->required()
+      ->check(decimal_in(1, kDefaultMaxPages));
   decode->add_option("--dir-grefs", dir_grefs,
                      "Comma-separated grefs the directory pages were reached through; each "
                      "link is checked against them");

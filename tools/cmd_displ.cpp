@@ -14,7 +14,9 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 // SIGINT and SIGTERM end the loop cleanly, so every grant is released.
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
+extern "C" void on_stop_signal(int) {
+  g_stop.store(true);
+}
 
 // Installs the handlers without SA_RESTART: poll() returns at once.
 void install_stop_handlers() {
@@ -46,10 +48,10 @@ void add_displ_commands(CLI::App& app) {
                "Keep only the last frame of each connector (<...>-last.png)");
   be->add_option("--verbose,-v", options.verbosity,
                  "Log level: 0 errors, 1 devices and frames, 2 every request, 3 every scan")
-      ->check(CLI::Range(0, 3))
+      ->check(decimal_in(0, 3))
       ->capture_default_str();
   be->add_option("--max-buffer-mib", max_buffer_mib, "Largest display buffer accepted, in MiB")
-      ->check(CLI::Range(1, 4095))
+      ->check(decimal_in(1, 4095))
       ->capture_default_str();
   be->callback([] {
     options.limits.max_buffer_bytes = max_buffer_mib << 20;

@@ -164,8 +164,7 @@ void run_backend(const BackendArgs& args) {
   std::unique_ptr<Provider> provider = args.provider.open();
   const int listen_fd = take(PeerLink::listen_on(args.socket));
   do {
-    const int timeout_ms =
-        args.accept_timeout > 0 ? static_cast<int>(args.accept_timeout * 1000) : -1;
+    const int timeout_ms = args.accept_timeout > 0 ? seconds_to_ms(args.accept_timeout) : -1;
     auto link = PeerLink::accept_one(listen_fd, timeout_ms);
     if (!link.ok()) {
       ::close(listen_fd);
@@ -262,8 +261,7 @@ std::vector<AllocMode> modes_of(const std::string& mode) {
 
 std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
   std::unique_ptr<Provider> provider = args.provider.open();
-  PeerLink link =
-      take(PeerLink::connect_to(args.socket, static_cast<int>(args.connect_timeout * 1000)));
+  PeerLink link = take(PeerLink::connect_to(args.socket, seconds_to_ms(args.connect_timeout)));
   auto hello = link.receive(kConnectTimeoutMs);
   if (!hello.ok()) fail(hello.error());
   const std::vector<std::string> w = split_words(*hello);
@@ -481,7 +479,7 @@ void run_demo(const DemoArgs& args) {
 void add_pages_option(CLI::App* app, std::vector<std::size_t>& pages) {
   app->add_option("--pages", pages, "Buffer sizes in pages, comma-separated")
       ->delimiter(',')
-      ->check(CLI::Range(std::size_t{1}, kDefaultMaxPages))
+      ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
 }
 
@@ -502,9 +500,10 @@ void add_peer_commands(CLI::App& app) {
   be->add_flag("--once", backend.once, "Serve one frontend, then exit");
   be->add_option("--accept-timeout", backend.accept_timeout,
                  "Give up when no frontend connects within this many seconds (0: never)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
   be->add_option("--max-pages", backend.max_pages, "Refuse buffers larger than this")
+      ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
   be->callback([] { run_backend(backend); });
 
@@ -518,7 +517,7 @@ void add_peer_commands(CLI::App& app) {
   fe->add_flag("--machine", frontend.machine, "One RESULT line per buffer, for scripts");
   fe->add_option("--connect-timeout", frontend.connect_timeout,
                  "Seconds to keep trying while the backend is not listening yet")
-      ->check(CLI::NonNegativeNumber)
+      ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
   fe->callback([] { run_frontend(frontend); });
 

@@ -6,22 +6,16 @@
 
 namespace shbuf::cli {
 
-void fail(int code, const std::string& message) {
-  std::fprintf(stderr, "shbuf: error: %s\n", message.c_str());
-  throw Exit{code};
-}
-
-void fail(const Error& error) { fail(kExitFailure, error.describe()); }
-
 void ProviderArgs::add_to(CLI::App* app, int default_domid) {
   domid = default_domid;
   app->add_option("--provider", provider, "Grant provider: sim or xen")
       ->check(CLI::IsMember({"sim", "xen"}))
       ->capture_default_str();
-  app->add_option("--sim", sim_path, "Simulator instance directory (default: $SHBUF_SIM or " +
-                                         std::string("a per-user one)"));
+  app->add_option(
+      "--sim", sim_path,
+      "Simulator instance directory (default: $SHBUF_SIM or " + std::string("a per-user one)"));
   app->add_option("--domid", domid, "Domain to act as (sim provider)")
-      ->check(CLI::Range(0, 0x7fef))
+      ->check(decimal_in(0, kDomIdSelf - 1))
       ->capture_default_str();
 }
 
@@ -52,7 +46,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "shbuf: error: %s (see --help)\n", e.what());
+    std::fprintf(stderr, "shbuf: error: %s (see --help)\n", printable(e.what()).c_str());
     return kExitUsage;
   } catch (const Exit& e) {
     return e.code;
