@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "no_throw.h"
+
 namespace shbuf {
 namespace {
 
@@ -71,6 +73,11 @@ Status walk_directory(Provider& provider, const BackendBufferConfig& config, boo
 }  // namespace
 
 Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBufferConfig& config) {
+  return without_throwing("attaching a buffer", [&] { return attach_inner(provider, config); });
+}
+
+Result<BackendBuffer> BackendBuffer::attach_inner(Provider& provider,
+                                                  const BackendBufferConfig& config) {
   if (config.directory_gref == kDirListEnd) {
     return make_error(EINVAL, "directory gref 0 is never a valid gref");
   }
@@ -105,12 +112,17 @@ Result<BackendBuffer> BackendBuffer::attach(Provider& provider, const BackendBuf
   return buf;
 }
 
+BackendBuffer::BackendBuffer(BackendBuffer&& other) noexcept {
+  *this = std::move(other);
+}
+
 BackendBuffer& BackendBuffer::operator=(BackendBuffer&& other) noexcept {
   if (this != &other) {
     (void)detach();
     mode_ = other.mode_;
     pages_ = std::exchange(other.pages_, 0);
     grefs_ = std::move(other.grefs_);
+    other.grefs_.clear();
     mapping_ = std::move(other.mapping_);
     share_ = std::move(other.share_);
   }

@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include "no_throw.h"
+
 namespace shbuf {
 namespace {
 
@@ -26,6 +28,11 @@ Error with_context(Error error, const std::string& context) {
 
 Result<FrontendBuffer> FrontendBuffer::create(Provider& provider,
                                               const FrontendBufferConfig& config) {
+  return without_throwing("creating a buffer", [&] { return create_inner(provider, config); });
+}
+
+Result<FrontendBuffer> FrontendBuffer::create_inner(Provider& provider,
+                                                    const FrontendBufferConfig& config) {
   SHBUF_TRY(check_config(config));
   const std::size_t d = dir_pages(config.pages);
   FrontendBuffer buf;
@@ -61,6 +68,10 @@ Result<FrontendBuffer> FrontendBuffer::create(Provider& provider,
   return buf;
 }
 
+FrontendBuffer::FrontendBuffer(FrontendBuffer&& other) noexcept {
+  *this = std::move(other);
+}
+
 FrontendBuffer& FrontendBuffer::operator=(FrontendBuffer&& other) noexcept {
   if (this != &other) {
     (void)free();
@@ -73,6 +84,7 @@ FrontendBuffer& FrontendBuffer::operator=(FrontendBuffer&& other) noexcept {
     buffer_ = std::move(other.buffer_);
     mapping_ = std::move(other.mapping_);
     backend_grefs_ = std::move(other.backend_grefs_);
+    other.backend_grefs_.clear();
   }
   return *this;
 }
@@ -96,6 +108,10 @@ std::span<const Gref> FrontendBuffer::buffer_grefs() const {
 }
 
 Status FrontendBuffer::map() {
+  return without_throwing("mapping the backend's pages", [&] { return map_inner(); });
+}
+
+Status FrontendBuffer::map_inner() {
   if (!valid()) return make_error(EINVAL, "map: the buffer was freed or never created");
   if (mode_ != AllocMode::kBackend) {
     return make_error(EINVAL, "map: the frontend allocated this buffer; there is nothing to map");

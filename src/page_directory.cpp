@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
+
+#include "no_throw.h"
 
 namespace shbuf {
 namespace {
@@ -29,6 +33,34 @@ std::string num(std::size_t v) {
   return std::to_string(v);
 }
 
+// The positions of the first value that appears twice, if any.
+std::optional<std::pair<std::size_t, std::size_t>> find_duplicate(std::span<const Gref> grefs) {
+  std::vector<Gref> sorted(grefs.begin(), grefs.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup == sorted.end()) return std::nullopt;
+  const auto first = std::find(grefs.begin(), grefs.end(), *dup);
+  const auto second = std::find(first + 1, grefs.end(), *dup);
+  return std::pair{static_cast<std::size_t>(first - grefs.begin()),
+                   static_cast<std::size_t>(second - grefs.begin())};
+}
+
+// Directory grefs given by the caller: never 0, each once (a repeated one
+// would make the chain loop).
+Status check_dir_grefs(std::span<const Gref> dir_grefs) {
+  for (std::size_t i = 0; i < dir_grefs.size(); ++i) {
+    if (dir_grefs[i] == kDirListEnd) {
+      return make_error(EINVAL, "directory gref " + num(i) + " is 0, which is never a valid gref");
+    }
+  }
+  if (auto dup = find_duplicate(dir_grefs)) {
+    return make_error(EINVAL, "directory gref " + num(dir_grefs[dup->first]) +
+                                  " is given twice, for directory pages " + num(dup->first) +
+                                  " and " + num(dup->second) + ": the chain would loop");
+  }
+  return {};
+}
+
 // Shared by both encoders: argument checks and the links of every page.
 Status check_encode_args(std::span<const Gref> dir_grefs, std::size_t n,
                          std::span<std::byte> pages) {
@@ -42,12 +74,7 @@ Status check_encode_args(std::span<const Gref> dir_grefs, std::size_t n,
     return make_error(EINVAL, "directory of " + num(d) + " pages needs " + num(d * kPageSize) +
                                   " bytes, got " + num(pages.size()));
   }
-  for (std::size_t i = 0; i < d; ++i) {
-    if (dir_grefs[i] == kDirListEnd) {
-      return make_error(EINVAL, "directory gref " + num(i) + " is 0, which is never a valid gref");
-    }
-  }
-  return {};
+  return check_dir_grefs(dir_grefs);
 }
 
 void write_links(std::span<const Gref> dir_grefs, std::span<std::byte> pages) {
@@ -103,7 +130,8 @@ void store_shared_gref(std::byte* dst, Gref value) {
 Status encode_frontend_alloc(std::span<const Gref> dir_grefs, std::span<const Gref> buffer_grefs,
                              std::span<std::byte> pages) {
   const std::size_t n = buffer_grefs.size();
-  SHBUF_TRY(check_encode_args(dir_grefs, n, pages));
+  SHBUF_TRY(without_throwing("checking the directory grefs",
+                             [&] { return check_encode_args(dir_grefs, n, pages); }));
   for (std::size_t i = 0; i < n; ++i) {
     if (buffer_grefs[i] == kDirListEnd) {
       return make_error(EINVAL, "buffer gref " + num(i) + " is 0, which is never a valid gref");
@@ -122,7 +150,8 @@ Status encode_frontend_alloc(std::span<const Gref> dir_grefs, std::span<const Gr
 
 Status encode_backend_alloc(std::span<const Gref> dir_grefs, std::size_t n,
                             std::span<std::byte> pages) {
-  SHBUF_TRY(check_encode_args(dir_grefs, n, pages));
+  SHBUF_TRY(without_throwing("checking the directory grefs",
+                             [&] { return check_encode_args(dir_grefs, n, pages); }));
   write_links(dir_grefs, pages);
   for (std::size_t i = 0; i < dir_grefs.size(); ++i) {
     std::memset(pages.data() + i * kPageSize + kGrefSize, 0, kPageSize - kGrefSize);
@@ -137,13 +166,13 @@ Result<DirectoryWalker> DirectoryWalker::start(std::size_t n, Gref first_dir_gre
     return make_error(E2BIG, "a buffer of " + num(n) + " pages is above the limit of " +
                                  num(max_pages) + " pages");
   }
-  DirectoryWalker w;
-  w.n_ = n;
-  w.total_dir_pages_ = dir_pages(n);
-  w.visited_.reserve(w.total_dir_pages_);
-  if (first_dir_gref != kDirListEnd) w.visited_.push_back(first_dir_gref);
-  w.grefs_.reserve(n);
-  return w;
+  return without_throwing("starting a directory walk", [&]() -> Result<DirectoryWalker> {
+    DirectoryWalker w;
+    w.n_ = n;
+    w.total_dir_pages_ = dir_pages(n);
+    if (first_dir_gref != kDirListEnd) w.visited_.emplace(first_dir_gref, 0);
+    return w;
+  });
 }
 
 Result<Gref> DirectoryWalker::accept_link(Gref link) {
@@ -159,19 +188,28 @@ Result<Gref> DirectoryWalker::accept_link(Gref link) {
                                    num(total_dir_pages_) + " has link 0");
   }
   if (!last) {
-    const auto seen = std::find(visited_.begin(), visited_.end(), link);
-    if (seen != visited_.end()) {
+    const auto [seen, added] = visited_.emplace(link, index + 1);
+    if (!added) {
       return make_error(ELOOP, "directory chain loops: page " + num(index) +
                                    " links back to gref " + num(link) + " (directory page " +
-                                   num(static_cast<std::size_t>(seen - visited_.begin())) + ")");
+                                   num(seen->second) + ")");
     }
-    visited_.push_back(link);
   }
   ++page_index_;
   return link;
 }
 
 Result<Gref> DirectoryWalker::read_page(std::span<const std::byte> page) {
+  return without_throwing("reading a directory page", [&] { return read_page_inner(page); });
+}
+
+Result<Gref> DirectoryWalker::fill_page(std::span<std::byte> page,
+                                        std::span<const Gref> buffer_grefs) {
+  return without_throwing("filling a directory page",
+                          [&] { return fill_page_inner(page, buffer_grefs); });
+}
+
+Result<Gref> DirectoryWalker::read_page_inner(std::span<const std::byte> page) {
   if (done()) return make_error(EINVAL, "directory walk already complete");
   if (page.size() != kPageSize) {
     return make_error(EINVAL,
@@ -195,8 +233,8 @@ Result<Gref> DirectoryWalker::read_page(std::span<const std::byte> page) {
   return link;
 }
 
-Result<Gref> DirectoryWalker::fill_page(std::span<std::byte> page,
-                                        std::span<const Gref> buffer_grefs) {
+Result<Gref> DirectoryWalker::fill_page_inner(std::span<std::byte> page,
+                                              std::span<const Gref> buffer_grefs) {
   if (done()) return make_error(EINVAL, "directory walk already complete");
   if (page.size() != kPageSize) {
     return make_error(EINVAL,
@@ -241,6 +279,7 @@ Result<DirectoryWalker> start_whole(std::size_t pages_bytes, std::size_t n,
                                   " directory pages, got " + num(options.dir_grefs.size()) +
                                   " directory grefs");
   }
+  SHBUF_TRY(check_dir_grefs(options.dir_grefs));
   return walker;
 }
 
@@ -254,10 +293,8 @@ Status check_expected_link(const DecodeOptions& options, std::size_t page, Gref 
   return {};
 }
 
-}  // namespace
-
-Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages, std::size_t n,
-                                                const DecodeOptions& options) {
+Result<std::vector<Gref>> decode_whole(std::span<const std::byte> pages, std::size_t n,
+                                       const DecodeOptions& options) {
   auto walker = start_whole(pages.size(), n, options);
   if (!walker.ok()) return std::move(walker).error();
   for (std::size_t i = 0; !walker->done(); ++i) {
@@ -268,21 +305,8 @@ Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages
   return walker->take_grefs();
 }
 
-Status check_distinct_grefs(std::span<const Gref> grefs) {
-  std::vector<Gref> sorted(grefs.begin(), grefs.end());
-  std::sort(sorted.begin(), sorted.end());
-  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  if (dup == sorted.end()) return {};
-  const Gref value = *dup;
-  const auto first = std::find(grefs.begin(), grefs.end(), value);
-  const auto second = std::find(first + 1, grefs.end(), value);
-  return make_error(EINVAL, "gref " + num(value) + " appears twice, at buffer pages " +
-                                num(static_cast<std::size_t>(first - grefs.begin())) + " and " +
-                                num(static_cast<std::size_t>(second - grefs.begin())));
-}
-
-Status fill_page_directory(std::span<std::byte> pages, std::span<const Gref> buffer_grefs,
-                           const DecodeOptions& options) {
+Status fill_whole(std::span<std::byte> pages, std::span<const Gref> buffer_grefs,
+                  const DecodeOptions& options) {
   auto walker = start_whole(pages.size(), buffer_grefs.size(), options);
   if (!walker.ok()) return std::move(walker).error();
   for (std::size_t i = 0; !walker->done(); ++i) {
@@ -291,6 +315,30 @@ Status fill_page_directory(std::span<std::byte> pages, std::span<const Gref> buf
     SHBUF_TRY(check_expected_link(options, i, *link));
   }
   return {};
+}
+
+}  // namespace
+
+Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages, std::size_t n,
+                                                const DecodeOptions& options) {
+  return without_throwing("decoding a page directory",
+                          [&] { return decode_whole(pages, n, options); });
+}
+
+Status check_distinct_grefs(std::span<const Gref> grefs) {
+  return without_throwing("checking that grefs are distinct", [&]() -> Status {
+    auto dup = find_duplicate(grefs);
+    if (!dup) return {};
+    return make_error(EINVAL, "gref " + num(grefs[dup->first]) +
+                                  " appears twice, at buffer pages " + num(dup->first) + " and " +
+                                  num(dup->second));
+  });
+}
+
+Status fill_page_directory(std::span<std::byte> pages, std::span<const Gref> buffer_grefs,
+                           const DecodeOptions& options) {
+  return without_throwing("filling a page directory",
+                          [&] { return fill_whole(pages, buffer_grefs, options); });
 }
 
 }  // namespace shbuf

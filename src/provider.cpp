@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "no_throw.h"
 #include "shbuf/page_directory.h"
 #include "shbuf/sim.h"
 #include "shbuf/xen.h"
@@ -85,7 +86,8 @@ Result<Share> Provider::share(DomId peer, std::size_t count, Access access) {
                                   std::string(name()) + " provider allows at most " +
                                   std::to_string(max));
   }
-  Result<Share> result = do_share(peer, count, access);
+  Result<Share> result =
+      without_throwing("sharing pages", [&] { return do_share(peer, count, access); });
   if (result.ok()) pages_shared_.fetch_add(count, std::memory_order_relaxed);
   return result;
 }
@@ -100,7 +102,8 @@ Result<Mapping> Provider::map(DomId peer, std::span<const Gref> grefs, Access ac
                                  " grefs in one call: the " + std::string(name()) +
                                  " provider allows at most " + std::to_string(max));
   }
-  Result<Mapping> result = do_map(peer, grefs, access);
+  Result<Mapping> result =
+      without_throwing("mapping pages", [&] { return do_map(peer, grefs, access); });
   if (result.ok()) pages_mapped_.fetch_add(grefs.size(), std::memory_order_relaxed);
   return result;
 }
@@ -136,7 +139,8 @@ Status Provider::copy(DomId peer, Gref gref, std::size_t offset, std::span<std::
   if (!features().grant_copy) {
     return make_error(EOPNOTSUPP, "the " + std::string(name()) + " provider has no grant copy");
   }
-  Status status = do_copy(peer, gref, offset, local, to_peer);
+  Status status = without_throwing("copying a page",
+                                   [&] { return do_copy(peer, gref, offset, local, to_peer); });
   if (status.ok()) bytes_copied_.fetch_add(local.size(), std::memory_order_relaxed);
   return status;
 }

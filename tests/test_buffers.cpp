@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "attach_calls.h"
 #include "shbuf/backend_buffer.h"
@@ -237,6 +238,67 @@ TEST_F(Buffers, BackendRefusesBadRequests) {
   ASSERT_FALSE(never.ok());
   EXPECT_NE(never.error().message.find("directory page 0 (gref 9)"), std::string::npos)
       << never.error().message;
+  expect_clean();
+}
+
+// No exception crosses the library: a huge N with a huge limit is walked as far
+// as the frontend's directory really goes, and refused there.
+TEST_F(Buffers, AttachingAHugeNFailsCleanly) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    SCOPED_TRACE(to_string(mode));
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = 1;
+    fc.mode = mode;
+    auto f = FrontendBuffer::create(*fe, fc);
+    ASSERT_TRUE(f.ok()) << f.error().describe();
+    BackendBufferConfig bc;
+    bc.frontend = kFrontendDom;
+    bc.directory_gref = f->directory_gref();
+    bc.pages = std::size_t{1} << 40;
+    bc.max_pages = std::numeric_limits<std::size_t>::max();
+    bc.mode = mode;
+    auto b = BackendBuffer::attach(*be, bc);
+    ASSERT_FALSE(b.ok());
+    // Frontend-allocated: the one page carries one gref, then a 0 slot;
+    // backend-allocated: no grant table holds 2^40 pages.
+    EXPECT_EQ(b.error().code, mode == AllocMode::kFrontend ? EINVAL : ENOSPC)
+        << b.error().describe();
+  }
+  expect_clean();
+}
+
+TEST_F(Buffers, AMovedFromBufferIsEmpty) {
+  for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
+    SCOPED_TRACE(to_string(mode));
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = 3;
+    fc.mode = mode;
+    auto f = FrontendBuffer::create(*fe, fc);
+    ASSERT_TRUE(f.ok()) << f.error().describe();
+    BackendBufferConfig bc;
+    bc.frontend = kFrontendDom;
+    bc.directory_gref = f->directory_gref();
+    bc.pages = 3;
+    bc.mode = mode;
+    auto b = BackendBuffer::attach(*be, bc);
+    ASSERT_TRUE(b.ok()) << b.error().describe();
+
+    FrontendBuffer f2(std::move(*f));
+    BackendBuffer b2(std::move(*b));
+    EXPECT_EQ(f->pages(), 0u);
+    EXPECT_FALSE(f->valid());
+    EXPECT_TRUE(f->buffer_grefs().empty());
+    EXPECT_EQ(b->pages(), 0u);
+    EXPECT_FALSE(b->valid());
+    EXPECT_TRUE(b->buffer_grefs().empty());
+    EXPECT_EQ(f2.pages(), 3u);
+    EXPECT_EQ(b2.pages(), 3u);
+    EXPECT_EQ(b2.buffer_grefs().size(), 3u);
+    ASSERT_TRUE(b2.detach().ok());
+    ASSERT_TRUE(f2.free().ok());
+  }
   expect_clean();
 }
 

@@ -1,8 +1,12 @@
 // The page directory codec: round trips, byte-identity with the Linux
 // frontend's layout, and one test per refusal.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -330,6 +334,93 @@ TEST(DirectoryWalker, RefusesWrongPageSize) {
   ASSERT_TRUE(w.ok());
   std::vector<std::byte> small(4095);
   EXPECT_EQ(w->read_page(small).error().code, EINVAL);
+}
+
+TEST(PageDirectoryEncode, ARepeatedDirectoryGrefIsRefused) {
+  // The chain would link page 0 to itself.
+  Layout l = make_layout(1024);
+  l.dir[1] = l.dir[0];
+  std::vector<std::byte> pages(2 * kPageSize);
+  Status s = encode_frontend_alloc(l.dir, l.buf, pages);
+  EXPECT_EQ(s.code(), EINVAL);
+  EXPECT_NE(s.error().message.find("is given twice, for directory pages 0 and 1"),
+            std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(encode_backend_alloc(l.dir, 1024, pages).code(), EINVAL);
+}
+
+TEST(PageDirectoryDecode, ExpectedDirectoryGrefsMustBeValid) {
+  Layout l = make_layout(1024);
+  std::vector<std::byte> pages(2 * kPageSize);
+  ASSERT_TRUE(encode_frontend_alloc(l.dir, l.buf, pages).ok());
+  for (std::vector<Gref> dir : {std::vector<Gref>{0, l.dir[1]}, std::vector<Gref>{l.dir[0], 0},
+                                std::vector<Gref>{l.dir[1], l.dir[1]}}) {
+    DecodeOptions options;
+    options.dir_grefs = dir;
+    auto r = decode_page_directory(pages, 1024, options);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, EINVAL) << r.error().describe();
+  }
+}
+
+// The walker holds what it has read, not what N promises: a huge N with a huge
+// limit costs nothing until pages arrive.
+TEST(DirectoryWalker, AHugeNAllocatesNothingUpFront) {
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+  auto w = DirectoryWalker::start(huge, 16, std::numeric_limits<std::size_t>::max());
+  ASSERT_TRUE(w.ok()) << w.error().describe();
+  std::vector<std::byte> page(kPageSize);
+  for (std::size_t i = 1; i <= kGrefsPerDirPage; ++i) store_shared_gref(page.data() + 4 * i, 99);
+  store_shared_gref(page.data(), 0);  // ends far too early
+  auto next = w->read_page(page);
+  ASSERT_FALSE(next.ok());
+  EXPECT_EQ(next.error().code, EBADMSG) << next.error().describe();
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHBUF_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SHBUF_UNDER_SANITIZER 1
+#endif
+#endif
+
+// Out of memory is ENOMEM, not an exception: a child with little address space
+// walks a long chain until the walker cannot grow.
+TEST(DirectoryWalker, RunningOutOfMemoryIsENOMEM) {
+#ifdef SHBUF_UNDER_SANITIZER
+  GTEST_SKIP() << "sanitizers reserve address space: RLIMIT_AS cannot be used";
+#else
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::size_t n = std::size_t{1} << 40;
+    auto w = DirectoryWalker::start(n, 16, n);
+    if (!w.ok()) ::_exit(2);
+    std::vector<std::byte> page(kPageSize);
+    for (std::size_t i = 1; i <= kGrefsPerDirPage; ++i) store_shared_gref(page.data() + 4 * i, 99);
+    rlimit limit{};
+    ::getrlimit(RLIMIT_AS, &limit);
+    // Room for what is mapped now and 64 MiB more.
+    std::size_t used = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%zu", &used) != 1) used = 0;
+      std::fclose(f);
+    }
+    limit.rlim_cur = used * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) + (64u << 20);
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(3);
+    for (Gref link = 17; link != 0; ++link) {
+      store_shared_gref(page.data(), link);
+      auto next = w->read_page(page);
+      if (!next.ok()) ::_exit(next.error().code == ENOMEM ? 0 : 4);
+    }
+    ::_exit(5);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: start failed, 3: setrlimit, 4: not ENOMEM, 5: no error";
+#endif
 }
 
 TEST(PageDirectory, DistinctGrefs) {

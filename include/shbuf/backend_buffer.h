@@ -54,7 +54,8 @@ class BackendBuffer {
   static Result<BackendBuffer> attach(Provider& provider, const BackendBufferConfig& config);
 
   BackendBuffer() = default;
-  BackendBuffer(BackendBuffer&&) noexcept = default;
+  // A moved-from buffer is empty: invalid, 0 pages.
+  BackendBuffer(BackendBuffer&& other) noexcept;
   BackendBuffer& operator=(BackendBuffer&& other) noexcept;
   BackendBuffer(const BackendBuffer&) = delete;
   BackendBuffer& operator=(const BackendBuffer&) = delete;
@@ -73,6 +74,8 @@ class BackendBuffer {
   Status detach();
 
  private:
+  static Result<BackendBuffer> attach_inner(Provider& provider, const BackendBufferConfig& config);
+
   AllocMode mode_ = AllocMode::kFrontend;
   std::size_t pages_ = 0;
   std::vector<Gref> grefs_;  // frontend-allocated: what the walk read

@@ -40,7 +40,8 @@ class FrontendBuffer {
   static Result<FrontendBuffer> create(Provider& provider, const FrontendBufferConfig& config);
 
   FrontendBuffer() = default;
-  FrontendBuffer(FrontendBuffer&&) noexcept = default;
+  // A moved-from buffer is empty: invalid, 0 pages.
+  FrontendBuffer(FrontendBuffer&& other) noexcept;
   FrontendBuffer& operator=(FrontendBuffer&& other) noexcept;
   FrontendBuffer(const FrontendBuffer&) = delete;
   FrontendBuffer& operator=(const FrontendBuffer&) = delete;
@@ -69,6 +70,10 @@ class FrontendBuffer {
   Status free();
 
  private:
+  static Result<FrontendBuffer> create_inner(Provider& provider,
+                                             const FrontendBufferConfig& config);
+  Status map_inner();
+
   Provider* provider_ = nullptr;
   AllocMode mode_ = AllocMode::kFrontend;
   std::size_t pages_ = 0;

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "shbuf/provider.h"
@@ -43,7 +44,8 @@ constexpr std::size_t dir_pages(std::size_t n) {
 // Frontend-allocated mode: fills pages (exactly dir_pages(N) * 4096 bytes)
 // with links to dir_grefs[1..] and the N buffer grefs; unused slots are zero.
 // Refuses N == 0, a dir_grefs count other than dir_pages(N), gref 0 anywhere,
-// and a pages span of the wrong size.
+// a directory gref given twice (the chain would loop), and a pages span of
+// the wrong size.
 Status encode_frontend_alloc(std::span<const Gref> dir_grefs, std::span<const Gref> buffer_grefs,
                              std::span<std::byte> pages);
 
@@ -56,7 +58,8 @@ struct DecodeOptions {
   // Buffers larger than this are refused (E2BIG) before anything is read.
   std::size_t max_pages = kDefaultMaxPages;
   // If not empty: the grefs the directory pages were reached through, in
-  // order; each page's link must equal the next one's gref.
+  // order; each page's link must equal the next one's gref. They must be
+  // distinct and not 0 (EINVAL).
   std::span<const Gref> dir_grefs;
 };
 
@@ -64,7 +67,8 @@ struct DecodeOptions {
 // Errors: EINVAL for N == 0 or a wrong pages/dir_grefs size, E2BIG above
 // max_pages, EBADMSG for a chain that ends early, does not end, or links to a
 // gref other than the expected one, ELOOP for a link back to an earlier
-// directory page, and EINVAL for a buffer gref of 0.
+// directory page, and EINVAL for a buffer gref of 0. Memory grows with what
+// was read, never with N alone; ENOMEM when it cannot.
 Result<std::vector<Gref>> decode_page_directory(std::span<const std::byte> pages, std::size_t n,
                                                 const DecodeOptions& options = {});
 
@@ -85,7 +89,8 @@ Status fill_page_directory(std::span<std::byte> pages, std::span<const Gref> buf
 class DirectoryWalker {
  public:
   // first_dir_gref: the gref the protocol announced (0 if unknown); it is
-  // remembered so a link back to the first page is caught as a loop.
+  // remembered so a link back to the first page is caught as a loop. Nothing
+  // is allocated for N up front: a walk holds what it has read.
   static Result<DirectoryWalker> start(std::size_t n, Gref first_dir_gref,
                                        std::size_t max_pages = kDefaultMaxPages);
 
@@ -107,13 +112,16 @@ class DirectoryWalker {
 
  private:
   DirectoryWalker() = default;
+  Result<Gref> read_page_inner(std::span<const std::byte> page);
+  Result<Gref> fill_page_inner(std::span<std::byte> page, std::span<const Gref> buffer_grefs);
   // Checks a link read from page page_index_ and advances.
   Result<Gref> accept_link(Gref link);
 
   std::size_t n_ = 0;
   std::size_t total_dir_pages_ = 0;
   std::size_t page_index_ = 0;
-  std::vector<Gref> visited_;  // grefs of directory pages seen, first included
+  // Grefs of directory pages seen, first included, and their page index.
+  std::unordered_map<Gref, std::size_t> visited_;
   std::vector<Gref> grefs_;
 };
 
