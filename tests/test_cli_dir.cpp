@@ -94,6 +94,17 @@ TEST(CliDir, BadInputGivesOneErrorLine) {
       {{"dir", "decode", "--pages", "1024", "--dir-grefs", "16,17"}, early_end, 1, "ends early"},
       {{"dir", "decode", "--pages", "1", "--dir-grefs", "1,zz"}, page, 1, "'zz'"},
       {{"dir", "inspect"}, "abc", 1, "not a whole number"},
+      {{"dir", "encode", "--pages", "1024"}, "16 16 " + numbers(100, 1024), 1, "given twice"},
+      {{"dir", "decode", "--pages", "1", "--dir-grefs", "0"}, page, 1, "directory gref 0 is 0"},
+      {{"dir", "decode", "--pages", "1024", "--dir-grefs", "0,17"}, early_end, 1, "is 0"},
+      {{"dir", "encode", "--pages", "-1"}, "", 2, "'-1' is not a decimal number"},
+      {{"dir", "encode", "--pages", "0x10"}, "", 2, "'0x10' is not a decimal number"},
+      {{"dir", "encode", "--pages", ""}, "", 2, "'' is not a decimal number"},
+      {{"dir", "encode", "--pages", " 5"}, "", 2, "' 5' is not a decimal number"},
+      {{"dir", "encode", "--pages", "1e9"}, "", 2, "'1e9' is not a decimal number"},
+      {{"dir", "encode", "--pages", "99999999999999999999999"}, "", 2, "is not a decimal number"},
+      {{"dir", "decode", "--pages", "+5"}, "", 2, "'+5' is not a decimal number"},
+      {{"dir", "inspect", "--first-gref", "0"}, "", 2, "--first-gref: 0 is not"},
       {{"dir", "inspect"}, "", 1, "no directory pages"},
       {{"dir", "encode"}, "", 2, "--pages"},
       {{"dir", "frobnicate"}, "", 2, "subcommand"},
@@ -111,6 +122,57 @@ TEST(CliDir, BadInputGivesOneErrorLine) {
     EXPECT_EQ(r.err.rfind("shbuf: error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
   }
+}
+
+TEST(CliDir, InspectCatchesALinkBackToPageZeroWhenToldItsGref) {
+  auto enc = run_process({SHBUF_BIN, "dir", "encode", "--pages", "1100"},
+                         numbers(16, 2) + numbers(100, 1100));
+  ASSERT_EQ(enc.exit_code, 0) << enc.err;
+  auto ok = run_process({SHBUF_BIN, "dir", "inspect", "--first-gref", "16"}, enc.out);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  std::string loop = enc.out;
+  loop[0] = 16;  // page 0 now links to itself
+  auto plain = run_process({SHBUF_BIN, "dir", "inspect"}, loop);
+  EXPECT_NE(plain.out.find("links back to page 0 not checked"), std::string::npos) << plain.out;
+  auto told = run_process({SHBUF_BIN, "dir", "inspect", "--first-gref", "16"}, loop);
+  EXPECT_EQ(told.exit_code, 1);
+  EXPECT_NE(told.out.find("page 0 links to gref 16, the gref of an earlier page"),
+            std::string::npos)
+      << told.out;
+  EXPECT_EQ(count_lines(told.err), 1u) << told.err;
+}
+
+// Errors count what really arrived, however much that is.
+TEST(CliDir, CountsInErrorsAreWhatArrived) {
+  std::string many;
+  for (int i = 0; i < 1000000; ++i) many += "7 ";
+  auto r = run_process({SHBUF_BIN, "dir", "encode", "--pages", "2"}, many);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("for 2 pages, got 1000000\n"), std::string::npos) << r.err;
+  auto d = run_process({SHBUF_BIN, "dir", "decode", "--pages", "2"}, std::string(3 << 20, 'x'));
+  EXPECT_EQ(d.exit_code, 1);
+  EXPECT_NE(d.err.find("got 3145728 bytes"), std::string::npos) << d.err;
+}
+
+// What is not printable reaches the terminal escaped, and a NUL does not cut
+// the message short.
+TEST(CliDir, ErrorLinesEscapeWhatIsNotPrintable) {
+  auto nul = run_process({SHBUF_BIN, "dir", "encode", "--pages", "2"}, std::string("16 1\0"
+                                                                                   "7 8",
+                                                                                   8));
+  EXPECT_EQ(nul.exit_code, 1);
+  EXPECT_NE(nul.err.find("input word 2 '1\\x007' is not a decimal gref (0..4294967295)\n"),
+            std::string::npos)
+      << nul.err;
+  auto esc =
+      run_process({SHBUF_BIN, "dir", "decode", "--pages", "1", "--dir-grefs", "\x1b[2J"}, "");
+  EXPECT_EQ(esc.exit_code, 1);
+  EXPECT_EQ(esc.err.find('\x1b'), std::string::npos) << esc.err;
+  EXPECT_NE(esc.err.find("'\\x1b[2J'"), std::string::npos) << esc.err;
+  auto arg = run_process({SHBUF_BIN, "dir", "encode", "--pages", "\x07\x1b"}, "");
+  EXPECT_EQ(arg.exit_code, 2);
+  EXPECT_EQ(arg.err.find('\x1b'), std::string::npos) << arg.err;
+  EXPECT_EQ(count_lines(arg.err), 1u) << arg.err;
 }
 
 TEST(CliDir, EveryCommandHasHelp) {

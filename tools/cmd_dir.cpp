@@ -2,8 +2,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -15,21 +15,46 @@
 namespace shbuf::cli {
 namespace {
 
-// Reads all of stdin, but never more than `limit` bytes plus one, so a
-// too-long input is noticed without being held.
-std::string read_stdin(std::size_t limit) {
-  std::string data;
+// Stdin is read as a stream, at most kMaxInput bytes: each chunk goes to
+// `take`; returns whether input stopped at the cap with more to come.
+inline constexpr std::uint64_t kMaxInput = std::uint64_t{1} << 30;
+
+template <typename Take>
+bool read_stdin_chunks(Take take) {
   char chunk[65536];
-  while (data.size() <= limit) {
+  std::uint64_t consumed = 0;
+  while (consumed < kMaxInput) {
     const ssize_t got = ::read(STDIN_FILENO, chunk, sizeof chunk);
     if (got < 0) {
       if (errno == EINTR) continue;
       fail(kExitFailure, fmt::format("cannot read stdin: {}", std::strerror(errno)));
     }
-    if (got == 0) break;
-    data.append(chunk, static_cast<std::size_t>(got));
+    if (got == 0) return false;
+    take(std::string_view(chunk, static_cast<std::size_t>(got)));
+    consumed += static_cast<std::uint64_t>(got);
   }
-  return data;
+  return true;
+}
+
+// All of stdin, but never more than `limit` bytes held: `total` counts what
+// arrived, so a too-long input is reported with its real size.
+struct StdinBytes {
+  std::string data;
+  std::uint64_t total = 0;
+  bool truncated = false;  // stopped after kMaxInput bytes
+
+  std::string size() const {
+    return truncated ? fmt::format("more than {}", total) : std::to_string(total);
+  }
+};
+
+StdinBytes read_stdin(std::size_t limit) {
+  StdinBytes in;
+  in.truncated = read_stdin_chunks([&](std::string_view chunk) {
+    if (in.data.size() < limit) in.data.append(chunk.substr(0, limit - in.data.size()));
+    in.total += chunk.size();
+  });
+  return in;
 }
 
 void write_stdout(const void* data, std::size_t size) {
@@ -46,49 +71,69 @@ void write_stdout(const void* data, std::size_t size) {
 }
 
 Gref parse_gref(std::string_view token, const std::string& what) {
-  Gref value = 0;
-  const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), value, 10);
-  if (ec != std::errc() || end != token.data() + token.size()) {
+  auto value = parse_decimal(token, 0, UINT32_MAX);
+  if (!value.ok()) {
     fail(kExitFailure, fmt::format("{} '{}' is not a decimal gref (0..4294967295)", what, token));
   }
-  return value;
+  return static_cast<Gref>(*value);
 }
 
-// Whitespace-separated decimal grefs; at most `limit` are kept, the count of
-// all is returned in `total`.
-std::vector<Gref> parse_grefs(const std::string& text, std::size_t limit, std::size_t& total) {
+// Whitespace-separated decimal grefs on stdin: at most `keep` are kept, every
+// word is checked and counted, so the count in an error is what really
+// arrived.
+struct GrefInput {
   std::vector<Gref> grefs;
-  total = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
-    std::size_t j = i;
-    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
-    if (j > i) {
-      const Gref g = parse_gref(std::string_view(text).substr(i, j - i),
-                                fmt::format("input word {}", total + 1));
-      if (grefs.size() < limit) grefs.push_back(g);
-      ++total;
+  std::uint64_t total = 0;
+  bool truncated = false;  // stopped after kMaxInput bytes
+};
+
+// "4294967295" is the longest word a gref can be.
+inline constexpr std::size_t kMaxGrefWord = 10;
+
+GrefInput read_grefs(std::size_t keep) {
+  GrefInput in;
+  std::string word;
+  auto finish_word = [&] {
+    if (word.empty()) return;
+    const Gref g = parse_gref(word, fmt::format("input word {}", in.total + 1));
+    if (in.grefs.size() < keep) in.grefs.push_back(g);
+    ++in.total;
+    word.clear();
+  };
+  in.truncated = read_stdin_chunks([&](std::string_view chunk) {
+    for (const char c : chunk) {
+      if (std::isspace(static_cast<unsigned char>(c))) {
+        finish_word();
+      } else if (word.size() > kMaxGrefWord) {
+        fail(kExitFailure, fmt::format("input word {} '{}...' is not a decimal gref "
+                                       "(0..4294967295)",
+                                       in.total + 1, word));
+      } else {
+        word += c;
+      }
     }
-    i = j;
-  }
-  return grefs;
+  });
+  finish_word();
+  return in;
 }
 
 void run_encode(std::size_t n, bool backend_alloc) {
   const std::size_t d = dir_pages(n);
   const std::size_t want = backend_alloc ? d : d + n;
-  std::size_t total = 0;
-  // Decimal grefs take at most 11 bytes each with a separator.
-  const std::vector<Gref> grefs = parse_grefs(read_stdin(want * 64 + 4096), want, total);
-  if (total != want) {
+  const GrefInput in = read_grefs(want);
+  if (in.total != want) {
+    const std::string got =
+        in.truncated
+            ? fmt::format("at least {} (stopped reading after {} bytes)", in.total, kMaxInput)
+            : std::to_string(in.total);
     fail(kExitFailure,
          backend_alloc
-             ? fmt::format("expected {} directory grefs on stdin for {} pages, got {}", d, n, total)
+             ? fmt::format("expected {} directory grefs on stdin for {} pages, got {}", d, n, got)
              : fmt::format("expected {} grefs on stdin ({} directory + {} buffer) for {} pages, "
                            "got {}",
-                           want, d, n, n, total));
+                           want, d, n, n, got));
   }
+  const std::vector<Gref>& grefs = in.grefs;
   std::vector<std::byte> pages(d * kPageSize);
   const std::span<const Gref> dir(grefs.data(), d);
   if (backend_alloc) {
@@ -112,7 +157,13 @@ void run_decode(std::size_t n, const std::string& dir_grefs_arg) {
     }
   }
   const std::size_t d = dir_pages(n);
-  const std::string data = read_stdin(d * kPageSize);
+  const StdinBytes in = read_stdin(d * kPageSize);
+  if (in.total != d * kPageSize) {
+    fail(kExitFailure, fmt::format("a buffer of {} pages has {} directory pages ({} bytes), got {} "
+                                   "bytes on stdin",
+                                   n, d, d * kPageSize, in.size()));
+  }
+  const std::string& data = in.data;
   DecodeOptions options;
   options.dir_grefs = dir_grefs;
   auto grefs = take(decode_page_directory(
@@ -124,14 +175,17 @@ void run_decode(std::size_t n, const std::string& dir_grefs_arg) {
 }
 
 // Describes whatever pages arrive, well formed or not, and judges the chain.
-void run_inspect() {
+// first_gref (0: not given) is the gref page 0 was reached through, so that a
+// link back to page 0 is caught as a loop too.
+void run_inspect(Gref first_gref) {
   const std::size_t max_bytes = dir_pages(kDefaultMaxPages) * kPageSize;
-  const std::string data = read_stdin(max_bytes);
-  if (data.size() > max_bytes) {
-    fail(kExitFailure, fmt::format("input is larger than a directory of the most pages "
-                                   "shbuf accepts ({} bytes)",
-                                   max_bytes));
+  const StdinBytes in = read_stdin(max_bytes);
+  if (in.total > max_bytes) {
+    fail(kExitFailure, fmt::format("input of {} bytes is larger than a directory of the most "
+                                   "pages shbuf accepts ({} bytes)",
+                                   in.size(), max_bytes));
   }
+  const std::string& data = in.data;
   if (data.empty()) fail(kExitFailure, "no directory pages on stdin");
   if (data.size() % kPageSize != 0) {
     fail(kExitFailure, fmt::format("input is {} bytes, not a whole number of {}-byte pages",
@@ -142,7 +196,9 @@ void run_inspect() {
   std::string problem;
   std::size_t total = 0;
   bool ended = false;
+  // The grefs of the pages seen so far, as far as they are known.
   std::vector<Gref> links;
+  if (first_gref != kDirListEnd) links.push_back(first_gref);
   for (std::size_t i = 0; i < d; ++i) {
     Gref words[1 + kGrefsPerDirPage];
     copy_grefs_from_shared(words, bytes + i * kPageSize, 1 + kGrefsPerDirPage);
@@ -163,8 +219,10 @@ void run_inspect() {
       } else if (carried != kGrefsPerDirPage) {
         problem = fmt::format("page {} links on but carries only {} grefs", i, carried);
       } else if (std::find(links.begin(), links.end(), words[0]) != links.end()) {
-        problem =
-            fmt::format("page {} links to gref {} a second time: the chain loops", i, words[0]);
+        problem = fmt::format(
+            "page {} links to gref {}, the gref of an earlier page: the chain "
+            "loops",
+            i, words[0]);
       }
       links.push_back(words[0]);
     }
@@ -181,7 +239,10 @@ void run_inspect() {
     std::fflush(stdout);
     fail(kExitFailure, "directory chain is not well formed: " + problem);
   }
-  fmt::print("chain: well formed, {} directory pages, {} buffer grefs\n", d, total);
+  fmt::print("chain: well formed, {} directory pages, {} buffer grefs{}\n", d, total,
+             first_gref == kDirListEnd
+                 ? " (links back to page 0 not checked: give --first-gref to check them)"
+                 : "");
 }
 
 }  // namespace
@@ -219,7 +280,13 @@ void add_dir_commands(CLI::App& app) {
       dir->add_subcommand("inspect",
                           "Describe directory pages on stdin: each page's link and gref count, and "
                           "whether the chain is well formed");
-  inspect->callback([] { run_inspect(); });
+  static Gref first_gref = kDirListEnd;
+  inspect
+      ->add_option("--first-gref", first_gref,
+                   "The gref page 0 was reached through (the protocol's gref_directory), so "
+                   "that a link back to page 0 is caught as a loop")
+      ->check(decimal_in(1, UINT32_MAX));
+  inspect->callback([] { run_inspect(first_gref); });
 }
 
 }  // namespace shbuf::cli
