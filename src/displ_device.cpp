@@ -29,17 +29,14 @@ Status on_connector_zero(std::size_t connector, const char* what) {
 // ceil(a / b) without overflow for the 64-bit sizes used here.
 std::uint64_t div_up(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 
-// Whether framebuffer `cookie` (its request and pixel format) can show the
-// region a SET_CONFIG enabled: at least as large, and of the same depth.
-Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb,
-            const PixelFormat& format) {
+// Whether framebuffer `cookie` can show the region a SET_CONFIG enabled: at
+// least as large. Its depth and pixel format are its own (displif: the
+// buffers' depths and pixel formats can differ); show() converts with them.
+Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb) {
   if (cfg.width > fb.width || cfg.height > fb.height) {
     return make_error(EINVAL, "configuration " + str(cfg.width) + "x" + str(cfg.height) +
-                                  " is larger than framebuffer " + hex(cookie));
-  }
-  if (cfg.bpp != format.bpp) {
-    return make_error(EINVAL, "bpp " + str(cfg.bpp) + " differs from framebuffer " + hex(cookie) +
-                                  "'s " + str(format.bpp));
+                                  " is larger than framebuffer " + hex(cookie) + "'s " +
+                                  str(fb.width) + "x" + str(fb.height));
   }
   return {};
 }
@@ -289,19 +286,28 @@ Status DisplayDevice::set_config(std::size_t connector, const SetConfig& r) {
                                   str(r.x) + "+" + str(r.y) + " exceeds the connector's " +
                                   str(res.width) + "x" + str(res.height));
   }
-  SHBUF_TRY(fits(r, r.fb_cookie, fb->second.request, fb->second.format));
+  SHBUF_TRY(fits(r, r.fb_cookie, fb->second.request));
+  // SET_CONFIG's bpp describes the framebuffer it names (Linux sends that
+  // framebuffer's); a request contradicting itself is refused.
+  if (r.bpp != fb->second.format.bpp) {
+    return make_error(EINVAL, "bpp " + str(r.bpp) + " differs from framebuffer " +
+                                  hex(r.fb_cookie) + "'s " + str(fb->second.format.bpp) + " (" +
+                                  fb->second.format.name + ")");
+  }
   c.config = r;
   return show(connector, r.fb_cookie);
 }
 
-// A flip shows another framebuffer, which must fit the region SET_CONFIG
-// enabled as the first one did.
+// A flip shows another framebuffer, which must be at least as large as the
+// region SET_CONFIG enabled; its pixel format and depth may differ from the
+// first one's (Linux sends only a flip when a mode is set again with a
+// framebuffer of another format).
 Status DisplayDevice::pg_flip(std::size_t connector, const PgFlip& r) {
   Connector& c = connectors_[connector];
   if (!c.config) return make_error(EINVAL, "connector " + str(connector) + " is not enabled");
   auto fb = fbs_.find(r.fb_cookie);
   if (fb == fbs_.end()) return make_error(ENOENT, "no framebuffer with cookie " + hex(r.fb_cookie));
-  SHBUF_TRY(fits(*c.config, r.fb_cookie, fb->second.request, fb->second.format));
+  SHBUF_TRY(fits(*c.config, r.fb_cookie, fb->second.request));
   return show(connector, r.fb_cookie);
 }
 
@@ -314,12 +320,15 @@ Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
   const std::uint32_t w = c.config->width, h = c.config->height;
   const std::size_t bytes_pp = fb.format.bpp / 8;
   // Bounds were proven at DBUF_CREATE (data_ofs + stride * height fits the
-  // mapping) and FB_ATTACH / SET_CONFIG (the region fits the dbuf); checked
-  // again here because reading outside the mapping must never happen.
+  // mapping), FB_ATTACH (the framebuffer fits its dbuf, of the dbuf's bpp)
+  // and SET_CONFIG / PG_FLIP (the region fits the framebuffer shown); checked
+  // again here, with this framebuffer's own format and its dbuf's stride,
+  // because reading outside the mapping must never happen.
   const std::span<std::byte> mem = dbuf.buffer.memory();
   const std::uint64_t row_bytes = std::uint64_t{w} * bytes_pp;
   const std::uint64_t last = dbuf.request.data_ofs + dbuf.stride * (h - 1) + row_bytes;
-  if (last > mem.size() || row_bytes > dbuf.stride) {
+  if (last > mem.size() || row_bytes > dbuf.stride || h > dbuf.request.height ||
+      fb.format.bpp != dbuf.request.bpp) {
     return make_error(EFAULT, "framebuffer region ends at byte " + str(last) +
                                   " of a buffer of " + str(mem.size()));
   }

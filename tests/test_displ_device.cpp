@@ -347,42 +347,173 @@ TEST_F(DisplDevice, AFrameThatCannotBeWrittenFailsTheFlipWithoutAnEvent) {
   expect_clean();
 }
 
-// A flip must fit the configured region as SET_CONFIG's framebuffer did: as
-// large and of the same depth.
+// A flip must show at least the configured region: a framebuffer smaller in
+// either dimension is refused, whatever its format, and nothing is shown.
 TEST_F(DisplDevice, AFlipToAFramebufferThatDoesNotFitIsRefused) {
   auto dev = make(false);
   FrontendBuffer a = buffer(64 * 48 * 4);
-  FrontendBuffer b = buffer(64 * 48 * 2);
   FrontendBuffer small = buffer(32 * 16 * 4);
+  FrontendBuffer short565 = buffer(64 * 47 * 2);
+  FrontendBuffer narrow888 = buffer(63 * 48 * 3);
   ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
             0);
   ASSERT_EQ(
-      send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48, 16)).response.status,
-      0);
-  ASSERT_EQ(
       send(*dev, 0, kOpDbufCreate, create_req(3, small.directory_gref(), 32, 16)).response.status,
       0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(4, short565.directory_gref(), 64, 47, 16))
+                .response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(5, narrow888.directory_gref(), 63, 48, 24))
+                .response.status,
+            0);
   ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
             0);
-  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatRGB565}).response.status, 0);
   ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{3, 12, 32, 16, kFormatXRGB8888}).response.status,
             0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{4, 13, 64, 47, kFormatRGB565}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{5, 14, 63, 48, kFormatRGB888}).response.status, 0);
   ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
-  Outcome depth = send(*dev, 0, kOpPgFlip, PgFlip{11});
-  EXPECT_EQ(depth.response.status, -EINVAL);
-  EXPECT_NE(depth.error.find("bpp 32"), std::string::npos) << depth.error;
-  EXPECT_FALSE(depth.flip_event);
-  Outcome size = send(*dev, 0, kOpPgFlip, PgFlip{12});
-  EXPECT_EQ(size.response.status, -EINVAL);
-  EXPECT_NE(size.error.find("larger than framebuffer"), std::string::npos) << size.error;
-  EXPECT_FALSE(size.flip_event);
+  ASSERT_EQ(frames.size(), 1u);
+  const struct {
+    std::uint64_t fb;
+    const char* size;
+  } too_small[] = {{12, "32x16"}, {13, "64x47"}, {14, "63x48"}};
+  for (const auto& t : too_small) {
+    Outcome o = send(*dev, 0, kOpPgFlip, PgFlip{t.fb});
+    EXPECT_EQ(o.response.status, -EINVAL) << t.size;
+    EXPECT_NE(o.error.find("configuration 64x48 is larger than framebuffer"), std::string::npos)
+        << o.error;
+    EXPECT_NE(o.error.find(t.size), std::string::npos) << o.error;
+    EXPECT_FALSE(o.flip_event) << t.size;
+  }
+  EXPECT_EQ(frames.size(), 1u) << "a refused flip shows nothing";
   Outcome ok = send(*dev, 0, kOpPgFlip, PgFlip{10});
   EXPECT_EQ(ok.response.status, 0) << ok.error;
   EXPECT_EQ(dev->frames(0), 2u);
   dev.reset();
   ASSERT_TRUE(a.free().ok());
-  ASSERT_TRUE(b.free().ok());
   ASSERT_TRUE(small.free().ok());
+  ASSERT_TRUE(short565.free().ok());
+  ASSERT_TRUE(narrow888.free().ok());
+  expect_clean();
+}
+
+// 0xRRGGBB of pixel (x, y) of picture `seed`.
+std::uint32_t colour(std::uint32_t seed, std::uint32_t x, std::uint32_t y) {
+  return ((seed * 0x9e3779b9u) ^ (x * 0x85ebca6bu) ^ (y * 0xc2b2ae35u)) & 0xffffff;
+}
+
+// Writes picture `seed` as `format` into rows of `stride` bytes from `ofs`.
+void draw_as(std::span<std::byte> m, std::uint32_t format, std::size_t ofs, std::size_t stride,
+             std::uint32_t w, std::uint32_t h, std::uint32_t seed) {
+  for (std::uint32_t y = 0; y < h; ++y) {
+    for (std::uint32_t x = 0; x < w; ++x) {
+      const std::uint32_t c = colour(seed, x, y);
+      std::uint32_t v = c;
+      std::size_t bytes = 4;
+      if (format == kFormatRGB888) bytes = 3;
+      if (format == kFormatRGB565) {
+        v = (c >> 19 & 0x1f) << 11 | (c >> 10 & 0x3f) << 5 | (c >> 3 & 0x1f);
+        bytes = 2;
+      }
+      for (std::size_t i = 0; i < bytes; ++i) {
+        m[ofs + y * stride + x * bytes + i] = static_cast<std::byte>(v >> (8 * i));
+      }
+    }
+  }
+}
+
+// What a display shows of picture `seed` drawn as `format`: exact for the
+// 24-bit formats; for RGB565 each channel is cut to its bits and expanded
+// to the nearest 8-bit value.
+bool shows_as(const RgbImage& img, std::uint32_t format, std::uint32_t w, std::uint32_t h,
+              std::uint32_t seed) {
+  if (img.width != w || img.height != h) return false;
+  auto expand = [](std::uint32_t v, std::uint32_t max) { return (v * 255 + max / 2) / max; };
+  for (std::uint32_t y = 0; y < h; ++y) {
+    for (std::uint32_t x = 0; x < w; ++x) {
+      std::uint32_t c = colour(seed, x, y);
+      if (format == kFormatRGB565) {
+        c = expand(c >> 19 & 0x1f, 31) << 16 | expand(c >> 10 & 0x3f, 63) << 8 |
+            expand(c >> 3 & 0x1f, 31);
+      }
+      const std::uint8_t* p = &img.rgb[(std::size_t{y} * w + x) * 3];
+      if (p[0] != (c >> 16 & 0xff) || p[1] != (c >> 8 & 0xff) || p[2] != (c & 0xff)) return false;
+    }
+  }
+  return true;
+}
+
+// displif: the buffers' depths and pixel formats can differ. Linux sets a
+// mode with one framebuffer (SET_CONFIG with its bpp) and, when the same
+// mode is set again with a framebuffer of another format, sends only a
+// flip: each framebuffer is shown converted with its own format, read with
+// its own dbuf's stride and offset.
+TEST_F(DisplDevice, AFlipToAFramebufferOfAnotherFormatIsShownInItsOwnFormat) {
+  auto dev = make(false);
+  // RGB888 64x48; XRGB8888 in an 80-wide dbuf whose data starts 128 bytes
+  // in; RGB565 64x48.
+  FrontendBuffer rgb = buffer(64 * 48 * 3);
+  FrontendBuffer xrgb = buffer(128 + 80 * 48 * 4);
+  FrontendBuffer r565 = buffer(64 * 48 * 2);
+  ASSERT_EQ(
+      send(*dev, 0, kOpDbufCreate, create_req(1, rgb.directory_gref(), 64, 48, 24)).response.status,
+      0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate,
+                 DbufCreate{2, 80, 48, 32, 128 + 80 * 48 * 4, 0, xrgb.directory_gref(), 128})
+                .response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(3, r565.directory_gref(), 64, 48, 16))
+                .response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatRGB888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatXRGB8888}).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{3, 12, 64, 48, kFormatRGB565}).response.status, 0);
+  draw_as(rgb.memory(), kFormatRGB888, 0, 64 * 3, 64, 48, 1);
+  draw_as(xrgb.memory(), kFormatXRGB8888, 128, 80 * 4, 64, 48, 2);
+  draw_as(r565.memory(), kFormatRGB565, 0, 64 * 2, 64, 48, 3);
+
+  Outcome set = send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 24});
+  ASSERT_EQ(set.response.status, 0) << set.error;
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_TRUE(shows_as(frames[0].image, kFormatRGB888, 64, 48, 1));
+
+  // RGB888 -> XRGB8888: 24 to 32 bpp.
+  Outcome to32 = send(*dev, 0, kOpPgFlip, PgFlip{11});
+  ASSERT_EQ(to32.response.status, 0) << to32.error;
+  ASSERT_TRUE(to32.flip_event);
+  EXPECT_EQ(*to32.flip_event, 11u);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[1].fb, 11u);
+  EXPECT_EQ(frames[1].number, 1u);
+  EXPECT_TRUE(shows_as(frames[1].image, kFormatXRGB8888, 64, 48, 2));
+
+  // XRGB8888 -> RGB565, then back to the RGB888 framebuffer SET_CONFIG named.
+  Outcome to16 = send(*dev, 0, kOpPgFlip, PgFlip{12});
+  ASSERT_EQ(to16.response.status, 0) << to16.error;
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_TRUE(shows_as(frames[2].image, kFormatRGB565, 64, 48, 3));
+  draw_as(rgb.memory(), kFormatRGB888, 0, 64 * 3, 64, 48, 4);
+  ASSERT_EQ(send(*dev, 0, kOpPgFlip, PgFlip{10}).response.status, 0);
+  ASSERT_EQ(frames.size(), 4u);
+  EXPECT_TRUE(shows_as(frames[3].image, kFormatRGB888, 64, 48, 4));
+  EXPECT_EQ(dev->frames(0), 4u);
+
+  // SET_CONFIG's bpp is that of the framebuffer it names.
+  Outcome contradicts = send(*dev, 0, kOpSetConfig, SetConfig{11, 0, 0, 64, 48, 24});
+  EXPECT_EQ(contradicts.response.status, -EINVAL);
+  EXPECT_NE(contradicts.error.find("bpp 24 differs from framebuffer 0xb's 32"), std::string::npos)
+      << contradicts.error;
+  Outcome reset = send(*dev, 0, kOpSetConfig, SetConfig{11, 0, 0, 64, 48, 32});
+  EXPECT_EQ(reset.response.status, 0) << reset.error;
+  ASSERT_EQ(frames.size(), 5u);
+  EXPECT_TRUE(shows_as(frames[4].image, kFormatXRGB8888, 64, 48, 2));
+
+  dev.reset();
+  ASSERT_TRUE(rgb.free().ok());
+  ASSERT_TRUE(xrgb.free().ok());
+  ASSERT_TRUE(r565.free().ok());
   expect_clean();
 }
 

@@ -16,8 +16,11 @@
 //           backend allocation where be-alloc is off, a pixel format not
 //           offered or of another bpp than its dbuf, a framebuffer larger
 //           than its dbuf, a configuration outside the connector's
-//           resolution or larger than its framebuffer, a flip on a disabled
-//           connector, an EDID buffer smaller than XENDISPL_EDID_MAX_SIZE,
+//           resolution or larger than its framebuffer, a SET_CONFIG whose
+//           bpp is not its framebuffer's, a flip on a disabled connector or
+//           to a framebuffer smaller than the configured region (one of
+//           another pixel format or depth is shown, converted with its own
+//           format), an EDID buffer smaller than XENDISPL_EDID_MAX_SIZE,
 //           buffer requests on a connector other than 0, and a page
 //           directory the walk refuses.
 //   ENOENT  an unknown dbuf or fb cookie.   EEXIST  a cookie in use.
