@@ -3,10 +3,13 @@
 # initramfs runs Linux's xen-drm-front and our DRM client (tests/xen/
 # drm_client.c), one with frontend-allocated and one with backend-allocated
 # buffers, each with two connectors of different resolutions; waits for
-# their frames, destroys both guests while the client still flips, and then
+# their frames (midway, the client sets each connector's mode again with a
+# framebuffer of another pixel format, which xen-drm-front sends as a flip
+# alone: XRGB8888 -> RGB565 and RGB888 -> XRGB8888), destroys both guests
+# while the client still flips, and then
 # requires that the backend holds nothing, that both domains are really gone,
 # that the backend exits cleanly, and that every PNG of both guests equals
-# the picture the client drew, pixel for pixel.
+# the picture the client drew, pixel for pixel, in the format it drew it in.
 #
 # The backend-allocated guest runs as PVH: a PV guest cannot map another
 # domain's grants into user space through the DRM driver (Linux 6.1's
@@ -17,6 +20,9 @@
 set -u
 B=$1
 frames=4
+# The frame the client shows by setting the mode again with a framebuffer of
+# the other format (DISPL_PATTERN_SWITCH in displ_pattern.h).
+switch=2
 guest=$B/xen-run/guest
 out=$B/xen-run/displ
 xenbin=/usr/lib/xen-4.17/bin
@@ -116,6 +122,9 @@ done
 dom0id=$(xl_ domid displ0) || fail "no domid for displ0"
 dom1id=$(xl_ domid displ1) || fail "no domid for displ1"
 
+# A refused flip or mode set loses a frame the guest believes shown.
+refused() { grep 'refused: \(PG_FLIP\|SET_CONFIG\)' "$out/backend.log"; }
+
 # Every connector of both guests shows all the frames the client draws first.
 last=$(printf '%06d' $((frames - 1)))
 t0=$(date +%s)
@@ -123,8 +132,24 @@ wait_for 120 "grep -q 'dom$dom1id/0: connected: 2 connector(s) 640x480, 800x600,
   fail "domain $dom1id did not connect with backend-allocated buffers"
 for d in $dom0id $dom1id; do
   for c in 0 1; do
-    wait_for 240 "[ -f $out/dom$d-dev0-c$c-$last.png ]" ||
+    wait_for 240 "[ -f $out/dom$d-dev0-c$c-$last.png ] || refused >/dev/null" ||
       fail "no frame $last from domain $d connector $c after $(($(date +%s) - t0))s"
+    refused >/dev/null && fail "the backend refused a frame: $(refused | head -n 1)"
+  done
+done
+# The format change travelled as a flip (only flips log "frame N shown"), and
+# the client did change format there.
+for d in $dom0id $dom1id; do
+  for c in 0 1; do
+    grep -q "dom$d/0: c$c: frame $switch shown" "$out/backend.log" ||
+      fail "domain $d connector $c: frame $switch did not arrive as a flip"
+  done
+done
+for g in displ0 displ1; do
+  for want in "connector 0: frame $switch: mode set again, XRGB8888 -> RGB565" \
+    "connector 1: frame $switch: mode set again, RGB888 -> XRGB8888"; do
+    wait_for 10 "grep -aq 'DRMCLIENT: $want' /var/log/xen/console/guest-$g.log" ||
+      fail "$g's client did not report: $want"
   done
 done
 grep -q "dom$dom1id/0: c0: DBUF_CREATE id 0: ok" "$out/backend.log" ||
@@ -151,6 +176,7 @@ bepid=
 grep -q "holds at exit: devices=0 connected=0 ring_mappings=0 event_channels=0 dbufs=0 buffer_pages=0" \
   "$out/backend.log" || fail "displ-be's exit report is missing or not empty"
 grep "refused\|error" "$out/backend.log" | sed 's/^/displ-test: be| /'
+refused >/dev/null && fail "the backend refused a frame: $(refused | head -n 1)"
 
 "$B/shbuf_displ_check" "$out" "$frames" "$dom0id,$dom1id" 640x480 800x600 || fail "frames differ"
 sed -n '/connected:/p; /state/p' "$out/backend.log" | head -n 20 | sed 's/^/displ-test: be| /'

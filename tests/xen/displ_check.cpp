@@ -1,8 +1,9 @@
 // Checks the PNGs `shbuf displ-be` wrote against the pictures the domU's DRM
 // client drew (displ_pattern.h), pixel for pixel: every frame file of the
 // given domains must decode (signature, chunk CRCs, IHDR, zlib stream) and
-// equal the expected picture of its connector and frame, and frames 0..N-1
-// must exist for every connector.
+// equal the expected picture of its connector and frame as the pixel format
+// the client drew that frame in shows it, and frames 0..N-1 must exist for
+// every connector, N beyond the frame where the client changed format.
 // Usage: shbuf_displ_check DIR FRAMES DOMID[,DOMID...] WxH [WxH...]
 #include <zlib.h>
 
@@ -83,6 +84,11 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   const unsigned frames = static_cast<unsigned>(std::atoi(argv[2]));
+  if (frames < DISPL_PATTERN_SWITCH + 2) {
+    std::fprintf(stderr, "%s: FRAMES must be at least %u: two after the format change\n", argv[0],
+                 DISPL_PATTERN_SWITCH + 2);
+    return 2;
+  }
   std::vector<unsigned> doms;
   for (char* s = std::strtok(argv[3], ","); s != nullptr; s = std::strtok(nullptr, ",")) {
     doms.push_back(static_cast<unsigned>(std::atoi(s)));
@@ -119,7 +125,7 @@ int main(int argc, char** argv) {
         unsigned wrong = 0, last_x = 0, last_y = 0;
         for (unsigned y = 0; y < h; ++y) {
           for (unsigned x = 0; x < w; ++x) {
-            const std::uint32_t want = displ_pattern_pixel(c, n, x, y, w, h);
+            const std::uint32_t want = displ_pattern_expected(c, n, x, y, w, h);
             const std::uint8_t* p = &img.rgb[(std::size_t{y} * w + x) * 3];
             const std::uint32_t got = std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
             if (got == want) continue;
@@ -127,7 +133,7 @@ int main(int argc, char** argv) {
             if (wrong++ < 8) {
               int frame = -1;
               for (unsigned k = 0; k < 64 && frame < 0; ++k) {
-                if (displ_pattern_pixel(c, k, x, y, w, h) == got) frame = static_cast<int>(k);
+                if (displ_pattern_expected(c, k, x, y, w, h) == got) frame = static_cast<int>(k);
               }
               std::printf("displ-check: %s: (%u,%u) is %06x, expected %06x (frame %d's)\n", name, x,
                           y, got, want, frame);
@@ -148,9 +154,13 @@ int main(int argc, char** argv) {
                     c, n, frames);
         ++bad;
       } else {
-        std::printf("displ-check: domain %u connector %u (%ux%u): %u frames equal the pictures "
-                    "drawn, pixel for pixel\n",
-                    d, c, res[c].first, res[c].second, n);
+        const char* before = displ_format_name(displ_pattern_format(c, 0));
+        const char* after = displ_format_name(displ_pattern_format(c, DISPL_PATTERN_SWITCH));
+        std::printf(
+            "displ-check: domain %u connector %u (%ux%u): %u frames equal the pictures "
+            "drawn, pixel for pixel (0..%u %s, %u..%u %s)\n",
+            d, c, res[c].first, res[c].second, n, DISPL_PATTERN_SWITCH - 1, before,
+            DISPL_PATTERN_SWITCH, n - 1, after);
       }
     }
   }

@@ -1,8 +1,11 @@
 /* The DRM client the domU runs against xen-drm-front: for every connector it
- * creates two dumb buffers, draws the expected picture of each frame
- * (displ_pattern.h), sets the mode with frame 0 and page-flips frames 1..N-1,
- * waiting for each flip to complete. It then keeps flipping (frames N, N+1,
- * ...) until the domain is destroyed, so that happens mid-run.
+ * creates two dumb buffers in each of the two pixel formats displ_pattern.h
+ * names for it, draws the expected picture of each frame, sets the mode with
+ * frame 0 and page-flips frames 1..N-1, waiting for each flip to complete.
+ * Frame DISPL_PATTERN_SWITCH is not flipped but shown by setting the same
+ * mode again with a framebuffer of the other format (xen-drm-front sends
+ * that as a PG_FLIP alone). It then keeps flipping (frames N, N+1, ...) until
+ * the domain is destroyed, so that happens mid-run.
  * Only kernel UAPI ioctls; built static.
  * Usage: drm_client FRAMES */
 #include <errno.h>
@@ -23,12 +26,19 @@
 
 #define MAX_CONN 8
 
-struct output {
-  uint32_t conn_id, crtc_id, w, h, pitch;
-  struct drm_mode_modeinfo mode;
+/* Two framebuffers of one pixel format. */
+struct fbset {
+  enum displ_format format;
+  uint32_t pitch;
   uint32_t fb[2];
-  uint32_t* map[2];
-  size_t size;
+  unsigned char* map[2];
+};
+
+/* set[0] shows the frames before DISPL_PATTERN_SWITCH, set[1] the others. */
+struct output {
+  uint32_t conn_id, crtc_id, w, h;
+  struct drm_mode_modeinfo mode;
+  struct fbset set[2];
   int pending;
 };
 
@@ -45,10 +55,14 @@ static void xioctl(int fd, unsigned long req, void* arg, const char* what) {
   }
 }
 
-static void draw(struct output* o, unsigned c, unsigned k, int buf) {
+static void draw(struct output* o, const struct fbset* s, unsigned c, unsigned k, int buf) {
+  const unsigned bytes = displ_format_bpp(s->format) / 8;
   for (unsigned y = 0; y < o->h; ++y) {
-    uint32_t* row = (uint32_t*)((char*)o->map[buf] + (size_t)y * o->pitch);
-    for (unsigned x = 0; x < o->w; ++x) row[x] = displ_pattern_pixel(c, k, x, y, o->w, o->h);
+    unsigned char* row = s->map[buf] + (size_t)y * s->pitch;
+    for (unsigned x = 0; x < o->w; ++x) {
+      displ_pattern_store(s->format, row + (size_t)x * bytes,
+                          displ_pattern_pixel(c, k, x, y, o->w, o->h));
+    }
   }
 }
 
@@ -109,34 +123,46 @@ static int find_outputs(int fd, struct output* out) {
   return n;
 }
 
-static void create_buffers(int fd, struct output* o) {
+/* Two dumb buffers of the set's format, each a framebuffer of that format. */
+static void create_buffers(int fd, struct output* o, struct fbset* s) {
   for (int b = 0; b < 2; ++b) {
     struct drm_mode_create_dumb cd;
     memset(&cd, 0, sizeof cd);
     cd.width = o->w;
     cd.height = o->h;
-    cd.bpp = 32;
+    cd.bpp = displ_format_bpp(s->format);
     xioctl(fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd, "CREATE_DUMB");
-    o->pitch = cd.pitch;
-    o->size = cd.size;
-    struct drm_mode_fb_cmd fb;
+    s->pitch = cd.pitch;
+    struct drm_mode_fb_cmd2 fb;
     memset(&fb, 0, sizeof fb);
     fb.width = o->w;
     fb.height = o->h;
-    fb.pitch = cd.pitch;
-    fb.bpp = 32;
-    fb.depth = 24;
-    fb.handle = cd.handle;
-    xioctl(fd, DRM_IOCTL_MODE_ADDFB, &fb, "ADDFB");
-    o->fb[b] = fb.fb_id;
+    fb.pixel_format = displ_format_fourcc(s->format);
+    fb.handles[0] = cd.handle;
+    fb.pitches[0] = cd.pitch;
+    xioctl(fd, DRM_IOCTL_MODE_ADDFB2, &fb, "ADDFB2");
+    s->fb[b] = fb.fb_id;
     struct drm_mode_map_dumb md;
     memset(&md, 0, sizeof md);
     md.handle = cd.handle;
     xioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &md, "MAP_DUMB");
     void* p = mmap(NULL, cd.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)md.offset);
     if (p == MAP_FAILED) die("mmap of a dumb buffer");
-    o->map[b] = p;
+    s->map[b] = p;
   }
+}
+
+/* Sets the connector's mode with framebuffer fb_id. */
+static void set_mode(int fd, struct output* o, uint32_t fb_id) {
+  struct drm_mode_crtc sc;
+  memset(&sc, 0, sizeof sc);
+  sc.crtc_id = o->crtc_id;
+  sc.fb_id = fb_id;
+  sc.set_connectors_ptr = (uintptr_t)&o->conn_id;
+  sc.count_connectors = 1;
+  sc.mode = o->mode;
+  sc.mode_valid = 1;
+  xioctl(fd, DRM_IOCTL_MODE_SETCRTC, &sc, "SETCRTC");
 }
 
 /* Waits until every flip sent has completed (its event read). */
@@ -186,30 +212,37 @@ int main(int argc, char** argv) {
     die("no connected connector");
   }
   for (int i = 0; i < n; ++i) {
-    create_buffers(fd, &out[i]);
-    printf("DRMCLIENT: connector %d: %ux%u pitch %u\n", i, out[i].w, out[i].h, out[i].pitch);
+    for (int s = 0; s < 2; ++s) {
+      out[i].set[s].format = displ_pattern_format((unsigned)i, s == 0 ? 0 : DISPL_PATTERN_SWITCH);
+      create_buffers(fd, &out[i], &out[i].set[s]);
+    }
+    printf("DRMCLIENT: connector %d: %ux%u, %s pitch %u, from frame %u %s pitch %u\n", i,
+           out[i].w, out[i].h, displ_format_name(out[i].set[0].format), out[i].set[0].pitch,
+           DISPL_PATTERN_SWITCH, displ_format_name(out[i].set[1].format), out[i].set[1].pitch);
   }
   for (int i = 0; i < n; ++i) {
-    draw(&out[i], (unsigned)i, 0, 0);
-    struct drm_mode_crtc sc;
-    memset(&sc, 0, sizeof sc);
-    sc.crtc_id = out[i].crtc_id;
-    sc.fb_id = out[i].fb[0];
-    sc.set_connectors_ptr = (uintptr_t)&out[i].conn_id;
-    sc.count_connectors = 1;
-    sc.mode = out[i].mode;
-    sc.mode_valid = 1;
-    xioctl(fd, DRM_IOCTL_MODE_SETCRTC, &sc, "SETCRTC");
+    draw(&out[i], &out[i].set[0], (unsigned)i, 0, 0);
+    set_mode(fd, &out[i], out[i].set[0].fb[0]);
   }
   printf("DRMCLIENT: frame 0 set on %d connector(s)\n", n);
   fflush(stdout);
   for (unsigned k = 1;; ++k) {
     for (int i = 0; i < n; ++i) {
-      draw(&out[i], (unsigned)i, k, (int)(k % 2));
+      struct fbset* s = &out[i].set[k >= DISPL_PATTERN_SWITCH];
+      draw(&out[i], s, (unsigned)i, k, (int)(k % 2));
+      if (k == DISPL_PATTERN_SWITCH) {
+        /* The same mode again, now with a framebuffer of the other format:
+         * returns once the backend reported the frame shown. */
+        set_mode(fd, &out[i], s->fb[k % 2]);
+        printf("DRMCLIENT: connector %d: frame %u: mode set again, %s -> %s\n", i, k,
+               displ_format_name(out[i].set[0].format), displ_format_name(s->format));
+        fflush(stdout);
+        continue;
+      }
       struct drm_mode_crtc_page_flip pf;
       memset(&pf, 0, sizeof pf);
       pf.crtc_id = out[i].crtc_id;
-      pf.fb_id = out[i].fb[k % 2];
+      pf.fb_id = s->fb[k % 2];
       pf.flags = DRM_MODE_PAGE_FLIP_EVENT;
       pf.user_data = (uint64_t)i;
       xioctl(fd, DRM_IOCTL_MODE_PAGE_FLIP, &pf, "PAGE_FLIP");
