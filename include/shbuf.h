@@ -23,13 +23,16 @@
  *    calls leave it alone. Where there is no message yet, "" is returned.
  *  - NULL: a NULL handle or NULL out-pointer is refused with -EINVAL and a
  *    message naming the argument ("shbuf_frontend_create: out is NULL").
- *    Functions that destroy a handle accept NULL and do nothing.
+ *    Functions that destroy a handle accept NULL and do nothing; accessors
+ *    that return a value rather than a code return NULL or 0 for a NULL
+ *    handle and record the message for the thread.
  *  - Configuration structs start with `size_t size`, which the caller sets to
  *    sizeof the struct it was compiled with, so that the structs can grow
  *    without breaking callers: fields past `size` take their defaults. A
  *    size smaller than the first version of the struct, or larger with
  *    non-zero bytes past the fields this library knows, is refused with
- *    -EINVAL. Zero in any other field means its default.
+ *    -EINVAL. A field whose comment names a default takes it when zero, so
+ *    a zero-initialised struct asks for every default.
  *  - Nothing is printed: the library never writes to stdout or stderr.
  *  - No exception or abort crosses this API. Should the C++ library throw
  *    despite its promise not to, the call fails with -ENOMEM for an

@@ -411,14 +411,17 @@ static void test_refusals(shbuf_provider* fp, shbuf_provider* bp) {
   CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp),
              "config->directory_read is 3");
   bc = be_config(12345, 0, SHBUF_FRONTEND_ALLOC);
-  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp), "0");
+  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp),
+             "a buffer of 0 pages is invalid");
   bc = be_config(12345, 10, SHBUF_FRONTEND_ALLOC);
   bc.max_pages = 9;
-  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), E2BIG, shbuf_provider_last_error(bp), "9");
+  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), E2BIG, shbuf_provider_last_error(bp),
+             "10 pages is above the limit of 9 pages");
 
   /* A directory gref that was never granted, and gref 0. */
   bc = be_config(12345, 1, SHBUF_FRONTEND_ALLOC);
-  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp), "12345");
+  CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp),
+             "gref 12345 of domain 1 is not granted");
   CHECK(be == NULL);
   bc = be_config(0, 1, SHBUF_FRONTEND_ALLOC);
   CHECK_FAIL(shbuf_backend_attach(bp, &bc, &be), EINVAL, shbuf_provider_last_error(bp),
