@@ -8,11 +8,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "shbuf/sim.h"
 
 namespace shbuf::sim {
 
@@ -30,6 +36,14 @@ std::string dom_file(const std::string& dir, DomId domid, const char* ext) {
   return dir + "/dom" + std::to_string(domid) + ext;
 }
 
+std::string table_name(DomId domid) {
+  return "dom" + std::to_string(domid) + ".gnt";
+}
+
+std::atomic_ref<std::int32_t> holder_of(Header& h) {
+  return std::atomic_ref<std::int32_t>(h.holder);
+}
+
 // Instance-wide random id, so two instances are never confused.
 std::uint64_t random_id() {
   std::random_device rd;
@@ -41,6 +55,40 @@ std::uint64_t random_id() {
 Error sys_error(int e, const std::string& what) {
   char buf[128];
   return make_error(e, what + ": " + strerror_r(e, buf, sizeof buf));
+}
+
+Error damage_error(const std::string& dir, const std::string& what) {
+  return make_error(EUCLEAN, "the simulator instance at " + dir + " is damaged: " + what +
+                                 "; run 'shbuf sim reset --sim " + dir + "'");
+}
+
+Error Instance::damaged(const std::string& what) const {
+  return damage_error(dir_, what);
+}
+
+Result<unsigned> lock_timeout_ms() {
+  const char* env = std::getenv(kSimLockTimeoutEnv);
+  if (env == nullptr || *env == '\0') return kSimLockTimeoutMs;
+  const std::string_view s = env;
+  unsigned ms = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), ms, 10);
+  if (ec != std::errc() || end != s.data() + s.size() || ms == 0) {
+    return make_error(EINVAL, std::string(kSimLockTimeoutEnv) + ": '" + env +
+                                  "' is not a number of milliseconds (1 or more)");
+  }
+  return ms;
+}
+
+int lock_within(pthread_mutex_t& mutex, unsigned ms) {
+  timespec until{};
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += time_t(ms / 1000);
+  until.tv_nsec += long(ms % 1000) * 1'000'000;
+  if (until.tv_nsec >= 1'000'000'000) {
+    until.tv_sec++;
+    until.tv_nsec -= 1'000'000'000;
+  }
+  return pthread_mutex_timedlock(&mutex, &until);
 }
 
 // Runs let one mmap or one punch cover many pages.
@@ -99,14 +147,32 @@ Status Instance::create_state(const std::string& dir, std::uint32_t max_grant_fr
   return st;
 }
 
+// Only this user may write an instance: its directory must be ours and
+// closed to others, its state a regular file of ours.
 Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool create,
                                                  std::uint32_t max_grant_frames) {
+  auto timeout = lock_timeout_ms();
+  if (!timeout.ok()) return std::move(timeout).error();
   const std::string state_path = dir + "/state";
   for (int attempt = 0; attempt < 100; ++attempt) {
     if (create && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return sys_error(errno, "cannot create the simulator directory " + dir);
     }
-    const int fd = ::open(state_path.c_str(), O_RDWR | O_CLOEXEC);
+    struct stat db {};
+    if (stat(dir.c_str(), &db) != 0) {
+      if (errno == ENOENT) return make_error(ENOENT, "no simulator instance at " + dir);
+      return sys_error(errno, "cannot look at " + dir);
+    }
+    if (!S_ISDIR(db.st_mode)) return make_error(ENOTDIR, dir + " is not a directory");
+    if (db.st_uid != geteuid() || (db.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", unsigned(db.st_mode & 07777));
+      return make_error(EACCES, "refusing the simulator directory " + dir + " (owner uid " +
+                                    std::to_string(db.st_uid) + ", mode " + mode +
+                                    "): it must belong to uid " + std::to_string(geteuid()) +
+                                    " and be writable by no one else");
+    }
+    const int fd = ::open(state_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       const int e = errno;
       if (e == ENOENT && create) {
@@ -115,18 +181,36 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
         continue;
       }
       if (e == ENOENT) return make_error(ENOENT, "no simulator instance at " + dir);
+      if (e == ELOOP) return damage_error(dir, state_path + " is a symbolic link");
       return sys_error(e, "cannot open " + state_path);
     }
     std::unique_ptr<Instance> in(new Instance);
     in->dir_ = dir;
     in->state_fd_ = fd;
+    in->lock_timeout_ms_ = *timeout;
     struct stat sb {};
     if (fstat(fd, &sb) != 0) return sys_error(errno, "cannot stat " + state_path);
-    if (sb.st_size < off_t(kStateSize)) {
-      return make_error(EPROTO, state_path + " is not a shbuf sim state (size " +
-                                    std::to_string(sb.st_size) + ", expected " +
-                                    std::to_string(kStateSize) + "); run 'shbuf sim reset --sim " +
-                                    dir + "'");
+    if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
+      return damage_error(
+          dir, state_path + " is not a regular file of uid " + std::to_string(geteuid()));
+    }
+    // Magic and version first: another version's state may differ in size.
+    char head[offsetof(Header, page_size)] = {};
+    if (pread(fd, head, sizeof head, 0) != ssize_t(sizeof head) ||
+        std::memcmp(head, kMagic, sizeof kMagic) != 0) {
+      return damage_error(dir, state_path +
+                                   " does not start with the simulator's magic (if it is not "
+                                   "a simulator instance, it is not shbuf's to remove)");
+    }
+    std::uint32_t version = 0;
+    std::memcpy(&version, head + offsetof(Header, version), sizeof version);
+    if (version != kVersion) {
+      return damage_error(dir, "it has layout version " + std::to_string(version) +
+                                   " and this shbuf reads version " + std::to_string(kVersion));
+    }
+    if (sb.st_size != off_t(kStateSize)) {
+      return damage_error(dir, state_path + " is " + std::to_string(sb.st_size) +
+                                   " bytes, expected " + std::to_string(kStateSize));
     }
     void* p = mmap(nullptr, kStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) return sys_error(errno, "cannot map " + state_path);
@@ -135,20 +219,18 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
     in->slots_ = reinterpret_cast<SlotRec*>(static_cast<char*>(p) + kSlotsOffset);
     in->doms_ = reinterpret_cast<DomainRec*>(static_cast<char*>(p) + kDomainsOffset);
     in->recs_ = reinterpret_cast<MapRec*>(static_cast<char*>(p) + kRecordsOffset);
-    const Header& h = *in->hdr_;
-    if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kVersion ||
-        h.page_size != kPageSize || h.max_slots != kMaxSlots || h.max_domains != kMaxDomains ||
-        h.max_records != kMaxRecords || h.max_grant_frames == 0 ||
-        h.max_grant_frames > kMaxGrantFramesLimit ||
-        h.nr_entries != h.max_grant_frames * kEntriesPerFrame) {
-      return make_error(EPROTO, state_path +
-                                    " is not a shbuf sim state of this version; run 'shbuf sim "
-                                    "reset --sim " +
-                                    dir + "'");
+    // These never change once made; lock() holds the header to them.
+    const std::uint32_t frames = in->hdr_->max_grant_frames;
+    if (frames == 0 || frames > kMaxGrantFramesLimit) {
+      return damage_error(dir, "its max_grant_frames is " + std::to_string(frames) + " (1.." +
+                                   std::to_string(kMaxGrantFramesLimit) + ")");
     }
+    in->max_grant_frames_ = frames;
+    in->nr_entries_ = frames * kEntriesPerFrame;
+    in->max_records_ = kMaxRecords;
     in->views_.resize(kMaxDomains);
     const std::string lives = dir + "/lives";
-    in->lives_fd_ = ::open(lives.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    in->lives_fd_ = ::open(lives.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (in->lives_fd_ < 0) return sys_error(errno, "cannot open " + lives);
     Status st = in->lock();
     if (!st.ok()) {
@@ -175,26 +257,94 @@ Instance::~Instance() {
 }
 
 // A holder that died mid-operation may have left the allocator or the counts
-// half-updated; repair() rebuilds them from the entries and records.
+// half-updated; repair() rebuilds them from the entries and records. A holder
+// that lives but never lets go costs the waiter the lock timeout, not a hang.
 Status Instance::lock() {
-  const int rc = pthread_mutex_lock(&hdr_->mutex);
+  const int rc = lock_within(hdr_->mutex, lock_timeout_ms_);
+  if (rc == ETIMEDOUT) {
+    std::string msg = "waited " + std::to_string(lock_timeout_ms_) +
+                      " ms for the lock of the simulator instance at " + dir_ + " (the mutex in " +
+                      dir_ + "/state)";
+    const std::int32_t holder = holder_of(*hdr_).load(std::memory_order_relaxed);
+    if (holder > 0) msg += "; process " + std::to_string(holder) + " holds it";
+    return make_error(ETIMEDOUT, msg + "; if that process is stuck, end it or run 'shbuf sim " +
+                                     "reset --sim " + dir_ + "'");
+  }
+  bool repair_needed = false;
   if (rc == EOWNERDEAD) {
     pthread_mutex_consistent(&hdr_->mutex);
-    if (hdr_->reset == 0) repair();
+    repair_needed = hdr_->reset == 0;
   } else if (rc != 0) {
-    return make_error(EIO, "the simulator state at " + dir_ +
-                               " cannot be recovered; run 'shbuf sim reset --sim " + dir_ + "'");
+    char buf[128];
+    return damaged(std::string("its lock cannot be taken: ") + strerror_r(rc, buf, sizeof buf));
   }
+  holder_of(*hdr_).store(std::int32_t(getpid()), std::memory_order_relaxed);
   if (hdr_->reset != 0) {
-    pthread_mutex_unlock(&hdr_->mutex);
+    unlock();
     return make_error(ESTALE,
                       "the simulator instance at " + dir_ + " was reset; open the provider again");
   }
-  return {};
+  Status st = check_header();
+  if (st.ok() && repair_needed) st = repair();
+  if (!st.ok()) unlock();
+  return st;
 }
 
 void Instance::unlock() {
+  holder_of(*hdr_).store(0, std::memory_order_relaxed);
   pthread_mutex_unlock(&hdr_->mutex);
+}
+
+// O(1): the header's fixed values, and each index it holds within its range.
+Status Instance::check_header() const {
+  const Header& h = *hdr_;
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) {
+    return damaged("the magic at the start of its state was overwritten");
+  }
+  struct Field {
+    const char* name;
+    std::uint32_t value;
+    std::uint32_t want;
+  };
+  const Field fixed[] = {{"version", h.version, kVersion},
+                         {"page_size", h.page_size, std::uint32_t(kPageSize)},
+                         {"max_grant_frames", h.max_grant_frames, max_grant_frames_},
+                         {"nr_entries", h.nr_entries, nr_entries_},
+                         {"max_slots", h.max_slots, kMaxSlots},
+                         {"max_domains", h.max_domains, kMaxDomains},
+                         {"max_records", h.max_records, max_records_}};
+  for (const Field& f : fixed) {
+    if (f.value != f.want) {
+      return damaged("its header's " + std::string(f.name) + " is " + std::to_string(f.value) +
+                     ", expected " + std::to_string(f.want));
+    }
+  }
+  const std::uint32_t rec_hiwater = h.rec_hiwater;
+  const std::uint32_t free_head = h.rec_free_head;
+  const Field bounded[] = {{"slot_hiwater", h.slot_hiwater, kMaxSlots},
+                           {"nr_domains", h.nr_domains, kMaxDomains},
+                           {"rec_hiwater", rec_hiwater, max_records_},
+                           {"rec_in_use", h.rec_in_use, rec_hiwater}};
+  for (const Field& f : bounded) {
+    if (f.value > f.want) {
+      return damaged("its header's " + std::string(f.name) + " is " + std::to_string(f.value) +
+                     ", at most " + std::to_string(f.want));
+    }
+  }
+  // Slots and domains are never removed but by a reset.
+  if (my_slot_ != kNoSlot && h.slot_hiwater <= my_slot_) {
+    return damaged("its header's slot_hiwater is " + std::to_string(h.slot_hiwater) +
+                   ", below this attachment's slot " + std::to_string(my_slot_));
+  }
+  if (h.nr_domains < known_domains_) {
+    return damaged("its header lists " + std::to_string(h.nr_domains) + " domains, but " +
+                   std::to_string(known_domains_) + " were created");
+  }
+  if (free_head != kNil && free_head >= rec_hiwater) {
+    return damaged("its header's rec_free_head is " + std::to_string(free_head) + ", beyond the " +
+                   std::to_string(rec_hiwater) + " records in use or free");
+  }
+  return {};
 }
 
 // OFD locks belong to an open file description, not a pid, so pid reuse
@@ -211,7 +361,7 @@ bool Instance::slot_alive(std::uint16_t s) {
 }
 
 Result<std::uint16_t> Instance::attach(DomId domid, pid_t pid) {
-  check_liveness(true);
+  SHBUF_TRY(check_liveness(true));
   auto di = ensure_domain(domid);
   if (!di.ok()) return std::move(di).error();
   for (std::uint32_t s = 0; s < kMaxSlots; ++s) {
@@ -240,36 +390,62 @@ Result<std::uint16_t> Instance::attach(DomId domid, pid_t pid) {
                                 " attachments already; close some providers");
 }
 
-void Instance::detach() {
-  if (my_slot_ == kNoSlot) return;
+Status Instance::detach() {
+  if (my_slot_ == kNoSlot) return {};
   std::vector<bool> dead(kMaxSlots);
   dead[my_slot_] = true;
-  reap(dead, false);
   my_slot_ = kNoSlot;
+  return reap(dead, false);
+}
+
+// A published domain record is ready, names a valid domid, and keeps the
+// domid this process saw there before: records are never reused.
+Result<int> Instance::domain_index(DomId domid) const {
+  const std::uint32_t nr = hdr_->nr_domains;
+  int found = -1;
+  for (std::uint32_t i = 0; i < nr; ++i) {
+    const DomId id = doms_[i].domid;
+    if (doms_[i].ready != 1 || id >= kFirstReservedDomId ||
+        (views_[i].base != nullptr && views_[i].domid != id)) {
+      return damaged("domain record " + std::to_string(i) + " (domid " + std::to_string(id) +
+                     ", ready " + std::to_string(doms_[i].ready) + ") was overwritten");
+    }
+    if (id != domid) continue;
+    if (found >= 0) {
+      return damaged("domain records " + std::to_string(found) + " and " + std::to_string(i) +
+                     " both claim domain " + std::to_string(domid));
+    }
+    found = int(i);
+  }
+  return found;
 }
 
 int Instance::find_domain(DomId domid) const {
-  for (std::uint32_t i = 0; i < hdr_->nr_domains; ++i) {
-    if (doms_[i].domid == domid && doms_[i].ready) return int(i);
-  }
-  return -1;
+  auto found = domain_index(domid);
+  return found.ok() ? *found : -1;
 }
 
 // Domains are created under the lock and published by bumping nr_domains
-// last, so a crash mid-way leaves nothing half-visible.
+// last, so a crash mid-way leaves nothing half-visible. Files a creation that
+// did not finish left behind are replaced, never truncated: a process may
+// still map them.
 Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
-  const int found = find_domain(domid);
-  if (found >= 0) return std::uint16_t(found);
+  auto found = domain_index(domid);
+  if (!found.ok()) return std::move(found).error();
+  if (*found >= 0) return std::uint16_t(*found);
   if (hdr_->nr_domains >= kMaxDomains) {
     return make_error(ENOSPC, "the simulator at " + dir_ + " has " + std::to_string(kMaxDomains) +
                                   " domains already; run 'shbuf sim reset' to start afresh");
   }
-  const std::uint32_t n = hdr_->nr_entries;
+  const std::uint32_t n = nr_entries_;
   const std::uint16_t di = std::uint16_t(hdr_->nr_domains);
   const std::string gnt = dom_file(dir_, domid, ".gnt");
   const std::string mem = dom_file(dir_, domid, ".mem");
   for (const std::string& path : {gnt, mem}) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return sys_error(errno, "cannot replace " + path);
+    }
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return sys_error(errno, "cannot create " + path);
     const off_t size = off_t(path == gnt ? table_size(n) : std::size_t{n} * kPageSize);
     const int rc = ftruncate(fd, size);
@@ -288,7 +464,7 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
     close(v.mem_ro);
     v = DomView{};
   }
-  auto view_or = view(di);
+  auto view_or = map_view(di);
   if (!view_or.ok()) {
     d.ready = 0;
     return std::move(view_or).error();
@@ -302,53 +478,128 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   return di;
 }
 
-Result<DomView*> Instance::view(std::uint16_t di) {
+// O(1) but for the first use: the record's indices and counts within range,
+// and every entry from hiwater up counted free.
+Result<DomView*> Instance::view(std::uint16_t di, bool check_free) {
+  const std::uint32_t nr = hdr_->nr_domains;
+  if (di >= nr) {
+    return damaged("domain index " + std::to_string(di) + " is beyond the " + std::to_string(nr) +
+                   " domains its header lists");
+  }
+  const DomainRec& d = doms_[di];
+  const DomId domid = d.domid;
+  const std::uint32_t n = nr_entries_;
+  const std::uint32_t free_head = d.free_head;
+  const std::uint32_t free_count = d.free_count;
+  const std::uint32_t hiwater = d.hiwater;
+  const std::uint32_t attached = d.attached;
+  DomView& v = views_[di];
+  if (d.ready != 1 || domid >= kFirstReservedDomId || (v.base != nullptr && v.domid != domid)) {
+    return damaged("domain record " + std::to_string(di) + " (domid " + std::to_string(domid) +
+                   ", ready " + std::to_string(d.ready) + ") was overwritten");
+  }
+  if (check_free && ((free_head != kNil && (free_head < kReservedGrefs || free_head >= n)) ||
+                     free_count > n - kReservedGrefs || hiwater < kReservedGrefs || hiwater > n ||
+                     free_count < n - hiwater || attached > kMaxSlots)) {
+    return damaged("the record of domain " + std::to_string(domid) + " holds free_head " +
+                   std::to_string(free_head) + ", free_count " + std::to_string(free_count) +
+                   ", hiwater " + std::to_string(hiwater) + ", attached " +
+                   std::to_string(attached) + ", for a table of " + std::to_string(n) + " entries");
+  }
+  if (v.base != nullptr) return &v;
+  return map_view(di);
+}
+
+Result<DomView*> Instance::map_view(std::uint16_t di) {
   DomView& v = views_[di];
   const DomId domid = doms_[di].domid;
-  if (v.base != nullptr && v.domid == domid) return &v;
-  if (v.base != nullptr) {  // the index was reused after a failed creation
-    munmap(v.base, v.len);
-    close(v.mem_rw);
-    close(v.mem_ro);
-    v = DomView{};
-  }
   const std::string gnt = dom_file(dir_, domid, ".gnt");
   const std::string mem = dom_file(dir_, domid, ".mem");
-  const std::size_t len = table_size(hdr_->nr_entries);
-  const int fd = ::open(gnt.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return sys_error(errno, "cannot open " + gnt);
-  struct stat sb {};
-  if (fstat(fd, &sb) != 0 || sb.st_size != off_t(len)) {
-    close(fd);
-    return make_error(EPROTO,
-                      gnt + " has the wrong size; run 'shbuf sim reset --sim " + dir_ + "'");
-  }
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const std::size_t len = table_size(nr_entries_);
+  auto open_file = [&](const std::string& path, int flags, off_t size) -> Result<int> {
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+      const int e = errno;
+      if (e == ENOENT) return damaged(path + " is missing");
+      if (e == ELOOP) return damaged(path + " is a symbolic link");
+      return sys_error(e, "cannot open " + path);
+    }
+    struct stat sb {};
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      close(fd);
+      return damaged(path + " is not a regular file");
+    }
+    if (sb.st_size != size) {
+      close(fd);
+      return damaged(path + " is " + std::to_string(sb.st_size) + " bytes, expected " +
+                     std::to_string(size));
+    }
+    return fd;
+  };
+  auto fd = open_file(gnt, O_RDWR, off_t(len));
+  if (!fd.ok()) return std::move(fd).error();
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
   const int e = errno;
-  close(fd);
+  close(*fd);
   if (p == MAP_FAILED) return sys_error(e, "cannot map " + gnt);
-  const int rw = ::open(mem.c_str(), O_RDWR | O_CLOEXEC);
-  const int ro = rw < 0 ? -1 : ::open(mem.c_str(), O_RDONLY | O_CLOEXEC);
-  if (rw < 0 || ro < 0) {
-    const int e2 = errno;
-    if (rw >= 0) close(rw);
+  const off_t mem_size = off_t(nr_entries_) * off_t(kPageSize);
+  auto rw = open_file(mem, O_RDWR, mem_size);
+  auto ro = rw.ok() ? open_file(mem, O_RDONLY, mem_size) : rw;
+  if (!rw.ok() || !ro.ok()) {
+    if (rw.ok()) close(*rw);
     munmap(p, len);
-    return sys_error(e2, "cannot open " + mem);
+    return rw.ok() ? std::move(ro).error() : std::move(rw).error();
   }
   v.base = p;
   v.len = len;
   v.ent = static_cast<GrantEntryV1*>(p);
   v.aux = reinterpret_cast<EntryAux*>(static_cast<char*>(p) +
-                                      std::size_t{hdr_->nr_entries} * sizeof(GrantEntryV1));
-  v.mem_rw = rw;
-  v.mem_ro = ro;
+                                      std::size_t{nr_entries_} * sizeof(GrantEntryV1));
+  v.mem_rw = *rw;
+  v.mem_ro = *ro;
   v.domid = domid;
+  known_domains_ = std::max(known_domains_, di + 1u);
   return &v;
 }
 
-void Instance::check_liveness(bool force) {
+// Mapping a page beyond the end of the file would fault on first access.
+Status Instance::check_mem(const DomView& v, int fd) const {
+  struct stat sb {};
+  if (fstat(fd, &sb) != 0)
+    return sys_error(errno, "cannot stat the pages of domain " + std::to_string(v.domid));
+  const off_t want = off_t(nr_entries_) * off_t(kPageSize);
+  if (sb.st_size != want) {
+    return damaged(dom_file(dir_, v.domid, ".mem") + " is " + std::to_string(sb.st_size) +
+                   " bytes, expected " + std::to_string(want));
+  }
+  return {};
+}
+
+// What the simulator never writes into an entry's bookkeeping.
+Status Instance::check_entry(const DomView& v, std::uint32_t g) const {
+  const EntryAux& a = v.aux[g];
+  const std::uint32_t map_count = a.map_count;
+  const std::uint32_t wmap_count = a.wmap_count;
+  const std::uint16_t owner = a.owner;
+  const std::uint16_t state = a.state;
+  const std::uint16_t flags = v.ent[g].flags;
+  // Access is permitted only while granted: both change together.
+  if (state > kFreeing || map_count > kMaxMapCount || wmap_count > map_count ||
+      (owner >= kMaxSlots && owner != kNoSlot) ||
+      ((flags & GTF_permit_access) != 0 && state != kGranted)) {
+    return damaged(table_name(v.domid) + ": gref " + std::to_string(g) + " has state " +
+                   std::to_string(state) + ", flags " + std::to_string(flags) + ", owner " +
+                   std::to_string(owner) + ", map_count " + std::to_string(map_count) +
+                   ", wmap_count " + std::to_string(wmap_count));
+  }
+  return {};
+}
+
+Status Instance::check_liveness(bool force) {
   const std::uint64_t now = now_ns();
-  if (!force && now < hdr_->next_check_ns) return;
+  const std::uint64_t next = hdr_->next_check_ns;
+  // A time more than one interval ahead is not one this code wrote.
+  if (!force && now < next && next - now <= kCheckIntervalNs) return {};
   hdr_->next_check_ns = now + kCheckIntervalNs;
   std::vector<bool> dead;
   for (std::uint32_t s = 0; s < hdr_->slot_hiwater; ++s) {
@@ -356,49 +607,69 @@ void Instance::check_liveness(bool force) {
     if (dead.empty()) dead.resize(kMaxSlots);
     dead[s] = true;
   }
-  if (!dead.empty()) reap(dead, false);
+  if (!dead.empty()) return reap(dead, false);
+  return {};
+}
+
+Status Instance::check_rec(std::uint32_t r) const {
+  const MapRec& rec = recs_[r];
+  const std::uint32_t gref = rec.gref;
+  const std::uint32_t count = rec.count;
+  const std::uint16_t granter = rec.granter;
+  const std::uint16_t mapper = rec.mapper;
+  if (granter >= hdr_->nr_domains || mapper >= hdr_->slot_hiwater || gref < kReservedGrefs ||
+      gref >= nr_entries_ || count == 0 || count > nr_entries_ - gref) {
+    return damaged("mapping record " + std::to_string(r) + " holds gref " + std::to_string(gref) +
+                   ", count " + std::to_string(count) + ", granter " + std::to_string(granter) +
+                   ", mapper " + std::to_string(mapper));
+  }
+  return {};
 }
 
 // Frees what dead attachments held: their mapping records (dropping map
 // counts, which may complete pending revocations) and their grants (freed,
 // or made pending while a live peer still maps them). With `recount` the map
 // counts are rebuilt afterwards by repair(), so records are just dropped.
-void Instance::reap(const std::vector<bool>& dead, bool recount) {
-  std::vector<std::vector<std::uint32_t>> to_free(hdr_->nr_domains);
+Status Instance::reap(const std::vector<bool>& dead, bool recount) {
+  const std::uint32_t nr = hdr_->nr_domains;
+  std::vector<std::vector<std::uint32_t>> to_free(nr);
   for (std::uint32_t r = 0; r < hdr_->rec_hiwater; ++r) {
     MapRec& rec = recs_[r];
-    if (rec.used == 0 || rec.mapper >= kMaxSlots || !dead[rec.mapper]) continue;
-    if (!recount && rec.granter < hdr_->nr_domains) {
+    if (rec.used == 0) continue;
+    SHBUF_TRY(check_rec(r));
+    if (!dead[rec.mapper]) continue;
+    if (!recount) {
       auto v = view(rec.granter);
-      if (v.ok()) {
-        for (std::uint32_t i = 0; i < rec.count; ++i) {
-          const std::uint32_t g = rec.gref + i;
-          if (g >= hdr_->nr_entries) break;
-          if (unmap_entry(**v, g, rec.writable != 0)) {
-            EntryAux& a = (*v)->aux[g];
-            if (a.owner < kMaxSlots && slots_[a.owner].pending > 0) slots_[a.owner].pending--;
-            a.owner = kNoSlot;
-            to_free[rec.granter].push_back(g);
-          }
+      if (!v.ok()) return std::move(v).error();
+      for (std::uint32_t i = 0; i < rec.count; ++i) {
+        const std::uint32_t g = rec.gref + i;
+        if (unmap_entry(**v, g, rec.writable != 0)) {
+          EntryAux& a = (*v)->aux[g];
+          if (a.owner < kMaxSlots && slots_[a.owner].pending > 0) slots_[a.owner].pending--;
+          a.owner = kNoSlot;
+          to_free[rec.granter].push_back(g);
         }
       }
     }
     rec_free(r);
   }
-  for (std::uint16_t di = 0; di < hdr_->nr_domains; ++di) {
-    auto v = view(di);
-    if (!v.ok()) continue;
+  for (std::uint16_t di = 0; di < nr; ++di) {
+    auto v = view(di, !recount);
+    if (!v.ok()) return std::move(v).error();
     GrantEntryV1* ent = (*v)->ent;
     EntryAux* aux = (*v)->aux;
-    const std::uint32_t hi = std::min(doms_[di].hiwater, hdr_->nr_entries);
+    const std::uint32_t hi = recount ? nr_entries_ : doms_[di].hiwater;
     for (std::uint32_t g = kReservedGrefs; g < hi; ++g) {
       EntryAux& a = aux[g];
       if (a.owner >= kMaxSlots || !dead[a.owner]) continue;
-      if (a.state == kGranted && a.map_count > 0) {
+      const bool held = a.state == kGranted || a.state == kFreeing;
+      // When recounting, the free runs may be half-updated: repair() frees
+      // what no one maps once it has rebuilt them.
+      if (held && (recount || (a.state == kGranted && a.map_count > 0))) {
         ent[g].flags &= std::uint16_t(~GTF_permit_access);
         a.state = kPending;
         a.owner = kNoSlot;
-      } else if (a.state == kGranted || a.state == kFreeing) {
+      } else if (held) {
         to_free[di].push_back(g);
       } else {
         a.owner = kNoSlot;
@@ -406,7 +677,7 @@ void Instance::reap(const std::vector<bool>& dead, bool recount) {
     }
   }
   for (std::uint16_t di = 0; di < to_free.size(); ++di) {
-    if (!to_free[di].empty()) free_now(di, to_free[di]);
+    if (!to_free[di].empty()) SHBUF_TRY(free_now(di, to_free[di]));
   }
   for (std::uint32_t s = 0; s < hdr_->slot_hiwater; ++s) {
     if (!dead[s] || slots_[s].used == 0) continue;
@@ -419,22 +690,24 @@ void Instance::reap(const std::vector<bool>& dead, bool recount) {
     sr.pid = 0;
     sr.pending = 0;
   }
+  return {};
 }
 
 // After a lock holder died mid-operation: reap the dead, then rebuild the
 // record free list, map counts, flags, free runs and pending counts from
 // what the entries and records say.
-void Instance::repair() {
+Status Instance::repair() {
   std::vector<bool> dead(kMaxSlots);
   for (std::uint32_t s = 0; s < hdr_->slot_hiwater; ++s) {
     if (slots_[s].used != 0 && !slot_alive(std::uint16_t(s))) dead[s] = true;
   }
-  reap(dead, true);
+  SHBUF_TRY(reap(dead, true));
 
   hdr_->rec_free_head = kNil;
   hdr_->rec_in_use = 0;
   for (std::uint32_t r = hdr_->rec_hiwater; r-- > 0;) {
     if (recs_[r].used != 0) {
+      SHBUF_TRY(check_rec(r));
       hdr_->rec_in_use++;
     } else {
       recs_[r].next = hdr_->rec_free_head;
@@ -449,10 +722,10 @@ void Instance::repair() {
     }
   }
 
-  const std::uint32_t n = hdr_->nr_entries;
+  const std::uint32_t n = nr_entries_;
   for (std::uint16_t di = 0; di < hdr_->nr_domains; ++di) {
-    auto v = view(di);
-    if (!v.ok()) continue;
+    auto v = view(di, false);  // its free runs and counts are rebuilt below
+    if (!v.ok()) return std::move(v).error();
     GrantEntryV1* ent = (*v)->ent;
     EntryAux* aux = (*v)->aux;
     for (std::uint32_t g = kReservedGrefs; g < n; ++g) {
@@ -462,7 +735,7 @@ void Instance::repair() {
     for (std::uint32_t r = 0; r < hdr_->rec_hiwater; ++r) {
       const MapRec& rec = recs_[r];
       if (rec.used == 0 || rec.granter != di) continue;
-      for (std::uint32_t i = 0; i < rec.count && rec.gref + i < n; ++i) {
+      for (std::uint32_t i = 0; i < rec.count; ++i) {
         aux[rec.gref + i].map_count++;
         if (rec.writable) aux[rec.gref + i].wmap_count++;
       }
@@ -500,11 +773,31 @@ void Instance::repair() {
       if (g < end) push_run(d, aux, g, end - g);
       while (g > kReservedGrefs && aux[g - 1].state != kFree) --g;
     }
-    if (!to_free.empty()) free_now(di, to_free);
+    if (!to_free.empty()) SHBUF_TRY(free_now(di, to_free));
   }
+  return {};
 }
 
-void Instance::unlink_run(DomainRec& d, EntryAux* aux, std::uint32_t r) {
+// The free run at `r` and its neighbours link to each other.
+Status Instance::check_links(const DomainRec& d, const EntryAux* aux, std::uint32_t r) const {
+  const std::uint32_t n = nr_entries_;
+  const std::uint32_t prev = aux[r].run_prev;
+  const std::uint32_t next = aux[r].run_next;
+  const bool prev_ok =
+      prev == kNil ? d.free_head == r
+                   : prev >= kReservedGrefs && prev < n && prev != r && aux[prev].run_next == r;
+  const bool next_ok =
+      next == kNil || (next >= kReservedGrefs && next < n && next != r && aux[next].run_prev == r);
+  if (!prev_ok || !next_ok) {
+    return damaged(table_name(d.domid) + ": the free run at gref " + std::to_string(r) +
+                   " links to " + std::to_string(prev) + " and " + std::to_string(next) +
+                   ", which do not link back");
+  }
+  return {};
+}
+
+Status Instance::unlink_run(DomainRec& d, EntryAux* aux, std::uint32_t r) {
+  SHBUF_TRY(check_links(d, aux, r));
   const std::uint32_t prev = aux[r].run_prev;
   const std::uint32_t next = aux[r].run_next;
   if (prev == kNil) {
@@ -514,6 +807,7 @@ void Instance::unlink_run(DomainRec& d, EntryAux* aux, std::uint32_t r) {
   }
   if (next != kNil) aux[next].run_prev = prev;
   aux[r].run_next = aux[r].run_prev = 0;
+  return {};
 }
 
 void Instance::push_run(DomainRec& d, EntryAux* aux, std::uint32_t s, std::uint32_t n) {
@@ -528,75 +822,108 @@ void Instance::push_run(DomainRec& d, EntryAux* aux, std::uint32_t s, std::uint3
 
 // First fit among the first few runs gives one contiguous range nearly
 // always; otherwise the request is gathered from several runs, so the cost
-// stays O(count) however fragmented the table is.
-void Instance::alloc(std::uint16_t di, std::uint32_t count, std::vector<Run>& out) {
+// stays O(count) however fragmented the table is. Each run is checked as it
+// is reached: inside the table, its tail tag pointing back at it.
+Status Instance::alloc(std::uint16_t di, std::uint32_t count, std::vector<Run>& out) {
   DomainRec& d = doms_[di];
   EntryAux* aux = views_[di].aux;
-  auto take = [&](std::uint32_t r, std::uint32_t t) {
+  const std::uint32_t n = nr_entries_;
+  auto check_run = [&](std::uint32_t r) -> Status {
+    const std::uint32_t len = r >= kReservedGrefs && r < n ? aux[r].run_len : 0;
+    if (len == 0 || len > n - r || aux[r + len - 1].run_tail != r + 1 || len > d.free_count) {
+      return damaged(table_name(d.domid) + ": its free list leads to gref " + std::to_string(r) +
+                     ", which heads no free run (length " + std::to_string(len) + ")");
+    }
+    return {};
+  };
+  auto take = [&](std::uint32_t r, std::uint32_t t) -> Status {
     const std::uint32_t len = aux[r].run_len;
     const std::uint32_t end = r + len;
     if (t == len) {
-      unlink_run(d, aux, r);
+      SHBUF_TRY(unlink_run(d, aux, r));
       aux[r].run_len = 0;
       aux[end - 1].run_tail = 0;
     } else {
+      // The remainder takes the run's place in the list.
+      SHBUF_TRY(check_links(d, aux, r));
+      const std::uint32_t prev = aux[r].run_prev;
+      const std::uint32_t next = aux[r].run_next;
       const std::uint32_t nr = r + t;
       aux[nr].run_len = len - t;
-      aux[nr].run_prev = aux[r].run_prev;
-      aux[nr].run_next = aux[r].run_next;
-      if (aux[r].run_prev == kNil) {
+      aux[nr].run_prev = prev;
+      aux[nr].run_next = next;
+      if (prev == kNil) {
         d.free_head = nr;
       } else {
-        aux[aux[r].run_prev].run_next = nr;
+        aux[prev].run_next = nr;
       }
-      if (aux[r].run_next != kNil) aux[aux[r].run_next].run_prev = nr;
+      if (next != kNil) aux[next].run_prev = nr;
       aux[r].run_len = aux[r].run_next = aux[r].run_prev = 0;
       aux[end - 1].run_tail = nr + 1;
     }
+    d.hiwater = std::max(d.hiwater, r + t);  // first: free_count >= n - hiwater holds
     d.free_count -= t;
-    d.hiwater = std::max(d.hiwater, r + t);
     out.push_back({r, t});
+    return {};
   };
   std::uint32_t r = d.free_head;
   for (int scanned = 0; r != kNil && scanned < 64; ++scanned, r = aux[r].run_next) {
-    if (aux[r].run_len >= count) {
-      take(r, count);
-      return;
-    }
+    SHBUF_TRY(check_run(r));
+    if (aux[r].run_len >= count) return take(r, count);
   }
-  while (count > 0 && d.free_head != kNil) {
-    const std::uint32_t t = std::min(count, aux[d.free_head].run_len);
-    take(d.free_head, t);
+  while (count > 0) {
+    r = d.free_head;
+    if (r == kNil) {
+      return damaged(table_name(d.domid) + ": its free runs hold fewer entries than its " +
+                     "free_count says");
+    }
+    SHBUF_TRY(check_run(r));
+    const std::uint32_t t = std::min(count, aux[r].run_len);
+    SHBUF_TRY(take(r, t));
     count -= t;
   }
+  return {};
 }
 
-// Boundary tags merge the run with its free neighbours in O(1).
-void Instance::release(std::uint16_t di, Run run) {
+// Boundary tags merge the run with its free neighbours in O(1), once each
+// neighbour's head and tail agree.
+Status Instance::release(std::uint16_t di, Run run) {
   DomainRec& d = doms_[di];
   EntryAux* aux = views_[di].aux;
+  const std::uint32_t n = nr_entries_;
   std::uint32_t s = run.start;
-  std::uint32_t n = run.len;
+  std::uint32_t len = run.len;
+  auto bad_tag = [&](std::uint32_t g) {
+    return damaged(table_name(d.domid) + ": the boundary tags next to gref " + std::to_string(g) +
+                   " describe no free run");
+  };
   if (s > kReservedGrefs && aux[s - 1].run_tail != 0) {
     const std::uint32_t ls = aux[s - 1].run_tail - 1;
-    const std::uint32_t llen = aux[ls].run_len;
-    unlink_run(d, aux, ls);
+    if (ls < kReservedGrefs || ls >= s || aux[ls].run_len != s - ls || d.free_count < s - ls) {
+      return bad_tag(s - 1);
+    }
+    const std::uint32_t llen = s - ls;
+    SHBUF_TRY(unlink_run(d, aux, ls));
     aux[s - 1].run_tail = 0;
     aux[ls].run_len = 0;
     d.free_count -= llen;
     s = ls;
-    n += llen;
+    len += llen;
   }
   const std::uint32_t e = run.start + run.len;
-  if (e < hdr_->nr_entries && aux[e].run_len != 0) {
+  if (e < n && aux[e].run_len != 0) {
     const std::uint32_t rlen = aux[e].run_len;
-    unlink_run(d, aux, e);
+    if (rlen > n - e || aux[e + rlen - 1].run_tail != e + 1 || d.free_count < rlen) {
+      return bad_tag(e);
+    }
+    SHBUF_TRY(unlink_run(d, aux, e));
     aux[e].run_len = 0;
     aux[e + rlen - 1].run_tail = 0;
     d.free_count -= rlen;
-    n += rlen;
+    len += rlen;
   }
-  push_run(d, aux, s, n);
+  push_run(d, aux, s, len);
+  return {};
 }
 
 // Punching a hole both zeroes the pages for their next user and gives the
@@ -617,9 +944,9 @@ Status Instance::zero_pages(int mem_fd, Run run) {
   return {};
 }
 
-void Instance::free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs) {
+Status Instance::free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs) {
   auto v = view(di);
-  if (!v.ok()) return;
+  if (!v.ok()) return std::move(v).error();
   std::sort(grefs.begin(), grefs.end());
   grefs.erase(std::unique(grefs.begin(), grefs.end()), grefs.end());
   std::vector<Run> runs;
@@ -641,8 +968,9 @@ void Instance::free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs) {
       a.owner = kNoSlot;
       a.map_count = a.wmap_count = 0;
     }
-    release(di, run);
+    SHBUF_TRY(release(di, run));
   }
+  return {};
 }
 
 bool Instance::unmap_entry(DomView& v, std::uint32_t gref, bool writable) {
@@ -654,12 +982,21 @@ bool Instance::unmap_entry(DomView& v, std::uint32_t gref, bool writable) {
   return a.map_count == 0 && a.state == kPending;
 }
 
-std::uint32_t Instance::rec_alloc() {
+// lock() checked that the free list's head is a record below the hiwater
+// mark; a head still in use means the list is damaged. The record is marked
+// used only once filled, so a holder dying midway leaves no half-made one.
+std::uint32_t Instance::rec_alloc(std::uint32_t gref, std::uint32_t count, std::uint16_t granter,
+                                  std::uint16_t mapper, bool writable) {
   std::uint32_t r;
   if (hdr_->rec_free_head != kNil) {
     r = hdr_->rec_free_head;
-    hdr_->rec_free_head = recs_[r].next;
-  } else if (hdr_->rec_hiwater < hdr_->max_records) {
+    const std::uint32_t next = recs_[r].next;
+    if (r >= hdr_->rec_hiwater || recs_[r].used != 0 ||
+        (next != kNil && next >= hdr_->rec_hiwater)) {
+      return kNil;
+    }
+    hdr_->rec_free_head = next;
+  } else if (hdr_->rec_hiwater < max_records_) {
     r = hdr_->rec_hiwater++;
   } else {
     return kNil;
@@ -668,9 +1005,14 @@ std::uint32_t Instance::rec_alloc() {
   MapRec& rec = recs_[r];
   const std::uint32_t gen = rec.gen;
   rec = MapRec{};
-  rec.gen = gen;
-  rec.used = 1;
+  rec.gref = gref;
+  rec.count = count;
   rec.next = kNil;
+  rec.gen = gen;
+  rec.granter = granter;
+  rec.mapper = mapper;
+  rec.writable = writable ? 1 : 0;
+  rec.used = 1;
   return r;
 }
 

@@ -2,6 +2,7 @@
 // it has opened, and the operations on them that need the instance lock.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -45,10 +46,18 @@ class Instance {
   SlotRec& slot(std::uint16_t s) { return slots_[s]; }
   DomainRec& dom(std::uint16_t di) { return doms_[di]; }
   MapRec& rec(std::uint32_t r) { return recs_[r]; }
-  std::uint32_t nr_entries() const { return hdr_->nr_entries; }
+  // The table size and record count as checked when the instance was opened;
+  // lock() refuses the instance should the header change afterwards.
+  std::uint32_t nr_entries() const { return nr_entries_; }
+  std::uint32_t max_grant_frames() const { return max_grant_frames_; }
+
+  // The error for shared state that cannot be what the simulator wrote
+  // (EUCLEAN, naming `what` and saying to reset the instance).
+  Error damaged(const std::string& what) const;
 
   // The instance lock. Repairs the state when its last holder died with it;
-  // ESTALE when the instance was reset.
+  // ESTALE when the instance was reset, ETIMEDOUT when it stays held longer
+  // than the lock timeout, EUCLEAN when the header is damaged.
   Status lock();
   void unlock();
 
@@ -58,43 +67,63 @@ class Instance {
   // lock. Returns the slot.
   Result<std::uint16_t> attach(DomId domid, pid_t pid);
   // Detaches our slot and reclaims whatever it still holds.
-  void detach();
+  Status detach();
   std::uint16_t my_slot() const { return my_slot_; }
 
+  // The index of `domid`'s domain, or -1; EUCLEAN when the domain records
+  // are damaged.
+  Result<int> domain_index(DomId domid) const;
+  // The same, -1 when absent or damaged.
   int find_domain(DomId domid) const;
-  Result<DomView*> view(std::uint16_t di);
+  // Domain `di`'s table and page files, after checking its record (but for
+  // its free runs and counts unless `check_free`).
+  Result<DomView*> view(std::uint16_t di, bool check_free = true);
+  // Checks that a domain's page file still covers its table, so that mapping
+  // it cannot fault.
+  Status check_mem(const DomView& v, int fd) const;
+
+  // An entry and its bookkeeping hold values the simulator can have written.
+  Status check_entry(const DomView& v, std::uint32_t g) const;
 
   // Reaps dead attachments when the rate limit allows, or now when `force`.
-  void check_liveness(bool force);
+  Status check_liveness(bool force);
 
   // Takes `count` free entries of domain `di`, as few runs as it can.
-  void alloc(std::uint16_t di, std::uint32_t count, std::vector<Run>& out);
+  Status alloc(std::uint16_t di, std::uint32_t count, std::vector<Run>& out);
   // Returns entries [start, start + len), already zeroed, to the free runs.
-  void release(std::uint16_t di, Run run);
+  Status release(std::uint16_t di, Run run);
   // Zeroes pages, returning their memory.
   static Status zero_pages(int mem_fd, Run run);
   // Zeroes and frees entries that no longer hold anything; `grefs` may be in
   // any order.
-  void free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs);
+  Status free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs);
 
   // Drops one mapping of an entry; true when it was pending and is now free
   // to reclaim.
   bool unmap_entry(DomView& v, std::uint32_t gref, bool writable);
 
   // Mapping records.
-  std::uint32_t records_free() const { return hdr_->max_records - hdr_->rec_in_use; }
-  std::uint32_t rec_alloc();
+  std::uint32_t records_free() const { return max_records_ - hdr_->rec_in_use; }
+  // A record of these values, or kNil when none is free or the free list is
+  // damaged.
+  std::uint32_t rec_alloc(std::uint32_t gref, std::uint32_t count, std::uint16_t granter,
+                          std::uint16_t mapper, bool writable);
   void rec_free(std::uint32_t r);
+  // A used record's fields: a known granter, a run inside its table.
+  Status check_rec(std::uint32_t r) const;
 
   bool slot_alive(std::uint16_t s);
 
  private:
   Instance() = default;
   static Status create_state(const std::string& dir, std::uint32_t max_grant_frames);
+  Status check_header() const;
   Result<std::uint16_t> ensure_domain(DomId domid);
-  void reap(const std::vector<bool>& dead, bool recount);
-  void repair();
-  void unlink_run(DomainRec& d, EntryAux* aux, std::uint32_t r);
+  Result<DomView*> map_view(std::uint16_t di);
+  Status reap(const std::vector<bool>& dead, bool recount);
+  Status repair();
+  Status check_links(const DomainRec& d, const EntryAux* aux, std::uint32_t r) const;
+  Status unlink_run(DomainRec& d, EntryAux* aux, std::uint32_t r);
   void push_run(DomainRec& d, EntryAux* aux, std::uint32_t s, std::uint32_t n);
 
   std::string dir_;
@@ -106,11 +135,23 @@ class Instance {
   int state_fd_ = -1;
   int lives_fd_ = -1;
   std::uint16_t my_slot_ = kNoSlot;
+  std::uint32_t nr_entries_ = 0;
+  std::uint32_t max_grant_frames_ = 0;
+  std::uint32_t max_records_ = 0;
+  unsigned lock_timeout_ms_ = 0;
+  std::uint32_t known_domains_ = 0;  // one past the highest domain index seen
   std::vector<DomView> views_;
 };
 
+// The lock timeout: $SHBUF_SIM_LOCK_TIMEOUT_MS, else kSimLockTimeoutMs.
+Result<unsigned> lock_timeout_ms();
+// pthread_mutex_timedlock for `ms` milliseconds.
+int lock_within(pthread_mutex_t& mutex, unsigned ms);
+
 // "what: strerror(e)" as an Error with code e.
 Error sys_error(int e, const std::string& what);
+// The EUCLEAN error of a damaged instance at `dir` (see Instance::damaged()).
+Error damage_error(const std::string& dir, const std::string& what);
 
 // Splits grefs into runs of consecutive values, keeping their order.
 void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out);

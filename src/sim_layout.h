@@ -1,6 +1,7 @@
 // The on-disk (in shared memory) layout of a sim instance. Every process that
 // attaches maps these files MAP_SHARED; all fields are guarded by
-// Header::mutex unless noted.
+// Header::mutex unless noted. Nothing read from them is trusted: every index
+// and count is checked before use (see Instance::damaged()).
 #pragma once
 
 #include <pthread.h>
@@ -12,7 +13,7 @@ namespace shbuf::sim {
 
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr char kMagic[8] = {'S', 'H', 'B', 'U', 'F', 'S', 'I', 'M'};
-inline constexpr std::uint32_t kVersion = 1;
+inline constexpr std::uint32_t kVersion = 2;                      // 2: Header::holder
 inline constexpr std::uint32_t kEntriesPerFrame = kPageSize / 8;  // v1 entries are 8 bytes
 inline constexpr std::uint32_t kReservedGrefs = 8;                // GNTTAB_NR_RESERVED_ENTRIES
 inline constexpr std::uint32_t kMaxGrantFramesLimit = 16384;
@@ -120,7 +121,7 @@ struct Header {
   std::uint32_t rec_free_head;
   std::uint32_t rec_hiwater;
   std::uint32_t rec_in_use;
-  std::uint32_t pad;
+  std::int32_t holder;  // pid holding `mutex`, 0 when free; only for messages
   alignas(64) pthread_mutex_t mutex;
 };
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -149,51 +150,57 @@ Status parse_faults(std::string_view spec, const std::string& source, std::vecto
   return {};
 }
 
-// What status() reports, read under the lock after a liveness sweep.
-SimStatus collect(Instance& in) {
+// What status() reports, read under the lock after a liveness sweep; each
+// record and entry it shows is checked first.
+Result<SimStatus> collect(Instance& in) {
   SimStatus s;
   Header& h = in.hdr();
   s.path = in.dir();
-  s.max_grant_frames = h.max_grant_frames;
-  s.grants_per_domain = h.nr_entries;
+  s.max_grant_frames = in.max_grant_frames();
+  s.grants_per_domain = in.nr_entries();
   for (std::uint32_t i = 0; i < h.slot_hiwater; ++i) {
     const SlotRec& sr = in.slot(std::uint16_t(i));
     if (sr.used == 0) continue;
     s.attachments.push_back({sr.domid, sr.pid, in.slot_alive(std::uint16_t(i))});
   }
+  std::vector<bool> seen(kFirstReservedDomId);
   for (std::uint16_t di = 0; di < h.nr_domains; ++di) {
+    auto v = in.view(di);
+    if (!v.ok()) return std::move(v).error();
+    const DomId domid = (*v)->domid;
+    if (seen[domid]) return in.damaged("two domain records claim " + dom_str(domid));
+    seen[domid] = true;
     const DomainRec& d = in.dom(di);
     SimStatus::Domain dom;
-    dom.domid = d.domid;
+    dom.domid = domid;
     dom.attached = d.attached;
     dom.alive = d.attached > 0;
-    auto v = in.view(di);
-    if (v.ok()) {
-      const GrantEntryV1* ent = (*v)->ent;
-      const EntryAux* aux = (*v)->aux;
-      const std::uint32_t hi = std::min(d.hiwater, h.nr_entries);
-      for (std::uint32_t g = kReservedGrefs; g < hi; ++g) {
-        const EntryAux& a = aux[g];
-        if (a.state == kFree) continue;
-        dom.frames_in_use++;
-        if (a.state == kFreeing) continue;
-        const bool pending = a.state == kPending;
-        const bool ro = (ent[g].flags & GTF_readonly) != 0;
-        if (pending) {
-          dom.pending++;
-        } else {
-          dom.grants_in_use++;
-          if (ro) dom.grants_read_only++;
-          if (a.map_count > 0) dom.grants_mapped++;
-        }
-        s.grants.push_back({d.domid, g, ent[g].domid, ro, a.map_count, pending});
+    const GrantEntryV1* ent = (*v)->ent;
+    const EntryAux* aux = (*v)->aux;
+    const std::uint32_t hi = d.hiwater;
+    for (std::uint32_t g = kReservedGrefs; g < hi; ++g) {
+      SHBUF_TRY(in.check_entry(**v, g));
+      const EntryAux& a = aux[g];
+      if (a.state == kFree) continue;
+      dom.frames_in_use++;
+      if (a.state == kFreeing) continue;
+      const bool pending = a.state == kPending;
+      const bool ro = (ent[g].flags & GTF_readonly) != 0;
+      if (pending) {
+        dom.pending++;
+      } else {
+        dom.grants_in_use++;
+        if (ro) dom.grants_read_only++;
+        if (a.map_count > 0) dom.grants_mapped++;
       }
+      s.grants.push_back({domid, g, ent[g].domid, ro, a.map_count, pending});
     }
     s.domains.push_back(dom);
   }
   for (std::uint32_t r = 0; r < h.rec_hiwater; ++r) {
     const MapRec& rec = in.rec(r);
-    if (rec.used == 0 || rec.mapper >= kMaxSlots || rec.granter >= h.nr_domains) continue;
+    if (rec.used == 0) continue;
+    SHBUF_TRY(in.check_rec(r));
     const SlotRec& sr = in.slot(rec.mapper);
     SimStatus::MappingInfo m;
     m.mapper = sr.domid;
@@ -259,7 +266,19 @@ std::string refusal(const GrantEntryV1* ent, const EntryAux* aux, std::uint32_t 
 // The index of `peer`'s domain while a process is attached as it; EINVAL
 // otherwise, as Xen refuses a domain that does not exist.
 Result<std::uint16_t> live_domain(Instance& in, DomId peer) {
-  const int found = in.find_domain(peer);
+  auto index = in.domain_index(peer);
+  if (!index.ok()) return std::move(index).error();
+  const int found = *index;
+  if (found >= 0 && in.dom(std::uint16_t(found)).attached == 0) {
+    // Rare: worth a look at the slots, which may say otherwise.
+    for (std::uint32_t s = 0; s < in.hdr().slot_hiwater; ++s) {
+      const SlotRec& sr = in.slot(std::uint16_t(s));
+      if (sr.used != 0 && sr.dom_index == found && in.slot_alive(std::uint16_t(s))) {
+        return in.damaged("the record of " + dom_str(peer) + " counts no attachment, but slot " +
+                          std::to_string(s) + " is attached as it");
+      }
+    }
+  }
   if (found < 0 || in.dom(std::uint16_t(found)).attached == 0) {
     return make_error(EINVAL, dom_str(peer) +
                                   " does not exist: no process is attached to the simulator at " +
@@ -349,8 +368,9 @@ struct SimProvider::Impl {
     }
     SHBUF_TRY(in->lock());
     auto v = in->view(di);
+    if (!v.ok()) result = std::move(v).error();
     if (v.ok()) {
-      for (std::size_t i = 0; i < runs.size(); ++i) {
+      for (std::size_t i = 0; i < runs.size() && result.code() != EUCLEAN; ++i) {
         if (!zeroed[i]) continue;  // stays kFreeing: retried when we detach
         const Run run = runs[i];
         bool ours = true;
@@ -365,7 +385,7 @@ struct SimProvider::Impl {
           a.owner = kNoSlot;
           a.map_count = a.wmap_count = 0;
         }
-        in->release(di, run);
+        if (Status st = in->release(di, run); !st.ok()) result = st;
       }
     }
     in->unlock();
@@ -381,7 +401,7 @@ SimProvider::~SimProvider() {
   if (!impl_ || !impl_->in) return;
   if (!impl_->owned().ok()) return;
   if (impl_->in->lock().ok()) {
-    impl_->in->detach();
+    (void)impl_->in->detach();
     impl_->in->unlock();
   }
 }
@@ -470,13 +490,15 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
     munmap(base, bytes);
     return st.error();
   }
-  in.check_liveness(false);
-  auto v = in.view(m.dom_index);
-  if (!v.ok()) {
+  auto fail = [&](Error e) -> Error {
     in.unlock();
     munmap(base, bytes);
-    return std::move(v).error();
-  }
+    return e;
+  };
+  if (Status st = in.check_liveness(false); !st.ok()) return fail(st.error());
+  auto v = in.view(m.dom_index);
+  if (!v.ok()) return fail(std::move(v).error());
+  if (Status st = in.check_mem(**v, (*v)->mem_rw); !st.ok()) return fail(st.error());
   DomainRec& d = in.dom(m.dom_index);
   if (count > d.free_count) {
     const std::uint32_t used = limit - d.free_count;
@@ -489,7 +511,18 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
                                   std::to_string(count) + " more");
   }
   std::vector<Run> runs;
-  in.alloc(m.dom_index, std::uint32_t(count), runs);
+  if (Status st = in.alloc(m.dom_index, std::uint32_t(count), runs); !st.ok()) {
+    return fail(st.error());
+  }
+  for (const Run& run : runs) {
+    for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+      if ((*v)->aux[g].state != kFree) {
+        return fail(in.damaged("dom" + std::to_string(m.domid) + ".gnt: gref " + std::to_string(g) +
+                               " is in a free run but has state " +
+                               std::to_string((*v)->aux[g].state)));
+      }
+    }
+  }
   const std::uint16_t flags =
       GTF_permit_access | (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0});
   std::vector<Gref> grefs;
@@ -519,7 +552,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
           (*v)->aux[g].state = kFree;
           (*v)->aux[g].owner = kNoSlot;
         }
-        in.release(m.dom_index, undo);
+        (void)in.release(m.dom_index, undo);
       }
       in.unlock();
       munmap(base, bytes);
@@ -550,32 +583,44 @@ Status SimProvider::do_end(Share& share) {
   const int injected = m.take_fault(SimFaultOp::kEnd, call);
   Instance& in = *m.in;
   SHBUF_TRY(in.lock());
-  in.check_liveness(false);
-  auto v = in.view(m.dom_index);
-  if (!v.ok()) {
+  auto fail = [&](Error e) -> Error {
     in.unlock();
-    return std::move(v).error();
-  }
+    return e;
+  };
+  if (Status st = in.check_liveness(false); !st.ok()) return fail(st.error());
+  auto v = in.view(m.dom_index);
+  if (!v.ok()) return fail(std::move(v).error());
   const std::span<const Gref> grefs = share.grefs();
   const std::uint32_t n = in.nr_entries();
   auto ours = [&](Gref g) {
     return g >= kReservedGrefs && g < n && (*v)->aux[g].owner == m.slot &&
            (*v)->aux[g].state == kGranted;
   };
+  // A share's grefs stay ours and granted until it ends: anything else is
+  // damage, found before anything is changed.
   bool mapped = false;
-  for (const Gref g : grefs) mapped = mapped || (ours(g) && (*v)->aux[g].map_count > 0);
+  for (const Gref g : grefs) {
+    if (g >= kReservedGrefs && g < n) {
+      if (Status st = in.check_entry(**v, g); !st.ok()) return fail(st.error());
+    }
+    if (!ours(g)) {
+      const bool known = g >= kReservedGrefs && g < n;
+      return fail(in.damaged("dom" + std::to_string(m.domid) + ".gnt: gref " + std::to_string(g) +
+                             ", which this attachment granted, is recorded " +
+                             (known ? "with state " + std::to_string((*v)->aux[g].state) +
+                                          " and owner " + std::to_string((*v)->aux[g].owner)
+                                    : std::string("out of range"))));
+    }
+    mapped = mapped || (*v)->aux[g].map_count > 0;
+  }
   // A mapper that died still counts until reaped: look now, not later.
-  if (mapped) in.check_liveness(true);
+  if (mapped) {
+    if (Status st = in.check_liveness(true); !st.ok()) return fail(st.error());
+  }
   std::vector<std::uint32_t> freeing;
   freeing.reserve(grefs.size());
   std::size_t pending = 0;
-  std::size_t unknown = 0;
-  Gref first_unknown = 0;
   for (const Gref g : grefs) {
-    if (!ours(g)) {
-      if (unknown++ == 0) first_unknown = g;
-      continue;
-    }
     EntryAux& a = (*v)->aux[g];
     if (a.map_count > 0) {
       (*v)->ent[g].flags &= std::uint16_t(~GTF_permit_access);
@@ -602,11 +647,6 @@ Status SimProvider::do_end(Share& share) {
     return make_error(EBUSY, std::to_string(pending) + " of " + std::to_string(grefs.size()) +
                                  " pages still mapped by " + dom_str(share.peer()) +
                                  "; kept until unmapped");
-  }
-  if (unknown > 0) {
-    return make_error(EINVAL, std::to_string(unknown) + " of the share's grefs (first: gref " +
-                                  std::to_string(first_unknown) +
-                                  ") were no longer granted by this provider");
   }
   return freed;
 }
@@ -654,21 +694,24 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
     drop_base();
     return make_error(code, std::move(msg));
   };
-  in.check_liveness(false);
+  if (Status st = in.check_liveness(false); !st.ok()) {
+    return refuse(st.code(), st.error().message);
+  }
   auto found = live_domain(in, peer);
   if (!found.ok()) return refuse(found.error().code, std::move(found).error().message);
   const std::uint16_t di = *found;
   auto v = in.view(di);
-  if (!v.ok()) {
-    in.unlock();
-    drop_base();
-    return std::move(v).error();
-  }
+  if (!v.ok()) return refuse(v.error().code, std::move(v).error().message);
   const std::uint32_t n = in.nr_entries();
   GrantEntryV1* ent = (*v)->ent;
   EntryAux* aux = (*v)->aux;
   auto what = [&](Gref g) { return "gref " + std::to_string(g) + " of " + dom_str(peer); };
   for (const Gref g : grefs) {
+    if (g >= kReservedGrefs && g < n) {
+      if (Status st = in.check_entry(**v, g); !st.ok()) {
+        return refuse(st.code(), st.error().message);
+      }
+    }
     if (std::string why = refusal(ent, aux, n, peer, m.domid, g, rw, "map it writable");
         !why.empty()) {
       return refuse(EINVAL, std::move(why));
@@ -684,31 +727,33 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
                               std::to_string(in.records_free()) + " of the simulator's " +
                               std::to_string(in.hdr().max_records) + " are free");
   }
+  const int fd = rw ? (*v)->mem_rw : (*v)->mem_ro;
+  if (Status st = in.check_mem(**v, fd); !st.ok()) return refuse(st.code(), st.error().message);
   const std::uint16_t set = GTF_reading | (rw ? GTF_writing : std::uint16_t{0});
   for (const Gref g : grefs) {
     aux[g].map_count++;
     if (rw) aux[g].wmap_count++;
     ent[g].flags |= set;
   }
-  std::uint32_t head = kNil;
-  std::uint32_t tail = kNil;
+  std::vector<std::uint32_t> recs;
+  recs.reserve(runs.size());
+  auto undo = [&] {
+    for (const Gref g : grefs) in.unmap_entry(**v, g, rw);
+    for (const std::uint32_t r : recs) in.rec_free(r);
+  };
   for (const Run& run : runs) {
-    const std::uint32_t r = in.rec_alloc();
-    MapRec& rec = in.rec(r);
-    rec.gref = run.start;
-    rec.count = run.len;
-    rec.granter = di;
-    rec.mapper = m.slot;
-    rec.writable = rw ? 1 : 0;
-    if (tail == kNil) {
-      head = r;
-    } else {
-      in.rec(tail).next = r;
+    const std::uint32_t r = in.rec_alloc(run.start, run.len, di, m.slot, rw);
+    if (r == kNil) {
+      undo();
+      return refuse(EUCLEAN, in.damaged("its list of free mapping records is broken (" +
+                                        std::to_string(in.records_free()) + " should be free)")
+                                 .message);
     }
-    tail = r;
+    if (!recs.empty()) in.rec(recs.back()).next = r;
+    recs.push_back(r);
   }
+  const std::uint32_t head = recs.front();
   const int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
-  const int fd = rw ? (*v)->mem_rw : (*v)->mem_ro;
   std::size_t at = 0;
   for (const Run& run : runs) {
     void* got = single ? mmap(nullptr, bytes, prot,
@@ -718,12 +763,7 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
                               MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
-      for (const Gref g : grefs) in.unmap_entry(**v, g, rw);
-      for (std::uint32_t r = head; r != kNil;) {
-        const std::uint32_t next = in.rec(r).next;
-        in.rec_free(r);
-        r = next;
-      }
+      undo();
       in.unlock();
       drop_base();
       return sys_error(e, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
@@ -778,11 +818,12 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
     Instance& in;
     ~Unlock() { in.unlock(); }
   } unlock{in};
-  in.check_liveness(false);
+  SHBUF_TRY(in.check_liveness(false));
   auto found = live_domain(in, peer);
   if (!found.ok()) return std::move(found).error();
   auto v = in.view(*found);
   if (!v.ok()) return std::move(v).error();
+  if (gref >= kReservedGrefs && gref < in.nr_entries()) SHBUF_TRY(in.check_entry(**v, gref));
   if (std::string why = refusal((*v)->ent, (*v)->aux, in.nr_entries(), peer, m.domid, gref, to_peer,
                                 "copy into it");
       !why.empty()) {
@@ -815,42 +856,69 @@ Status SimProvider::do_unmap(Mapping& mapping) {
   const int injected = m.take_fault(SimFaultOp::kUnmap, call);
   Instance& in = *m.in;
   SHBUF_TRY(in.lock());
-  in.check_liveness(false);
+  auto fail = [&](Error e) -> Error {
+    in.unlock();
+    return e;
+  };
+  if (Status st = in.check_liveness(false); !st.ok()) return fail(st.error());
   const std::uint64_t token = token_of(mapping);
   const std::uint32_t head = std::uint32_t(token & 0xffffffffu) - 1;
   const std::uint32_t gen = std::uint32_t(token >> 32);
-  if (head >= in.hdr().max_records || in.rec(head).used == 0 || in.rec(head).gen != gen ||
+  const std::uint32_t hiwater = in.hdr().rec_hiwater;
+  // map() gave this mapping its first record, and only unmap() frees it.
+  if (head >= hiwater || in.rec(head).used == 0 || in.rec(head).gen != gen ||
       in.rec(head).mapper != m.slot) {
-    in.unlock();
-    return make_error(EINVAL, "this mapping of " + dom_str(mapping.peer()) +
-                                  " is no longer known to the simulator");
+    return fail(in.damaged("mapping record " + std::to_string(head) + " of a mapping of " +
+                           dom_str(mapping.peer()) + " is no longer that mapping's (" +
+                           std::to_string(hiwater) + " records in use or free, used " +
+                           std::to_string(head < hiwater ? in.rec(head).used : 0) + ")"));
   }
-  std::uint16_t di = in.rec(head).granter;
-  std::vector<std::uint32_t> reclaim;
-  int mem_fd = -1;
+  // The records were chained by map() and cover exactly the mapping's pages;
+  // the walk is bounded by that count, and nothing changes until it is done.
+  const std::uint16_t di = in.rec(head).granter;
+  std::vector<std::uint32_t> chain;
+  std::size_t pages = 0;
+  for (std::uint32_t r = head; r != kNil; r = in.rec(r).next) {
+    if (r >= hiwater || chain.size() >= mapping.pages() || in.rec(r).used == 0 ||
+        in.rec(r).mapper != m.slot || in.rec(r).granter != di) {
+      return fail(in.damaged("the mapping records of a mapping of " + dom_str(mapping.peer()) +
+                             " from record " + std::to_string(head) + " do not chain (record " +
+                             std::to_string(r) + ")"));
+    }
+    if (Status st = in.check_rec(r); !st.ok()) return fail(st.error());
+    pages += in.rec(r).count;
+    chain.push_back(r);
+  }
+  if (pages != mapping.pages()) {
+    return fail(in.damaged("the mapping records from record " + std::to_string(head) + " cover " +
+                           std::to_string(pages) + " pages of a mapping of " +
+                           std::to_string(mapping.pages())));
+  }
   auto v = in.view(di);
-  for (std::uint32_t r = head; r != kNil;) {
-    MapRec& rec = in.rec(r);
-    const std::uint32_t next = rec.next;
-    if (v.ok()) {
-      mem_fd = (*v)->mem_rw;
-      for (std::uint32_t i = 0; i < rec.count; ++i) {
-        const std::uint32_t g = rec.gref + i;
-        if (!in.unmap_entry(**v, g, rec.writable != 0)) continue;
-        // The last mapping of a revoked grant: reclaim it now.
-        EntryAux& a = (*v)->aux[g];
-        if (a.owner < kMaxSlots && in.slot(a.owner).pending > 0) in.slot(a.owner).pending--;
-        a.owner = m.slot;
-        a.state = kFreeing;
-        (*v)->ent[g].flags = 0;
-        reclaim.push_back(g);
-      }
+  if (!v.ok()) return fail(std::move(v).error());
+  for (const std::uint32_t r : chain) {
+    for (std::uint32_t i = 0; i < in.rec(r).count; ++i) {
+      if (Status st = in.check_entry(**v, in.rec(r).gref + i); !st.ok()) return fail(st.error());
+    }
+  }
+  std::vector<std::uint32_t> reclaim;
+  const int mem_fd = (*v)->mem_rw;
+  for (const std::uint32_t r : chain) {
+    const MapRec& rec = in.rec(r);
+    for (std::uint32_t i = 0; i < rec.count; ++i) {
+      const std::uint32_t g = rec.gref + i;
+      if (!in.unmap_entry(**v, g, rec.writable != 0)) continue;
+      // The last mapping of a revoked grant: reclaim it now.
+      EntryAux& a = (*v)->aux[g];
+      if (a.owner < kMaxSlots && in.slot(a.owner).pending > 0) in.slot(a.owner).pending--;
+      a.owner = m.slot;
+      a.state = kFreeing;
+      (*v)->ent[g].flags = 0;
+      reclaim.push_back(g);
     }
     in.rec_free(r);
-    r = next;
   }
   in.unlock();
-  if (!v.ok()) return std::move(v).error();
   Status freed = m.finish_free(di, mem_fd, reclaim);
   if (injected != 0) {
     return make_error(injected, "injected fault: unmap call " + std::to_string(call) +
@@ -862,7 +930,7 @@ Status SimProvider::do_unmap(Mapping& mapping) {
 std::size_t SimProvider::pending_pages() {
   Impl& m = *impl_;
   if (!m.owned().ok() || !m.in->lock().ok()) return 0;
-  m.in->check_liveness(true);
+  (void)m.in->check_liveness(true);
   const std::size_t n = m.in->slot(m.slot).pending;
   m.in->unlock();
   return n;
@@ -890,7 +958,7 @@ void SimProvider::clear_faults() {
 void SimProvider::sweep() {
   Impl& m = *impl_;
   if (!m.owned().ok() || !m.in->lock().ok()) return;
-  m.in->check_liveness(true);
+  (void)m.in->check_liveness(true);
   m.in->unlock();
 }
 
@@ -898,8 +966,8 @@ Result<SimStatus> SimProvider::status() {
   Impl& m = *impl_;
   SHBUF_TRY(m.owned());
   SHBUF_TRY(m.in->lock());
-  m.in->check_liveness(true);
-  SimStatus s = collect(*m.in);
+  Status st = m.in->check_liveness(true);
+  Result<SimStatus> s = st.ok() ? collect(*m.in) : Result<SimStatus>(st.error());
   m.in->unlock();
   return s;
 }
@@ -908,8 +976,8 @@ Result<SimStatus> SimProvider::status(const std::string& path) {
   auto in = Instance::open(resolve(path), false, 0);
   if (!in.ok()) return std::move(in).error();
   SHBUF_TRY((*in)->lock());
-  (*in)->check_liveness(true);
-  SimStatus s = collect(**in);
+  Status st = (*in)->check_liveness(true);
+  Result<SimStatus> s = st.ok() ? collect(**in) : Result<SimStatus>(st.error());
   (*in)->unlock();
   return s;
 }

@@ -33,6 +33,18 @@
 //  - A forked child must open its own provider: one inherited across fork()
 //    refuses every operation with EPERM, and its destructor only drops the
 //    child's copies of the mappings.
+//  - The instance's files are trusted no further than they are checked: a
+//    state or table the simulator cannot have written (a process killed
+//    mid-write by something other than a signal, a stray writer, another
+//    version of shbuf) makes every operation that meets it fail with
+//    EUCLEAN, the message naming the damaged value and saying to run
+//    `shbuf sim reset`; an instance of another layout version is refused the
+//    same way. A page file shorter than its table is refused before it is
+//    mapped. Truncating a page file while it is mapped cannot be prevented
+//    (SECURITY.md, "The simulator's own trust model").
+//  - Waiting for the instance lock gives up after kSimLockTimeoutMs (or
+//    $SHBUF_SIM_LOCK_TIMEOUT_MS) with ETIMEDOUT, naming the process that
+//    holds it.
 #pragma once
 
 #include <cstddef>
@@ -69,6 +81,11 @@ struct SimOptions {
 // ERR is an errno name (EIO, ENOMEM, ...) or number; the default is EIO.
 // A malformed list makes open() fail with EINVAL.
 inline constexpr const char* kSimFaultEnv = "SHBUF_SIM_FAULT";
+
+// How long an operation waits for the instance lock before failing with
+// ETIMEDOUT; SHBUF_SIM_LOCK_TIMEOUT_MS (milliseconds, 1 or more) overrides it.
+inline constexpr unsigned kSimLockTimeoutMs = 10'000;
+inline constexpr const char* kSimLockTimeoutEnv = "SHBUF_SIM_LOCK_TIMEOUT_MS";
 
 // $SHBUF_SIM if set, else "$XDG_RUNTIME_DIR/shbuf-sim" or "/dev/shm/shbuf-sim-<uid>".
 std::string sim_default_path();
@@ -147,8 +164,12 @@ class SimProvider final : public Provider {
   // The instance's state.
   Result<SimStatus> status();
 
-  // Removes every domain's grants, mappings and pages. Processes still
-  // attached see their next operation fail.
+  // Removes every domain's grants, mappings and pages: the files the
+  // instance made (state, lives, dom<id>.gnt, dom<id>.mem), nothing else,
+  // and not the directory. Processes still attached see their next operation
+  // fail. Refuses (EINVAL, nothing removed) a directory whose `state` is not
+  // a simulator state owned by this user; a missing directory or `state` is
+  // nothing to reset.
   static Status reset(const std::string& path);
   // Reads an instance's state without attaching.
   static Result<SimStatus> status(const std::string& path);
