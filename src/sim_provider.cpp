@@ -982,65 +982,112 @@ Result<SimStatus> SimProvider::status(const std::string& path) {
   return s;
 }
 
-// Marks the state reset under its lock before removing the files, and
-// removes `state` last: attached processes then fail with ESTALE, and a new
-// instance cannot appear until the old one is fully gone.
+namespace {
+
+// The names of the files an instance makes, but `state`: lives,
+// dom<id>.gnt and dom<id>.mem for a valid domid, and state.tmp.<pid>.<n> of a
+// creation that did not finish.
+bool instance_file(std::string_view name) {
+  if (name == "lives") return true;
+  unsigned a = 0;
+  unsigned b = 0;
+  if (name.starts_with("state.tmp.")) {
+    const std::vector<std::string_view> parts = split(name.substr(10), '.');
+    return parts.size() == 2 && parse_uint(parts[0], a) && parse_uint(parts[1], b);
+  }
+  if (name.size() < 8 || !name.starts_with("dom") ||
+      !(name.ends_with(".gnt") || name.ends_with(".mem"))) {
+    return false;
+  }
+  const std::string_view id = name.substr(3, name.size() - 7);
+  return parse_uint(id, a) && a < kFirstReservedDomId && std::to_string(a) == id;
+}
+
+}  // namespace
+
+// Only an instance is reset: `state` must be a regular file of ours that
+// starts with the simulator's magic (of any layout version, so that an old
+// instance can be cleared), else nothing is removed. Then the state is marked
+// reset under its lock (when its layout is this one) before the files go,
+// `state` last: attached processes then fail with ESTALE, and a new instance
+// cannot appear until the old one is fully gone. Only regular files of ours
+// with an instance's names are removed; symbolic links are not followed.
 Status SimProvider::reset(const std::string& path) {
   const std::string dir = resolve(path);
-  struct stat sb {};
-  if (stat(dir.c_str(), &sb) != 0) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
     if (errno == ENOENT) return {};
-    return sys_error(errno, "cannot look at " + dir);
+    if (errno == ENOTDIR) return make_error(ENOTDIR, dir + " is not a directory");
+    return sys_error(errno, "cannot open " + dir);
   }
-  if (!S_ISDIR(sb.st_mode)) return make_error(ENOTDIR, dir + " is not a directory");
-  const std::string state = dir + "/state";
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } dir_closer{dfd};
+  auto refuse = [&](const std::string& why) {
+    return make_error(EINVAL, "refusing to reset " + dir + ": " + why +
+                                  ", so it is not a simulator instance; nothing was removed");
+  };
+  const int fd = openat(dfd, "state", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return {};  // nothing to reset
+    if (errno == ELOOP) return refuse("its state is a symbolic link");
+    return sys_error(errno, "cannot open " + dir + "/state");
+  }
+  Closer state_closer{fd};
+  struct stat fs {};
+  if (fstat(fd, &fs) != 0) return sys_error(errno, "cannot stat " + dir + "/state");
+  if (!S_ISREG(fs.st_mode)) return refuse("its state is not a regular file");
+  if (fs.st_uid != geteuid()) {
+    return refuse("its state belongs to uid " + std::to_string(fs.st_uid) + ", not " +
+                  std::to_string(geteuid()));
+  }
+  char head[offsetof(Header, page_size)] = {};
+  if (pread(fd, head, sizeof head, 0) != ssize_t(sizeof head) ||
+      std::memcmp(head, kMagic, sizeof kMagic) != 0) {
+    return refuse("its state does not start with the simulator's magic");
+  }
+  std::uint32_t version = 0;
+  std::memcpy(&version, head + offsetof(Header, version), sizeof version);
   Header* h = nullptr;
-  const int fd = ::open(state.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    struct stat fs {};
-    if (fstat(fd, &fs) == 0 && fs.st_size >= off_t(kStateSize)) {
-      void* p = mmap(nullptr, kSlotsOffset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (p != MAP_FAILED) {
-        h = static_cast<Header*>(p);
-        if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version != kVersion) {
-          munmap(p, kSlotsOffset);
-          h = nullptr;
-        }
-      }
-    }
+  if (version == kVersion && fs.st_size == off_t(kStateSize)) {
+    void* p = mmap(nullptr, kSlotsOffset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) h = static_cast<Header*>(p);
   }
   bool locked = false;
   if (h != nullptr) {
-    const int rc = pthread_mutex_lock(&h->mutex);
+    // A holder that never lets go does not stop a reset: it goes on unlocked.
+    auto timeout = lock_timeout_ms();
+    const int rc = lock_within(h->mutex, timeout.ok() ? *timeout : kSimLockTimeoutMs);
     if (rc == EOWNERDEAD) pthread_mutex_consistent(&h->mutex);
     locked = rc == 0 || rc == EOWNERDEAD;
     h->reset = 1;
   }
   Status result;
-  if (DIR* d = opendir(dir.c_str())) {
+  if (DIR* d = fdopendir(dup(dfd))) {
     std::vector<std::string> names;
     while (const dirent* e = readdir(d)) {
-      const std::string_view name = e->d_name;
-      const bool dom =
-          name.starts_with("dom") && (name.ends_with(".gnt") || name.ends_with(".mem"));
-      if (dom || name == "lives" || name.starts_with("state.tmp.")) names.emplace_back(name);
+      if (instance_file(e->d_name)) names.emplace_back(e->d_name);
     }
     closedir(d);
     for (const std::string& name : names) {
-      const std::string file = dir + "/" + name;
-      if (unlink(file.c_str()) != 0 && errno != ENOENT) {
-        result = sys_error(errno, "cannot remove " + file);
+      struct stat sb {};
+      if (fstatat(dfd, name.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+          sb.st_uid != geteuid()) {
+        continue;
+      }
+      if (unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+        result = sys_error(errno, "cannot remove " + dir + "/" + name);
       }
     }
   } else {
     result = sys_error(errno, "cannot list " + dir);
   }
-  if (unlink(state.c_str()) != 0 && errno != ENOENT) {
-    result = sys_error(errno, "cannot remove " + state);
+  if (unlinkat(dfd, "state", 0) != 0 && errno != ENOENT) {
+    result = sys_error(errno, "cannot remove " + dir + "/state");
   }
   if (locked) pthread_mutex_unlock(&h->mutex);
   if (h != nullptr) munmap(h, kSlotsOffset);
-  if (fd >= 0) close(fd);
   return result;
 }
 

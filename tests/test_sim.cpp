@@ -5,10 +5,12 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <vector>
 
+#include "run_process.h"
 #include "shbuf/sim.h"
 #include "test_sim_util.h"
 
@@ -491,6 +493,83 @@ TEST_F(Sim, ResetMakesAttachedProvidersStale) {
   EXPECT_TRUE(s2.ok());
   EXPECT_EQ(status().grants.size(), 1u);
   EXPECT_TRUE(SimProvider::reset(path + "-never-made").ok());
+}
+
+// Files named like an instance's in a directory that is not one.
+void make_impostor(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"state", "lives", "dom7.mem"}) {
+    std::FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("precious\n", f);
+    std::fclose(f);
+  }
+}
+
+TEST_F(Sim, ResetRefusesADirectoryThatIsNotAnInstance) {
+  make_impostor(path);
+  Status st = SimProvider::reset(path);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), EINVAL);
+  EXPECT_THAT(st.error().message,
+              HasSubstr("refusing to reset " + path +
+                        ": its state does not start with the simulator's magic"));
+  for (const char* name : {"state", "lives", "dom7.mem"}) {
+    EXPECT_TRUE(std::filesystem::exists(path + "/" + name)) << name;
+  }
+
+  using shbuf::testing::run_process;
+  auto r = run_process({SHBUF_BIN, "sim", "reset", "--sim", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("shbuf: error: refusing to reset " + path));
+  EXPECT_EQ(shbuf::testing::count_lines(r.err), 1u);
+  EXPECT_EQ(r.out, "");
+  for (const char* name : {"state", "lives", "dom7.mem"}) {
+    EXPECT_TRUE(std::filesystem::exists(path + "/" + name)) << name;
+  }
+
+  // Nor does a state that is a symbolic link to one lend its name.
+  std::filesystem::remove(path + "/state");
+  auto real = open(0);
+  ASSERT_TRUE(real);
+  const std::string other = path + "-other";
+  make_impostor(other);
+  std::filesystem::remove(other + "/state");
+  std::filesystem::create_symlink(path + "/state", other + "/state");
+  EXPECT_EQ(SimProvider::reset(other).code(), EINVAL);
+  EXPECT_TRUE(std::filesystem::exists(other + "/dom7.mem"));
+  std::filesystem::remove_all(other);
+}
+
+TEST_F(Sim, ResetRemovesOnlyTheInstancesOwnFiles) {
+  auto d0 = open(0);
+  ASSERT_TRUE(d0);
+  const std::string target = path + "-target";
+  std::filesystem::create_directories(target);
+  std::fclose(std::fopen((target + "/kept").c_str(), "w"));
+  const std::vector<std::string> strangers = {"notes.txt",    "dom7.txt",    "dom007.gnt",
+                                              "dom99999.mem", "state.tmp.x", "lives.bak"};
+  for (const std::string& name : strangers) {
+    std::fclose(std::fopen((path + "/" + name).c_str(), "w"));
+  }
+  std::filesystem::create_symlink(target + "/kept", path + "/dom5.mem");
+  std::filesystem::create_directory(path + "/dom6.gnt");
+  ASSERT_TRUE(SimProvider::reset(path).ok());
+  for (const char* gone : {"state", "lives", "dom0.gnt", "dom0.mem"}) {
+    EXPECT_FALSE(std::filesystem::exists(path + "/" + gone)) << gone;
+  }
+  for (const std::string& name : strangers) {
+    EXPECT_TRUE(std::filesystem::exists(path + "/" + name)) << name;
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(path + "/dom5.mem"));
+  EXPECT_TRUE(std::filesystem::is_directory(path + "/dom6.gnt"));
+  EXPECT_TRUE(std::filesystem::exists(target + "/kept"));
+  std::filesystem::remove_all(target);
+
+  using shbuf::testing::run_process;
+  auto r = run_process({SHBUF_BIN, "sim", "reset", "--sim", path + "-never-made"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "nothing to reset at " + path + "-never-made\n");
 }
 
 TEST_F(Sim, SameDomainFromTwoProvidersSharesOneTable) {

@@ -1,5 +1,6 @@
 // shbuf sim status|reset: look at or clear a grant-table simulator instance.
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <string>
@@ -136,9 +137,11 @@ void add_sim_commands(CLI::App& app) {
   reset->add_option("--sim", *reset_path,
                     "Simulator instance directory (default: $SHBUF_SIM or a per-user one)");
   reset->callback([reset_path] {
-    check(SimProvider::reset(*reset_path));
     const std::string dir = reset_path->empty() ? sim_default_path() : *reset_path;
-    std::printf("reset %s\n", dir.c_str());
+    struct stat sb {};
+    const bool present = lstat((dir + "/state").c_str(), &sb) == 0;
+    check(SimProvider::reset(*reset_path));
+    std::printf(present ? "reset %s\n" : "nothing to reset at %s\n", dir.c_str());
   });
 }
 
