@@ -130,6 +130,12 @@ last=$(printf '%06d' $((frames - 1)))
 t0=$(date +%s)
 wait_for 120 "grep -q 'dom$dom1id/0: connected: 2 connector(s) 640x480, 800x600, backend-allocated' $out/backend.log" ||
   fail "domain $dom1id did not connect with backend-allocated buffers"
+# A client that never gets going is reported (with the guests' consoles)
+# before the step's time runs out.
+for d in $dom0id $dom1id; do
+  wait_for 120 "grep -q 'dom$d/0: c0: DBUF_CREATE id 0: ok' $out/backend.log" ||
+    fail "domain $d: no display buffer accepted after $(($(date +%s) - t0))s"
+done
 for d in $dom0id $dom1id; do
   for c in 0 1; do
     wait_for 240 "[ -f $out/dom$d-dev0-c$c-$last.png ] || refused >/dev/null" ||
