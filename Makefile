@@ -11,8 +11,9 @@ all: build
 deps:
 	@scripts/deps.sh
 
+# Warnings are errors in the developer and CI builds made through this file.
 configure: deps
-	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DSHBUF_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
@@ -32,7 +33,7 @@ test-tsan:
 # Runs each libFuzzer target for FUZZ_SECONDS from the seed corpus in fuzz/corpus.
 FUZZ_SECONDS ?= 60
 fuzz: deps
-	@CXX=clang++ cmake -S . -B build-fuzz -DSHBUF_FUZZ=ON -DSHBUF_SANITIZE=address \
+	@CXX=clang++ cmake -S . -B build-fuzz -DSHBUF_WERROR=ON -DSHBUF_FUZZ=ON -DSHBUF_SANITIZE=address \
 	  -DSHBUF_TESTS=OFF -DSHBUF_BENCH=OFF -DSHBUF_WITH_XEN=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)

@@ -1,6 +1,7 @@
 #include "bench_cases.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -409,6 +410,20 @@ Result<Sample> Bench::run(Op op, AllocMode mode, Impl impl, std::size_t n) {
   return make_error(EINVAL, "unknown implementation");
 }
 
+std::size_t heap_live_bytes() {
+  const struct mallinfo2 info = ::mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
+namespace {
+
+// What a step added to the heap; 0 when it gave back more than it took.
+std::size_t heap_growth(std::size_t before, std::size_t after) {
+  return after > before ? after - before : 0;
+}
+
+}  // namespace
+
 Result<std::size_t> Bench::heap_bytes(Op op, AllocMode mode, std::size_t n) {
   if (op == Op::kCreate) {
     FrontendBufferConfig c;
@@ -420,7 +435,7 @@ Result<std::size_t> Bench::heap_bytes(Op op, AllocMode mode, std::size_t n) {
     if (!fb.ok()) return std::move(fb).error();
     const std::size_t after = heap_live_bytes();
     SHBUF_TRY(fb->free());
-    return after - before;
+    return heap_growth(before, after);
   }
   auto fb = s_->prepare(mode, n);
   if (!fb.ok()) return std::move(fb).error();
@@ -430,7 +445,7 @@ Result<std::size_t> Bench::heap_bytes(Op op, AllocMode mode, std::size_t n) {
   if (!bb.ok()) return std::move(bb).error();
   const std::size_t after = heap_live_bytes();
   SHBUF_TRY(bb->detach());
-  return after - before;
+  return heap_growth(before, after);
 }
 
 Status Bench::set_live_grants(std::size_t count) {

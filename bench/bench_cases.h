@@ -46,8 +46,9 @@ struct Sample {
   std::size_t chunks = 1;
 };
 
-// Bytes the process holds from operator new right now (usable sizes), as
-// counted by the replacement operators in heap_count.cpp.
+// Bytes of heap the process holds right now, as glibc's allocator counts
+// them (mallinfo2: chunks in use plus mmap'd ones). Read, never replaced: the
+// tool that links this keeps the allocator it was given.
 std::size_t heap_live_bytes();
 
 // A private sim instance with a frontend (domain 1) and a backend (domain 2)
