@@ -175,6 +175,14 @@ Result<DirectoryWalker> DirectoryWalker::start(std::size_t n, Gref first_dir_gre
   });
 }
 
+// Grows geometrically with what was read, but never past N: a finished walk
+// holds exactly N grefs' worth, however the chain was split.
+void DirectoryWalker::make_room(std::size_t count) {
+  const std::size_t need = grefs_.size() + count;
+  if (need <= grefs_.capacity()) return;
+  grefs_.reserve(std::min(n_, std::max(need, 2 * grefs_.capacity())));
+}
+
 Result<Gref> DirectoryWalker::accept_link(Gref link) {
   const std::size_t index = page_index_;
   const bool last = index + 1 == total_dir_pages_;
@@ -229,6 +237,7 @@ Result<Gref> DirectoryWalker::read_page_inner(std::span<const std::byte> page) {
   }
   auto link = accept_link(words[0]);
   if (!link.ok()) return link;
+  make_room(count);
   grefs_.insert(grefs_.end(), words + 1, words + 1 + count);
   return link;
 }
@@ -255,6 +264,7 @@ Result<Gref> DirectoryWalker::fill_page_inner(std::span<std::byte> page,
   auto link = accept_link(load_shared_gref(page.data()));
   if (!link.ok()) return link;
   copy_grefs_to_shared(page.data() + kGrefSize, buffer_grefs.data() + first, count);
+  make_room(count);
   grefs_.insert(grefs_.end(), buffer_grefs.begin() + static_cast<std::ptrdiff_t>(first),
                 buffer_grefs.begin() + static_cast<std::ptrdiff_t>(first + count));
   return link;

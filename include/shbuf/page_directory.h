@@ -114,6 +114,7 @@ class DirectoryWalker {
   DirectoryWalker() = default;
   Result<Gref> read_page_inner(std::span<const std::byte> page);
   Result<Gref> fill_page_inner(std::span<std::byte> page, std::span<const Gref> buffer_grefs);
+  void make_room(std::size_t count);
   // Checks a link read from page page_index_ and advances.
   Result<Gref> accept_link(Gref link);
 
