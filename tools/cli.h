@@ -83,6 +83,8 @@ struct ProviderArgs {
   std::string provider = "sim";
   std::string sim_path;
   int domid = 0;
+  CLI::Option* sim_option = nullptr;
+  CLI::Option* domid_option = nullptr;
 
   void add_to(CLI::App* app, int default_domid);
   std::unique_ptr<Provider> open() const;

@@ -11,20 +11,33 @@ void ProviderArgs::add_to(CLI::App* app, int default_domid) {
   app->add_option("--provider", provider, "Grant provider: sim or xen")
       ->check(CLI::IsMember({"sim", "xen"}))
       ->capture_default_str();
-  app->add_option(
+  sim_option = app->add_option(
       "--sim", sim_path,
-      "Simulator instance directory (default: $SHBUF_SIM or " + std::string("a per-user one)"));
-  app->add_option("--domid", domid, "Domain to act as (sim provider)")
-      ->check(decimal_in(0, kDomIdSelf - 1))
-      ->capture_default_str();
+      "Simulator instance directory (default: $SHBUF_SIM or a per-user one); sim provider only");
+  domid_option = app->add_option("--domid", domid,
+                                 "Domain to act as (sim provider); with xen, checked against the "
+                                 "domain this runs in")
+                     ->check(decimal_in(0, kDomIdSelf - 1))
+                     ->capture_default_str();
 }
 
+// Nothing given on the command line is silently ignored: the xen provider has
+// no instance, and acts as the domain it runs in.
 std::unique_ptr<Provider> ProviderArgs::open() const {
+  if (provider == "xen" && sim_option->count() > 0) {
+    fail(kExitUsage, "--sim is for the sim provider; the xen provider has no instance");
+  }
   ProviderOptions options;
   options.name = provider;
   options.self = static_cast<DomId>(domid);
   options.sim_path = sim_path;
-  return take(open_provider(options));
+  std::unique_ptr<Provider> opened = take(open_provider(options));
+  if (provider == "xen" && domid_option->count() > 0 && opened->self() != domid) {
+    fail(kExitUsage, fmt::format("--domid {}: the xen provider acts as domain {}, the domain "
+                                 "this runs in",
+                                 domid, opened->self()));
+  }
+  return opened;
 }
 
 }  // namespace shbuf::cli

@@ -1,0 +1,70 @@
+// Every number on the command line goes through one strict parser, and a bad
+// one is a usage error (exit 2) with one error line, whatever the command.
+// Options that would be ignored are refused.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "run_process.h"
+
+namespace shbuf {
+namespace {
+
+using testing::count_lines;
+using testing::run_process;
+
+struct OptionCase {
+  std::vector<std::string> args;
+  std::string says;
+};
+
+void expect_usage_error(const OptionCase& c) {
+  std::vector<std::string> argv = {SHBUF_BIN};
+  argv.insert(argv.end(), c.args.begin(), c.args.end());
+  std::string shown;
+  for (const auto& a : c.args) shown += a + " ";
+  SCOPED_TRACE(shown);
+  auto r = run_process(argv);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+  EXPECT_EQ(r.err.rfind("shbuf: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+}
+
+TEST(CliOptions, BadNumbersAreUsageErrorsEverywhere) {
+  const std::string sock = "/tmp/shbuf-options-test-" + std::to_string(::getpid());
+  const std::vector<OptionCase> cases = {
+      {{"backend", "--socket", sock, "--accept-timeout", "3000000"}, "from 0 to 86400"},
+      {{"backend", "--socket", sock, "--accept-timeout", "1e300"}, "'1e300' is not a number"},
+      {{"backend", "--socket", sock, "--accept-timeout", "nan"}, "'nan' is not a number"},
+      {{"backend", "--socket", sock, "--accept-timeout", "-1"}, "'-1' is not a number"},
+      {{"backend", "--socket", sock, "--max-pages", "-1"}, "'-1' is not a decimal number"},
+      {{"backend", "--socket", sock, "--max-pages", "0"}, "0 is not a decimal number from 1"},
+      {{"backend", "--socket", sock, "--domid", "0x10"}, "'0x10' is not a decimal number"},
+      {{"backend", "--socket", sock, "--domid", "32752"}, "from 0 to 32751"},
+      {{"frontend", "--socket", sock, "--connect-timeout", "1e300"}, "'1e300' is not a number"},
+      {{"frontend", "--socket", sock, "--connect-timeout", "inf"}, "'inf' is not a number"},
+      {{"frontend", "--socket", sock, "--pages", "1,-1"}, "'-1' is not a decimal number"},
+      {{"demo", "--pages", "1, 2"}, "' 2' is not a decimal number"},
+      {{"displ-be", "--verbose", "0x1"}, "'0x1' is not a decimal number"},
+      {{"displ-be", "--max-buffer-mib", "4096"}, "from 1 to 4095"},
+  };
+  for (const OptionCase& c : cases) expect_usage_error(c);
+}
+
+TEST(CliOptions, LeadingZerosAreStillDecimal) {
+  // "010" is ten, not eight: strictly decimal, never octal.
+  auto r = run_process({SHBUF_BIN, "dir", "encode", "--pages", "02"}, "16 100 101");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.size(), 4096u);
+}
+
+TEST(CliOptions, SimOnlyOptionsAreRefusedWithXen) {
+  expect_usage_error({{"frontend", "--provider", "xen", "--sim", "/tmp/x", "--socket", "/tmp/s"},
+                      "--sim is for the sim provider"});
+}
+
+}  // namespace
+}  // namespace shbuf
