@@ -1,35 +1,16 @@
-// PNG encoding over zlib, and whole-file writes.
+// PNG encoding through libpng, and whole-file writes.
 #include "shbuf/displ_png.h"
 
 #include <fcntl.h>
+#include <png.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace shbuf::displ {
 namespace {
-
-// PNG stores every integer big-endian.
-void put_be32(std::vector<std::uint8_t>& out, std::uint32_t v) {
-  out.push_back(static_cast<std::uint8_t>(v >> 24));
-  out.push_back(static_cast<std::uint8_t>(v >> 16));
-  out.push_back(static_cast<std::uint8_t>(v >> 8));
-  out.push_back(static_cast<std::uint8_t>(v));
-}
-
-// A chunk: length, type, data, CRC over type and data.
-void put_chunk(std::vector<std::uint8_t>& out, const char type[4], const std::uint8_t* data,
-               std::size_t size) {
-  put_be32(out, static_cast<std::uint32_t>(size));
-  const std::size_t type_at = out.size();
-  out.insert(out.end(), type, type + 4);
-  if (size != 0) out.insert(out.end(), data, data + size);
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32_z(crc, out.data() + type_at, 4 + size);
-  put_be32(out, static_cast<std::uint32_t>(crc));
-}
 
 // errno as the Error this library returns, naming the file.
 Error file_error(const std::string& what, const std::string& path) {
@@ -37,10 +18,49 @@ Error file_error(const std::string& what, const std::string& path) {
   return make_error(code, what + " " + path + ": " + std::strerror(code));
 }
 
+// libpng reports failures through a callback that must not return: it
+// records the message and longjmps back to encode_png.
+struct PngSink {
+  std::vector<std::uint8_t> bytes;
+  std::string error;
+};
+
+extern "C" void png_sink_write(png_structp png, png_bytep data, png_size_t size) {
+  auto* sink = static_cast<PngSink*>(png_get_io_ptr(png));
+  bool stored = true;
+  try {
+    sink->bytes.insert(sink->bytes.end(), data, data + size);
+  } catch (const std::bad_alloc&) {
+    stored = false;
+  }
+  if (!stored) png_error(png, "out of memory");
+}
+
+extern "C" void png_sink_flush(png_structp) {}
+
+extern "C" void png_sink_error(png_structp png, png_const_charp message) {
+  static_cast<PngSink*>(png_get_error_ptr(png))->error = message;
+  png_longjmp(png, 1);
+}
+
+extern "C" void png_sink_warning(png_structp, png_const_charp) {}
+
+// The part that runs under libpng's setjmp: no object with a destructor may
+// live in this frame.
+bool write_png(png_structp png, png_infop info, const RgbImage& image,
+               std::vector<png_bytep>& rows) {
+  if (setjmp(png_jmpbuf(png)) != 0) return false;
+  png_set_IHDR(png, info, image.width, image.height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_rows(png, info, rows.data());
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  return true;
+}
+
 }  // namespace
 
-// Fast compression: frames are written while the frontend waits for the
-// flip to complete.
+// Fast compression and no filtering: frames are written while the frontend
+// waits for the flip to complete.
 Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image) {
   if (image.width == 0 || image.height == 0 || image.width > kMaxImageDimension ||
       image.height > kMaxImageDimension) {
@@ -50,31 +70,29 @@ Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image) {
   }
   const std::size_t row = std::size_t{image.width} * 3;
   if (image.rgb.size() != row * image.height) {
-    return make_error(EINVAL, "image data holds " + std::to_string(image.rgb.size()) +
-                                  " bytes, " + std::to_string(row * image.height) +
-                                  " expected");
+    return make_error(EINVAL, "image data holds " + std::to_string(image.rgb.size()) + " bytes, " +
+                                  std::to_string(row * image.height) + " expected");
   }
-  std::vector<std::uint8_t> raw((row + 1) * image.height);
+  PngSink sink;
+  png_structp png =
+      png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink, png_sink_error, png_sink_warning);
+  if (png == nullptr) return make_error(ENOMEM, "libpng could not start an image");
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_write_struct(&png, nullptr);
+    return make_error(ENOMEM, "libpng could not start an image");
+  }
+  png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
+  png_set_compression_level(png, 1);
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
+  std::vector<png_bytep> rows(image.height);
   for (std::uint32_t y = 0; y < image.height; ++y) {
-    raw[y * (row + 1)] = 0;  // filter: none
-    std::memcpy(&raw[y * (row + 1) + 1], &image.rgb[y * row], row);
+    rows[y] = const_cast<png_bytep>(&image.rgb[y * row]);
   }
-  uLongf zsize = compressBound(static_cast<uLong>(raw.size()));
-  std::vector<std::uint8_t> z(zsize);
-  const int rc = compress2(z.data(), &zsize, raw.data(), static_cast<uLong>(raw.size()), 1);
-  if (rc != Z_OK) {
-    return make_error(rc == Z_MEM_ERROR ? ENOMEM : EIO,
-                      "zlib could not compress the image (" + std::to_string(rc) + ")");
-  }
-  std::vector<std::uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  std::vector<std::uint8_t> ihdr;
-  put_be32(ihdr, image.width);
-  put_be32(ihdr, image.height);
-  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});  // 8-bit, truecolour, deflate, filter 0, no interlace
-  put_chunk(out, "IHDR", ihdr.data(), ihdr.size());
-  put_chunk(out, "IDAT", z.data(), zsize);
-  put_chunk(out, "IEND", nullptr, 0);
-  return out;
+  const bool written = write_png(png, info, image, rows);
+  png_destroy_write_struct(&png, &info);
+  if (!written) return make_error(EIO, "libpng could not encode the image: " + sink.error);
+  return std::move(sink.bytes);
 }
 
 // A reader polling for frames must never pick up half of one.

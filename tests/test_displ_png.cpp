@@ -71,7 +71,12 @@ TEST(DisplPng, EncodesChunksWithCorrectCrcsAndTheExactPixels) {
       at += 12 + len;
     }
     EXPECT_EQ(at, f.size());
-    EXPECT_EQ(types, (std::vector<std::string>{"IHDR", "IDAT", "IEND"}));
+    // IHDR, then the image data in one or more IDAT chunks (libpng splits
+    // it), then IEND; nothing else.
+    ASSERT_GE(types.size(), 3u);
+    EXPECT_EQ(types.front(), "IHDR");
+    EXPECT_EQ(types.back(), "IEND");
+    for (std::size_t i = 1; i + 1 < types.size(); ++i) EXPECT_EQ(types[i], "IDAT") << i;
     std::vector<std::uint8_t> raw((w * 3 + 1) * h);
     uLongf size = raw.size();
     ASSERT_EQ(uncompress(raw.data(), &size, idat.data(), idat.size()), Z_OK);
@@ -96,8 +101,8 @@ TEST(DisplPng, RefusesImagesItCannotEncode) {
 }
 
 TEST(DisplPng, WritesWholeFilesOrReportsWhy) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("shbuf-png-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("shbuf-png-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto png = encode_png(test_image(5, 5));
   ASSERT_TRUE(png.ok());

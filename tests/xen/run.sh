@@ -147,8 +147,11 @@ if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
   done
   zlib_a=$(g++ -print-file-name=libz.a)
   [ -f "$zlib_a" ] || die "libz.a is missing (apt-get install zlib1g-dev)"
+  png_a=$(g++ -print-file-name=libpng16.a)
+  [ -f "$png_a" ] || die "libpng16.a is missing (apt-get install libpng-dev)"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" -DZLIB_LIBRARY="$zlib_a" \
+    -DPNG_LIBRARY_RELEASE="$png_a" -DPNG_LIBRARY="$png_a" -DSHBUF_WERROR=ON \
     -Dfmt_DIR="$root/tests/xen/cmake" -DSHBUF_BENCH=OFF >/dev/null ||
     die "configuring the static build in $build_rel failed"
   # shellcheck disable=SC2086
