@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL := /bin/bash
 
-.PHONY: all deps configure build demo test test-asan test-tsan fuzz bench test-xen clean
+.PHONY: all deps configure build demo test test-asan test-tsan fuzz bench test-xen clean deb
 
 all: build
 
@@ -51,3 +51,8 @@ bench: build
 	@mkdir -p docs
 	./$(BUILD)/shbuf bench --json-file $(BUILD)/bench.json; status=$$?; \
 	  python3 bench/chart.py $(BUILD)/bench.json docs/bench.svg && exit $$status
+
+# Debian packages libshbuf0, libshbuf-dev and shbuf in build-deb/, built with
+# dpkg-buildpackage from a copy of the tree and checked with lintian.
+deb:
+	scripts/deb.sh build-deb
