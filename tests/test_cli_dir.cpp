@@ -27,7 +27,10 @@ TEST(CliDir, EncodeDecodeRoundTrip) {
     ASSERT_EQ(enc.exit_code, 0) << enc.err;
     ASSERT_EQ(enc.out.size(), d * 4096u);
     std::string dir_arg;
-    for (unsigned i = 0; i < d; ++i) dir_arg += (i ? "," : "") + std::to_string(16 + i);
+    for (unsigned i = 0; i < d; ++i) {
+      if (i != 0) dir_arg += ',';
+      dir_arg += std::to_string(16 + i);
+    }
     auto dec = run_process(
         {SHBUF_BIN, "dir", "decode", "--pages", std::to_string(n), "--dir-grefs", dir_arg},
         enc.out);
