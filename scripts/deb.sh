@@ -92,6 +92,8 @@ for pkg in libshbuf0 libshbuf-dev shbuf; do
   echo "deb: $pkg: $(grep -vc '/$' <<<"$contents") files, $(dpkg-deb -f "$deb" Installed-Size) KiB;" \
     "Depends: $(dpkg-deb -f "$deb" Depends)"
 done
+dpkg-deb -I "${debs[0]}" symbols | grep -q '^ shbuf_version@SHBUF_0 ' ||
+  { echo "deb: libshbuf0 has no symbols file" >&2; exit 1; }
 if dpkg-deb -c "${debs[1]}" | grep -q 'displ_'; then
   echo "deb: the display protocol's headers were packaged" >&2
   exit 1
