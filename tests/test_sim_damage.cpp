@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "../src/sim_instance.h"
-#include "../src/sim_layout.h"
+#include "grant/sim/instance.h"
+#include "grant/sim/layout.h"
 #include "run_process.h"
 #include "shbuf/sim.h"
 #include "test_sim_util.h"

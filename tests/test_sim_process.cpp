@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../src/sim_instance.h"
+#include "grant/sim/instance.h"
 #include "run_process.h"
 #include "shbuf/sim.h"
 #include "test_sim_util.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "no_throw.h"
+#include "core/no_throw.h"
 
 namespace shbuf {
 namespace {

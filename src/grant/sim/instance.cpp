@@ -1,4 +1,4 @@
-#include "sim_instance.h"
+#include "grant/sim/instance.h"
 
 #include <fcntl.h>
 #include <pthread.h>

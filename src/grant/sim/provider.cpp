@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "shbuf/sim.h"
-#include "sim_instance.h"
+#include "grant/sim/instance.h"
 
 namespace shbuf {
 

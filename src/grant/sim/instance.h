@@ -12,7 +12,7 @@
 
 #include "shbuf/provider.h"
 #include "shbuf/result.h"
-#include "sim_layout.h"
+#include "grant/sim/layout.h"
 
 namespace shbuf::sim {
 
