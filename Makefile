@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL := /bin/bash
 
-.PHONY: all deps configure build demo test test-asan test-tsan fuzz bench test-xen clean deb
+.PHONY: all deps configure build demo test test-asan test-tsan test-clang fuzz bench test-xen clean deb
 
 all: build
 
@@ -30,6 +30,11 @@ test-asan:
 test-tsan:
 	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSHBUF_SANITIZE=thread -DSHBUF_BENCH=OFF"
 
+# The whole suite built with clang (warnings are errors there too).
+test-clang:
+	$(MAKE) test BUILD=build-clang \
+	  CMAKE_FLAGS="-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSHBUF_BENCH=OFF"
+
 # Runs each libFuzzer target for FUZZ_SECONDS from the seed corpus in fuzz/corpus.
 FUZZ_SECONDS ?= 60
 fuzz: deps
@@ -39,7 +44,7 @@ fuzz: deps
 	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-clang build-fuzz build-deb
 
 # Boots a real Xen under QEMU and runs the xen provider tests and the demo in dom0.
 test-xen: deps
