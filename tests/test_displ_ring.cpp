@@ -15,14 +15,14 @@ namespace {
 
 // A page-aligned page plus guard bytes on both sides that must stay intact.
 struct GuardedPage {
-  GuardedPage() : storage(3 * kRingPageSize, std::byte{0xa5}) {
-    page = storage.data() + kRingPageSize;
-    std::memset(page, 0, kRingPageSize);
+  GuardedPage() : storage(3 * kPageSize, std::byte{0xa5}) {
+    page = storage.data() + kPageSize;
+    std::memset(page, 0, kPageSize);
   }
-  std::span<std::byte> span() { return {page, kRingPageSize}; }
+  std::span<std::byte> span() { return {page, kPageSize}; }
   bool guards_intact() const {
-    for (std::size_t i = 0; i < kRingPageSize; ++i) {
-      if (storage[i] != std::byte{0xa5} || storage[2 * kRingPageSize + i] != std::byte{0xa5}) {
+    for (std::size_t i = 0; i < kPageSize; ++i) {
+      if (storage[i] != std::byte{0xa5} || storage[2 * kPageSize + i] != std::byte{0xa5}) {
         return false;
       }
     }
@@ -62,11 +62,11 @@ Request flip(std::uint16_t id, std::uint64_t cookie) {
 }
 
 TEST(DisplRing, RefusesPagesOfTheWrongShape) {
-  std::vector<std::byte> buf(2 * kRingPageSize + 8);
+  std::vector<std::byte> buf(2 * kPageSize + 8);
   EXPECT_EQ(RequestRing::attach({buf.data(), 100}).error().code, EINVAL);
-  EXPECT_EQ(RequestRing::attach({buf.data(), 2 * kRingPageSize}).error().code, EINVAL);
+  EXPECT_EQ(RequestRing::attach({buf.data(), 2 * kPageSize}).error().code, EINVAL);
   EXPECT_EQ(EventRing::attach({buf.data(), 0}).error().code, EINVAL);
-  EXPECT_EQ(EventRing::attach({buf.data() + 1, kRingPageSize}).error().code, EINVAL);
+  EXPECT_EQ(EventRing::attach({buf.data() + 1, kPageSize}).error().code, EINVAL);
 }
 
 TEST(DisplRing, AnswersRequestsInOrderAcrossManyWraps) {

@@ -16,14 +16,14 @@
 
 #include "shbuf/displ_protocol.h"
 #include "shbuf/result.h"
+#include "shbuf/xen_types.h"
 
 namespace shbuf::displ {
 
-inline constexpr std::size_t kRingPageSize = 4096;
 // __RING_SIZE for 64-byte entries in one page after the 64-byte header.
 inline constexpr std::uint32_t kRequestRingSize = 32;
 // XENDISPL_IN_RING_LEN: events in the page after its 64-byte header.
-inline constexpr std::uint32_t kEventRingLen = (kRingPageSize - 64) / kPacketSize;
+inline constexpr std::uint32_t kEventRingLen = (kPageSize - 64) / kPacketSize;
 
 class RequestRing {
  public:

@@ -20,8 +20,6 @@
 
 namespace shbuf {
 
-// XEN_PAGE_SIZE: the protocol's page size, whatever the host's is.
-inline constexpr std::size_t kPageSize = 4096;
 // Grefs one directory page carries after its link.
 inline constexpr std::size_t kGrefsPerDirPage = kPageSize / sizeof(Gref) - 1;
 // The link that ends the chain; also never a valid buffer gref.

@@ -21,14 +21,9 @@
 #include <vector>
 
 #include "shbuf/result.h"
+#include "shbuf/xen_types.h"
 
 namespace shbuf {
-
-using Gref = std::uint32_t;
-using DomId = std::uint16_t;
-
-// DOMID_SELF as Xen spells it; never a valid peer.
-inline constexpr DomId kDomIdSelf = 0x7ff0;
 
 enum class Access { kReadOnly, kReadWrite };
 
@@ -50,7 +45,7 @@ class Share {
   Access access() const { return access_; }
   std::size_t pages() const { return grefs_.size(); }
   std::span<const Gref> grefs() const { return grefs_; }
-  std::span<std::byte> memory() const { return {memory_, grefs_.size() * 4096}; }
+  std::span<std::byte> memory() const { return {memory_, grefs_.size() * kPageSize}; }
 
   // Revokes the grants and frees the pages; the handle is invalid afterwards
   // whatever the outcome. EBUSY: the peer still maps some page, so the pages
@@ -82,7 +77,7 @@ class Mapping {
   DomId peer() const { return peer_; }
   Access access() const { return access_; }
   std::size_t pages() const { return pages_; }
-  std::span<std::byte> memory() const { return {memory_, pages_ * 4096}; }
+  std::span<std::byte> memory() const { return {memory_, pages_ * kPageSize}; }
 
   // Unmaps; the handle is invalid afterwards whatever the outcome.
   Status unmap();

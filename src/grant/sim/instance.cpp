@@ -405,7 +405,7 @@ Result<int> Instance::domain_index(DomId domid) const {
   int found = -1;
   for (std::uint32_t i = 0; i < nr; ++i) {
     const DomId id = doms_[i].domid;
-    if (doms_[i].ready != 1 || id >= kFirstReservedDomId ||
+    if (doms_[i].ready != 1 || id >= kDomIdFirstReserved ||
         (views_[i].base != nullptr && views_[i].domid != id)) {
       return damaged("domain record " + std::to_string(i) + " (domid " + std::to_string(id) +
                      ", ready " + std::to_string(doms_[i].ready) + ") was overwritten");
@@ -494,7 +494,7 @@ Result<DomView*> Instance::view(std::uint16_t di, bool check_free) {
   const std::uint32_t hiwater = d.hiwater;
   const std::uint32_t attached = d.attached;
   DomView& v = views_[di];
-  if (d.ready != 1 || domid >= kFirstReservedDomId || (v.base != nullptr && v.domid != domid)) {
+  if (d.ready != 1 || domid >= kDomIdFirstReserved || (v.base != nullptr && v.domid != domid)) {
     return damaged("domain record " + std::to_string(di) + " (domid " + std::to_string(domid) +
                    ", ready " + std::to_string(d.ready) + ") was overwritten");
   }

@@ -9,13 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "shbuf/xen_types.h"
+
 namespace shbuf::sim {
 
-inline constexpr std::size_t kPageSize = 4096;
 inline constexpr char kMagic[8] = {'S', 'H', 'B', 'U', 'F', 'S', 'I', 'M'};
 inline constexpr std::uint32_t kVersion = 2;                      // 2: Header::holder
 inline constexpr std::uint32_t kEntriesPerFrame = kPageSize / 8;  // v1 entries are 8 bytes
-inline constexpr std::uint32_t kReservedGrefs = 8;                // GNTTAB_NR_RESERVED_ENTRIES
 inline constexpr std::uint32_t kMaxGrantFramesLimit = 16384;
 inline constexpr std::uint32_t kMaxSlots = 1024;
 inline constexpr std::uint32_t kMaxDomains = 256;
@@ -23,7 +23,6 @@ inline constexpr std::uint32_t kMaxRecords = 1u << 20;
 inline constexpr std::uint32_t kMaxMapCount = 1u << 24;
 inline constexpr std::uint32_t kNil = 0xffffffffu;
 inline constexpr std::uint16_t kNoSlot = 0xffff;
-inline constexpr std::uint16_t kFirstReservedDomId = 0x7ff0;  // DOMID_FIRST_RESERVED
 
 // Xen's v1 grant entry flags (xen/include/public/grant_table.h).
 inline constexpr std::uint16_t GTF_permit_access = 1;

@@ -114,7 +114,7 @@ Status parse_faults(std::string_view spec, const std::string& source, std::vecto
       if (parts.size() < 3 || parts.size() > 4) return bad("expected gref:DOMID:GREF[:ERR]");
       unsigned dom = 0;
       Gref gref = 0;
-      if (!parse_uint(parts[1], dom) || dom >= kFirstReservedDomId) {
+      if (!parse_uint(parts[1], dom) || dom >= kDomIdFirstReserved) {
         return bad("'" + std::string(parts[1]) + "' is not a domid (0..32751)");
       }
       if (!parse_uint(parts[2], gref)) return bad("'" + std::string(parts[2]) + "' is not a gref");
@@ -163,7 +163,7 @@ Result<SimStatus> collect(Instance& in) {
     if (sr.used == 0) continue;
     s.attachments.push_back({sr.domid, sr.pid, in.slot_alive(std::uint16_t(i))});
   }
-  std::vector<bool> seen(kFirstReservedDomId);
+  std::vector<bool> seen(kDomIdFirstReserved);
   for (std::uint16_t di = 0; di < h.nr_domains; ++di) {
     auto v = in.view(di);
     if (!v.ok()) return std::move(v).error();
@@ -414,7 +414,7 @@ Result<std::unique_ptr<SimProvider>> SimProvider::open(const SimOptions& options
                       "this host uses " +
                           std::to_string(host_page));
   }
-  if (options.domid >= kFirstReservedDomId) {
+  if (options.domid >= kDomIdFirstReserved) {
     return make_error(EINVAL, "cannot attach as domid " + std::to_string(options.domid) +
                                   ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
@@ -462,7 +462,7 @@ const std::string& SimProvider::path() const {
 Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access) {
   Impl& m = *impl_;
   SHBUF_TRY(m.owned());
-  if (peer >= kFirstReservedDomId) {
+  if (peer >= kDomIdFirstReserved) {
     return make_error(EINVAL, "cannot grant to domid " + std::to_string(peer) +
                                   ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
@@ -654,7 +654,7 @@ Status SimProvider::do_end(Share& share) {
 Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Access access) {
   Impl& m = *impl_;
   SHBUF_TRY(m.owned());
-  if (peer >= kFirstReservedDomId) {
+  if (peer >= kDomIdFirstReserved) {
     return make_error(EINVAL, "cannot map from domid " + std::to_string(peer) +
                                  ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
@@ -801,7 +801,7 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
   Impl& m = *impl_;
   SHBUF_TRY(m.owned());
   const char* verb = to_peer ? "copy into" : "copy from";
-  if (peer >= kFirstReservedDomId) {
+  if (peer >= kDomIdFirstReserved) {
     return make_error(EINVAL, std::string("cannot ") + verb + " a page of domid " +
                                   std::to_string(peer) +
                                   ": ids from 32752 (0x7ff0) up are reserved by Xen");
@@ -1000,7 +1000,7 @@ bool instance_file(std::string_view name) {
     return false;
   }
   const std::string_view id = name.substr(3, name.size() - 7);
-  return parse_uint(id, a) && a < kFirstReservedDomId && std::to_string(a) == id;
+  return parse_uint(id, a) && a < kDomIdFirstReserved && std::to_string(a) == id;
 }
 
 }  // namespace

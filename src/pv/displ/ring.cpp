@@ -45,9 +45,9 @@ void copy_in(std::byte* dst, const Packet& p) {
 
 // Both rings need one whole, word-aligned page.
 Status check_page(std::span<std::byte> page, const char* what) {
-  if (page.size() != kRingPageSize) {
+  if (page.size() != kPageSize) {
     return make_error(EINVAL, std::string(what) + " must be one page of " +
-                                  std::to_string(kRingPageSize) + " bytes, not " +
+                                  std::to_string(kPageSize) + " bytes, not " +
                                   std::to_string(page.size()));
   }
   if (reinterpret_cast<std::uintptr_t>(page.data()) % alignof(std::uint32_t) != 0) {
