@@ -35,11 +35,13 @@ cmake --build "$work/cpp" >/dev/null
 # Both run against the installed shared library, not the build tree's.
 export LD_LIBRARY_PATH=$libdir
 for program in "$work/c_round_trip" "$work/cpp/round_trip"; do
-  ldd "$program" | grep -q "$libdir/libshbuf.so.0" ||
+  libs=$(ldd "$program")
+  grep -q "$libdir/libshbuf.so.0" <<<"$libs" ||
     { echo "install: $program does not use $libdir/libshbuf.so.0" >&2; exit 1; }
   sim=$work/sim-${program##*/}
   "$program" "$sim"
-  "$prefix/bin/shbuf" sim status --json --sim "$sim" | grep -q '"grants":\[\]' ||
+  status=$("$prefix/bin/shbuf" sim status --json --sim "$sim")
+  grep -q '"grants":\[\]' <<<"$status" ||
     { echo "install: $program left grants behind" >&2; exit 1; }
   "$prefix/bin/shbuf" sim reset --sim "$sim" >/dev/null
 done
