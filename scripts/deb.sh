@@ -92,9 +92,11 @@ for pkg in libshbuf0 libshbuf-dev shbuf; do
   echo "deb: $pkg: $(grep -vc '/$' <<<"$contents") files, $(dpkg-deb -f "$deb" Installed-Size) KiB;" \
     "Depends: $(dpkg-deb -f "$deb" Depends)"
 done
-dpkg-deb -I "${debs[0]}" symbols | grep -q '^ shbuf_version@SHBUF_0 ' ||
+symbols=$(dpkg-deb -I "${debs[0]}" symbols)
+grep -q '^ shbuf_version@SHBUF_0 ' <<<"$symbols" ||
   { echo "deb: libshbuf0 has no symbols file" >&2; exit 1; }
-if dpkg-deb -c "${debs[1]}" | grep -q 'displ_'; then
+dev_contents=$(dpkg-deb -c "${debs[1]}")
+if grep -q 'displ_' <<<"$dev_contents"; then
   echo "deb: the display protocol's headers were packaged" >&2
   exit 1
 fi
@@ -121,11 +123,13 @@ cmake -S examples/cpp-cmake -B "$work/cpp" -DCMAKE_PREFIX_PATH="$root/usr" >/dev
 cmake --build "$work/cpp" >/dev/null
 export LD_LIBRARY_PATH=$libdir
 for program in "$work/c_round_trip" "$work/cpp/round_trip"; do
-  ldd "$program" | grep -q "$libdir/libshbuf.so.0" ||
+  libs=$(ldd "$program")
+  grep -q "$libdir/libshbuf.so.0" <<<"$libs" ||
     { echo "deb: $program does not use the packaged libshbuf.so.0" >&2; exit 1; }
   sim=$work/sim-${program##*/}
   "$program" "$sim" >/dev/null
-  "$root/usr/bin/shbuf" sim status --json --sim "$sim" | grep -q '"grants":\[\]' ||
+  status=$("$root/usr/bin/shbuf" sim status --json --sim "$sim")
+  grep -q '"grants":\[\]' <<<"$status" ||
     { echo "deb: $program left grants behind" >&2; exit 1; }
   "$root/usr/bin/shbuf" sim reset --sim "$sim" >/dev/null
 done
