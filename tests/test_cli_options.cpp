@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,26 @@ TEST(CliOptions, LeadingZerosAreStillDecimal) {
 TEST(CliOptions, SimOnlyOptionsAreRefusedWithXen) {
   expect_usage_error({{"frontend", "--provider", "xen", "--sim", "/tmp/x", "--socket", "/tmp/s"},
                       "--sim is for the sim provider"});
+}
+
+}  // namespace
+}  // namespace shbuf
+
+namespace shbuf {
+namespace {
+
+// JSON output never fails on text that is not UTF-8, such as a path.
+TEST(CliOptions, JsonStatusOfAnInstanceWhosePathIsNotUtf8) {
+  const std::string dir = "/dev/shm/shbuf-json-\xff-" + std::to_string(::getpid());
+  auto demo = testing::run_process({SHBUF_BIN, "demo", "--pages", "1", "--sim", dir});
+  ASSERT_EQ(demo.exit_code, 0) << demo.err;
+  auto status = testing::run_process({SHBUF_BIN, "sim", "status", "--json", "--sim", dir});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(status.out.rfind("{\"path\":", 0), 0u) << status.out;
+  EXPECT_NE(status.out.find("\"grants\":[]"), std::string::npos) << status.out;
+  auto reset = testing::run_process({SHBUF_BIN, "sim", "reset", "--sim", dir});
+  EXPECT_EQ(reset.exit_code, 0) << reset.err;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

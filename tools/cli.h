@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -53,6 +54,14 @@ int seconds_to_ms(double seconds);
 // (control characters, NUL, DEL, anything above 0x7e) become \xHH, and a
 // backslash becomes "\\".
 std::string printable(std::string_view text);
+
+// JSON output: objects keep the order their keys were added in.
+using Json = nlohmann::ordered_json;
+// One compact line and a newline; text that is not UTF-8 (a path, say) is
+// replaced, never a reason to fail.
+inline std::string json_text(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
 
 // Exit codes: 0 success, 1 bad data or a refused operation, 2 usage errors.
 inline constexpr int kExitOk = 0;

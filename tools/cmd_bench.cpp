@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -117,8 +116,6 @@ constexpr const char* kLegend[] = {
 std::string mode_name(AllocMode m) {
   return to_string(m);
 }
-
-using Json = nlohmann::ordered_json;
 
 // A figure for JSON: NaN and infinities (a run that did not happen) are null.
 Json figure(double v) {
@@ -420,7 +417,7 @@ void run_bench(const Flags& flags) {
   for (const Target& t : res.targets) res.all_pass = res.all_pass && t.pass;
   res.naive_note = naive_note(res);
 
-  const std::string json = to_json(res).dump() + "\n";
+  const std::string json = json_text(to_json(res));
   if (flags.json) std::fputs(json.c_str(), stdout);
   if (!flags.json_file.empty()) {
     std::ofstream out(flags.json_file);

@@ -13,46 +13,44 @@
 namespace shbuf::cli {
 namespace {
 
-const char* yes_no(bool b) {
-  return b ? "true" : "false";
-}
-
 std::string to_json(const SimStatus& s) {
-  std::string j = "{";
-  j += fmt::format("\"path\":{},\"max_grant_frames\":{},\"grants_per_domain\":{},",
-                   json_string(s.path), s.max_grant_frames, s.grants_per_domain);
-  j += "\"attachments\":[";
-  for (std::size_t i = 0; i < s.attachments.size(); ++i) {
-    const auto& a = s.attachments[i];
-    j += fmt::format("{}{{\"domid\":{},\"pid\":{},\"alive\":{}}}", i ? "," : "", a.domid, a.pid,
-                     yes_no(a.alive));
+  Json j = {{"path", s.path},
+            {"max_grant_frames", s.max_grant_frames},
+            {"grants_per_domain", s.grants_per_domain}};
+  j["attachments"] = Json::array();
+  for (const auto& a : s.attachments) {
+    j["attachments"].push_back({{"domid", a.domid}, {"pid", a.pid}, {"alive", a.alive}});
   }
-  j += "],\"domains\":[";
-  for (std::size_t i = 0; i < s.domains.size(); ++i) {
-    const auto& d = s.domains[i];
-    j += fmt::format(
-        "{}{{\"domid\":{},\"alive\":{},\"attached\":{},\"grants_in_use\":{},"
-        "\"grants_read_only\":{},\"grants_mapped\":{},\"pending\":{},\"frames_in_use\":{}}}",
-        i ? "," : "", d.domid, yes_no(d.alive), d.attached, d.grants_in_use, d.grants_read_only,
-        d.grants_mapped, d.pending, d.frames_in_use);
+  j["domains"] = Json::array();
+  for (const auto& d : s.domains) {
+    j["domains"].push_back({{"domid", d.domid},
+                            {"alive", d.alive},
+                            {"attached", d.attached},
+                            {"grants_in_use", d.grants_in_use},
+                            {"grants_read_only", d.grants_read_only},
+                            {"grants_mapped", d.grants_mapped},
+                            {"pending", d.pending},
+                            {"frames_in_use", d.frames_in_use}});
   }
-  j += "],\"grants\":[";
-  for (std::size_t i = 0; i < s.grants.size(); ++i) {
-    const auto& g = s.grants[i];
-    j += fmt::format(
-        "{}{{\"granter\":{},\"gref\":{},\"grantee\":{},\"read_only\":{},\"map_count\":{},"
-        "\"pending\":{}}}",
-        i ? "," : "", g.granter, g.gref, g.grantee, yes_no(g.read_only), g.map_count,
-        yes_no(g.pending));
+  j["grants"] = Json::array();
+  for (const auto& g : s.grants) {
+    j["grants"].push_back({{"granter", g.granter},
+                           {"gref", g.gref},
+                           {"grantee", g.grantee},
+                           {"read_only", g.read_only},
+                           {"map_count", g.map_count},
+                           {"pending", g.pending}});
   }
-  j += "],\"mappings\":[";
-  for (std::size_t i = 0; i < s.mappings.size(); ++i) {
-    const auto& m = s.mappings[i];
-    j += fmt::format(
-        "{}{{\"mapper\":{},\"granter\":{},\"gref\":{},\"count\":{},\"writable\":{},\"pid\":{}}}",
-        i ? "," : "", m.mapper, m.granter, m.gref, m.count, yes_no(m.writable), m.pid);
+  j["mappings"] = Json::array();
+  for (const auto& m : s.mappings) {
+    j["mappings"].push_back({{"mapper", m.mapper},
+                             {"granter", m.granter},
+                             {"gref", m.gref},
+                             {"count", m.count},
+                             {"writable", m.writable},
+                             {"pid", m.pid}});
   }
-  return j + "]}\n";
+  return json_text(j);
 }
 
 std::string gref_range(Gref first, std::uint64_t count) {
