@@ -40,6 +40,12 @@ std::string errno_name(int code) {
     SHBUF_ERRNO(EOWNERDEAD)
     SHBUF_ERRNO(ENOTSUP)
     SHBUF_ERRNO(ESTALE)
+    SHBUF_ERRNO(EUCLEAN)
+    SHBUF_ERRNO(EPIPE)
+    SHBUF_ERRNO(ECONNRESET)
+    SHBUF_ERRNO(EADDRINUSE)
+    SHBUF_ERRNO(ENAMETOOLONG)
+    SHBUF_ERRNO(ENOTSOCK)
 #undef SHBUF_ERRNO
     default:
       return "errno " + std::to_string(code);
