@@ -3,17 +3,18 @@
 // that runs them against each other.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -21,6 +22,8 @@
 
 #include "cli.h"
 #include "peer_link.h"
+#include "peer_protocol.h"
+#include "peer_server.h"
 #include "shbuf/backend_buffer.h"
 #include "shbuf/frontend_buffer.h"
 #include "shbuf/sim.h"
@@ -37,143 +40,11 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// A pattern no other seed or offset produces, so a stale or misplaced page
-// cannot pass for the right one.
-std::uint64_t pattern_word(std::uint64_t seed, std::size_t index) {
-  std::uint64_t x = seed * 0x9e3779b97f4a7c15ULL ^ (index + 1) * 0xbf58476d1ce4e5b9ULL;
-  return x ^ (x >> 29);
-}
-
-void write_pattern(std::span<std::byte> memory, std::uint64_t seed) {
-  auto* words = reinterpret_cast<std::uint64_t*>(memory.data());
-  const std::size_t count = memory.size() / sizeof(std::uint64_t);
-  for (std::size_t i = 0; i < count; ++i) words[i] = pattern_word(seed, i);
-}
-
-Status check_pattern(std::span<const std::byte> memory, std::uint64_t seed) {
-  const auto* words = reinterpret_cast<const std::uint64_t*>(memory.data());
-  const std::size_t count = memory.size() / sizeof(std::uint64_t);
-  for (std::size_t i = 0; i < count; ++i) {
-    if (words[i] != pattern_word(seed, i)) {
-      return make_error(EIO, fmt::format("pattern {} differs at byte {} (page {})", seed, i * 8,
-                                         i * 8 / kPageSize));
-    }
-  }
-  return {};
-}
-
-std::optional<AllocMode> parse_mode(const std::string& s) {
-  if (s == "frontend-alloc") return AllocMode::kFrontend;
-  if (s == "backend-alloc") return AllocMode::kBackend;
-  return std::nullopt;
-}
-
-std::vector<std::string> split_words(const std::string& line) {
-  std::istringstream in(line);
-  std::vector<std::string> words;
-  for (std::string w; in >> w;) words.push_back(w);
-  return words;
-}
-
-template <typename T>
-std::optional<T> parse_number(const std::string& s) {
-  T value{};
-  std::from_chars_result res;
-  if constexpr (std::is_floating_point_v<T>) {
-    res = std::from_chars(s.data(), s.data() + s.size(), value);
-  } else {
-    res = std::from_chars(s.data(), s.data() + s.size(), value, 10);
-  }
-  const auto [end, ec] = res;
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return value;
-}
-
 // ---- backend ------------------------------------------------------------
 
-struct BackendArgs {
-  ProviderArgs provider;
-  std::string socket;
-  bool once = false;
-  double accept_timeout = 0;  // seconds; 0: wait for ever
-  std::size_t max_pages = kDefaultMaxPages;
-};
-
-// Serves one frontend: attach, check and rewrite the pattern, detach, until
-// the frontend says BYE or goes away. Whatever is attached is released on
-// every way out.
-void serve(Provider& provider, PeerLink& link, std::size_t max_pages) {
-  check(link.send(fmt::format("HELLO {}", provider.self())));
-  BackendBuffer buffer;
-  while (true) {
-    auto line = link.receive(24 * 3600 * 1000);
-    if (!line.ok()) return;  // the frontend went away: the buffer is released below
-    const std::vector<std::string> w = split_words(*line);
-    std::string reply = "OK";
-    if (w.size() == 5 && w[0] == "ATTACH") {
-      const auto mode = parse_mode(w[1]);
-      const auto pages = parse_number<std::size_t>(w[2]);
-      const auto gref = parse_number<Gref>(w[3]);
-      const auto domid = parse_number<DomId>(w[4]);
-      if (!mode || !pages || !gref || !domid) {
-        reply = "ERR malformed ATTACH";
-      } else {
-        (void)buffer.detach();
-        BackendBufferConfig config;
-        config.frontend = *domid;
-        config.directory_gref = *gref;
-        config.pages = *pages;
-        config.mode = *mode;
-        config.max_pages = max_pages;
-        const auto start = Clock::now();
-        auto attached = BackendBuffer::attach(provider, config);
-        const double took = ms_since(start);
-        if (attached.ok()) {
-          buffer = std::move(attached).value();
-          reply = fmt::format("OK {:.3f}", took);
-        } else {
-          reply = "ERR " + attached.error().describe();
-        }
-      }
-    } else if (w.size() == 2 && w[0] == "CHECK") {
-      const auto seed = parse_number<std::uint64_t>(w[1]);
-      if (!seed || !buffer.valid()) {
-        reply = "ERR CHECK without an attached buffer or seed";
-      } else {
-        Status s = check_pattern(buffer.memory(), *seed);
-        if (s.ok()) {
-          write_pattern(buffer.memory(), *seed + 1);
-        } else {
-          reply = "ERR backend read: " + s.error().describe();
-        }
-      }
-    } else if (w.size() == 1 && w[0] == "DETACH") {
-      Status s = buffer.detach();
-      if (!s.ok()) reply = "ERR " + s.error().describe();
-    } else if (w.size() == 1 && w[0] == "BYE") {
-      (void)link.send("OK");
-      return;
-    } else {
-      reply = "ERR unknown request '" + line->substr(0, 64) + "'";
-    }
-    if (!link.send(reply).ok()) return;
-  }
-}
-
-void run_backend(const BackendArgs& args) {
-  std::unique_ptr<Provider> provider = args.provider.open();
-  const int listen_fd = take(PeerLink::listen_on(args.socket));
-  do {
-    const int timeout_ms = args.accept_timeout > 0 ? seconds_to_ms(args.accept_timeout) : -1;
-    auto link = PeerLink::accept_one(listen_fd, timeout_ms);
-    if (!link.ok()) {
-      ::close(listen_fd);
-      fail(link.error());
-    }
-    serve(*provider, *link, args.max_pages);
-  } while (!args.once);
-  ::close(listen_fd);
-  ::unlink(args.socket.c_str());
+void run_backend(const ProviderArgs& provider_args, const ServerOptions& options) {
+  std::unique_ptr<Provider> provider = provider_args.open();
+  run_server(*provider, options);
 }
 
 // ---- frontend -----------------------------------------------------------
@@ -201,8 +72,11 @@ Result<std::string> ask(PeerLink& link, const std::string& request) {
   SHBUF_TRY(link.send(request));
   auto reply = link.receive(kReplyTimeoutMs);
   if (!reply.ok()) return std::move(reply).error();
-  if (reply->rfind("OK", 0) == 0) return reply->size() > 3 ? reply->substr(3) : std::string();
-  return make_error(EPROTO, "backend: " + (reply->size() > 4 ? reply->substr(4) : *reply));
+  const auto parsed = peer::parse_reply(*reply);
+  if (!parsed)
+    return make_error(EPROTO, "backend sent a malformed reply '" + printable(*reply) + "'");
+  if (parsed->ok) return parsed->text;
+  return make_error(EPROTO, "backend: " + parsed->text);
 }
 
 // One buffer's whole life, both ends. Any failure is recorded, and the
@@ -227,26 +101,30 @@ CaseResult run_case(Provider& provider, PeerLink& link, DomId backend, AllocMode
   FrontendBuffer buffer = std::move(created).value();
   r.share_ms = ms_since(start);
 
-  auto attached = ask(link, fmt::format("ATTACH {} {} {} {}", to_string(mode), pages,
-                                        buffer.directory_gref(), provider.self()));
+  peer::AttachRequest request;
+  request.mode = mode;
+  request.pages = pages;
+  request.directory_gref = buffer.directory_gref();
+  request.frontend = provider.self();
+  auto attached = ask(link, peer::format_attach(request));
   if (!attached.ok()) return fail_with(attached.error());
-  r.map_ms = parse_number<double>(*attached).value_or(0);
+  r.map_ms = peer::parse_attached(*attached).value_or(0);
   if (mode == AllocMode::kBackend) {
     start = Clock::now();
     Status mapped = buffer.map();
     if (!mapped.ok()) return fail_with(mapped.error());
     r.map_ms += ms_since(start);
   }
-  write_pattern(buffer.memory(), seed);
-  auto checked = ask(link, fmt::format("CHECK {}", seed));
+  peer::write_pattern(buffer.memory(), seed);
+  auto checked = ask(link, peer::format_check(seed));
   if (!checked.ok()) return fail_with(checked.error());
-  Status back = check_pattern(buffer.memory(), seed + 1);
+  Status back = peer::check_pattern(buffer.memory(), seed + 1);
   if (!back.ok()) return fail_with(back.error());
   if (mode == AllocMode::kBackend) {
     Status s = buffer.unmap();
     if (!s.ok()) return fail_with(s.error());
   }
-  auto detached = ask(link, "DETACH");
+  auto detached = ask(link, peer::format_detach());
   if (!detached.ok()) return fail_with(detached.error());
   Status freed = buffer.free();
   if (!freed.ok()) return fail_with(freed.error());
@@ -256,7 +134,7 @@ CaseResult run_case(Provider& provider, PeerLink& link, DomId backend, AllocMode
 
 std::vector<AllocMode> modes_of(const std::string& mode) {
   if (mode == "both") return {AllocMode::kFrontend, AllocMode::kBackend};
-  return {*parse_mode(mode)};
+  return {*peer::parse_mode(mode)};
 }
 
 std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
@@ -264,9 +142,13 @@ std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
   PeerLink link = take(PeerLink::connect_to(args.socket, seconds_to_ms(args.connect_timeout)));
   auto hello = link.receive(kConnectTimeoutMs);
   if (!hello.ok()) fail(hello.error());
-  const std::vector<std::string> w = split_words(*hello);
-  const auto backend = w.size() == 2 && w[0] == "HELLO" ? parse_number<DomId>(w[1]) : std::nullopt;
-  if (!backend) fail(kExitFailure, "backend did not greet with HELLO <domid>");
+  const auto backend = peer::parse_hello(*hello);
+  if (!backend) {
+    const auto refused = peer::parse_reply(*hello);
+    if (refused && !refused->ok)
+      fail(kExitFailure, "backend refused the connection: " + refused->text);
+    fail(kExitFailure, fmt::format("backend did not greet with {} <domid>", peer::kHello));
+  }
   std::vector<CaseResult> results;
   std::uint64_t seed = 1;
   for (AllocMode mode : modes_of(args.mode)) {
@@ -275,7 +157,7 @@ std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
       seed += 2;
     }
   }
-  (void)ask(link, "BYE");
+  (void)ask(link, peer::format_bye());
   return results;
 }
 
@@ -290,10 +172,10 @@ std::optional<CaseResult> parse_machine_line(const std::string& line) {
   CaseResult r;
   int verified = 0;
   if (!(in >> tag >> mode >> r.pages >> r.dir_pages >> r.share_ms >> r.map_ms >> verified) ||
-      tag != "RESULT" || !parse_mode(mode)) {
+      tag != "RESULT" || !peer::parse_mode(mode)) {
     return std::nullopt;
   }
-  r.mode = *parse_mode(mode);
+  r.mode = *peer::parse_mode(mode);
   r.verified = verified == 1;
   std::getline(in, r.error);
   if (!r.error.empty() && r.error[0] == ' ') r.error.erase(0, 1);
@@ -332,35 +214,185 @@ struct DemoArgs {
   bool json = false;
 };
 
-pid_t spawn(const std::vector<std::string>& argv, int stdout_fd) {
-  const pid_t pid = ::fork();
-  if (pid < 0) fail(kExitFailure, fmt::format("fork: {}", std::strerror(errno)));
-  if (pid == 0) {
-    if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv("/proc/self/exe", args.data());
-    std::fprintf(stderr, "shbuf: error: cannot run /proc/self/exe: %s\n", std::strerror(errno));
-    ::_exit(127);
+// The demo's private directory (control socket, the children's error output
+// and, unless --sim names one, the simulator instance), removed on every way
+// out.
+class WorkDir {
+ public:
+  WorkDir() {
+    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::string path = fmt::format("{}/shbuf-demo-{}-XXXXXX", base, ::getpid());
+    if (::mkdtemp(path.data()) == nullptr) {
+      fail(kExitFailure,
+           fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
+    }
+    path_ = std::move(path);
   }
-  return pid;
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  ~WorkDir() { remove(); }
+
+  const std::string& path() const { return path_; }
+  // The simulator instance to reset before the directory goes.
+  void own_sim(std::string sim) { sim_ = std::move(sim); }
+
+  void remove() {
+    if (path_.empty()) return;
+    if (!sim_.empty()) (void)SimProvider::reset(sim_);
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    path_.clear();
+  }
+
+ private:
+  std::string path_;
+  std::string sim_;
+};
+
+// SIGINT, SIGTERM and SIGHUP while the demo runs are noted, and written to a
+// pipe to wake it, so that it stops its children and removes its directory
+// instead of dying and leaving them.
+volatile sig_atomic_t g_demo_signal = 0;
+int g_demo_signal_fd = -1;
+
+class DemoSignals {
+ public:
+  DemoSignals() {
+    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
+    }
+    g_demo_signal = 0;
+    g_demo_signal_fd = fds_[1];
+    struct sigaction sa {};
+    sa.sa_handler = [](int signo) {
+      const int saved = errno;
+      g_demo_signal = signo;
+      const char byte = 1;
+      (void)!::write(g_demo_signal_fd, &byte, 1);
+      errno = saved;
+    };
+    sigemptyset(&sa.sa_mask);
+    for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  DemoSignals(const DemoSignals&) = delete;
+  DemoSignals& operator=(const DemoSignals&) = delete;
+  ~DemoSignals() {
+    for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    g_demo_signal_fd = -1;
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  int fd() const { return fds_[0]; }
+  // Fails, the guards then stopping the children and removing the directory,
+  // if a signal came.
+  static void check() {
+    if (g_demo_signal != 0) {
+      fail(kExitFailure, fmt::format("demo interrupted by signal {} ({})",
+                                     static_cast<int>(g_demo_signal), ::strsignal(g_demo_signal)));
+    }
+  }
+
+ private:
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  int fds_[2] = {-1, -1};
+  struct sigaction old_[std::size(kSignals)]{};
+};
+
+// A child running this program, killed and reaped if still running when
+// the object goes.
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd) {
+    const pid_t pid = ::fork();
+    if (pid < 0) fail(kExitFailure, fmt::format("fork: {}", std::strerror(errno)));
+    if (pid == 0) {
+      if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
+      if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv("/proc/self/exe", args.data());
+      std::fprintf(stderr, "shbuf: error: cannot run /proc/self/exe: %s\n", std::strerror(errno));
+      ::_exit(127);
+    }
+    pid_ = pid;
+  }
+
+  // The exit status; -1 when it did not end within timeout_ms (then killed).
+  int wait(int timeout_ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (true) {
+      int status = 0;
+      const pid_t got = ::waitpid(pid_, &status, WNOHANG);
+      if (got == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (got < 0 && errno != EINTR) {
+        pid_ = -1;
+        return -1;
+      }
+      DemoSignals::check();
+      if (Clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return -1;
+      }
+      ::usleep(10000);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+int open_for_child(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) fail(kExitFailure, fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+  return fd;
 }
 
-// Waits for a child, giving up (and killing it) after timeout_ms.
-int wait_child(pid_t pid, int timeout_ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (true) {
-    int status = 0;
-    const pid_t got = ::waitpid(pid, &status, WNOHANG);
-    if (got == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (Clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
+// A child's error output: the message of its first error line, returned to
+// be folded into the demo's own; anything else it wrote is passed on.
+std::string child_error(const std::string& path) {
+  constexpr std::string_view kPrefix = "shbuf: error: ";
+  std::ifstream in(path);
+  std::string first;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(kPrefix, 0) == 0) {
+      if (first.empty()) first = line.substr(kPrefix.size());
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
     }
-    ::usleep(10000);
   }
+  return first;
 }
 
 std::string pages_list(const std::vector<std::size_t>& pages) {
@@ -371,21 +403,16 @@ std::string pages_list(const std::vector<std::size_t>& pages) {
 
 void run_demo(const DemoArgs& args) {
   const bool sim = args.provider == "sim";
+  DemoSignals signals;
+  WorkDir work;
   std::string sim_path = args.sim_path;
-  const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-  std::string work = fmt::format("{}/shbuf-demo-XXXXXX", base);
-  if (::mkdtemp(work.data()) == nullptr) {
-    fail(kExitFailure,
-         fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
+  if (sim && sim_path.empty()) {
+    sim_path = work.path() + "/sim";
+    work.own_sim(sim_path);
   }
-  const bool own_sim = sim && sim_path.empty();
-  if (own_sim) sim_path = work + "/sim";
-  const std::string socket = work + "/control.sock";
-  auto cleanup = [&] {
-    if (own_sim) (void)SimProvider::reset(sim_path);
-    std::error_code ec;
-    std::filesystem::remove_all(work, ec);
-  };
+  const std::string socket = work.path() + "/control.sock";
+  const std::string be_err = work.path() + "/backend.err";
+  const std::string fe_err = work.path() + "/frontend.err";
 
   std::vector<std::string> common = {"--provider", args.provider};
   if (sim) common.insert(common.end(), {"--sim", sim_path});
@@ -399,23 +426,36 @@ void run_demo(const DemoArgs& args) {
   fe.insert(fe.end(), common.begin(), common.end());
 
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    cleanup();
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
     fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
+  Fd out_read(pipe_fds[0]);
+  Fd out_write(pipe_fds[1]);
+  Child backend;
+  Child frontend;
+  {
+    const Fd be_err_fd(open_for_child(be_err));
+    const Fd fe_err_fd(open_for_child(fe_err));
+    backend.spawn(be, -1, be_err_fd.get());
+    frontend.spawn(fe, out_write.get(), fe_err_fd.get());
   }
-  const pid_t be_pid = spawn(be, -1);
-  const pid_t fe_pid = spawn(fe, pipe_fds[1]);
-  ::close(pipe_fds[1]);
+  out_write.reset();
   std::string output;
   char chunk[4096];
-  for (ssize_t got; (got = ::read(pipe_fds[0], chunk, sizeof chunk)) != 0;) {
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) break;
-    output.append(chunk, static_cast<std::size_t>(got));
+  while (true) {
+    pollfd p[2] = {{out_read.get(), POLLIN, 0}, {signals.fd(), POLLIN, 0}};
+    const int ready = ::poll(p, 2, -1);
+    DemoSignals::check();
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;
+    const ssize_t got = ::read(out_read.get(), chunk, sizeof chunk);
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) break;
+    if (got > 0) output.append(chunk, static_cast<std::size_t>(got));
   }
-  ::close(pipe_fds[0]);
-  const int fe_exit = wait_child(fe_pid, 60000);
-  const int be_exit = wait_child(be_pid, 10000);
+  out_read.reset();
+  const int fe_exit = frontend.wait(60000);
+  const int be_exit = backend.wait(10000);
+  const std::string be_error = child_error(be_err);
+  const std::string fe_error = child_error(fe_err);
 
   std::vector<CaseResult> results;
   std::istringstream lines(output);
@@ -436,7 +476,7 @@ void run_demo(const DemoArgs& args) {
                                       status->grants.size(), status->mappings.size());
     }
   }
-  cleanup();
+  work.remove();
 
   const std::size_t expected = modes_of(args.mode).size() * args.pages.size();
   bool all = results.size() == expected && fe_exit == 0 && be_exit == 0 && clean;
@@ -467,13 +507,39 @@ void run_demo(const DemoArgs& args) {
   }
   std::fflush(stdout);
   if (!all) {
+    // One line for the failure: the first cause found, the backend's first
+    // (the frontend's failures usually follow from it), then the summary.
+    std::string cause;
+    const auto failed = std::find_if(results.begin(), results.end(),
+                                     [](const CaseResult& r) { return !r.verified; });
+    if (!be_error.empty()) {
+      cause = "backend: " + be_error;
+    } else if (failed != results.end()) {
+      cause = fmt::format("{} {} pages: {}", to_string(failed->mode), failed->pages, failed->error);
+    } else if (!fe_error.empty()) {
+      cause = "frontend: " + fe_error;
+    } else if (!clean) {
+      cause = "leftovers: " + leftovers;
+    } else {
+      cause = fmt::format("{} of {} results reported", results.size(), expected);
+    }
     fail(kExitFailure,
-         fmt::format("demo failed: {} of {} cases verified, frontend exit {}, backend exit {}, "
+         fmt::format("demo failed: {}; {} of {} cases verified, frontend exit {}, backend exit {}, "
                      "leftovers: {}",
+                     cause,
                      std::count_if(results.begin(), results.end(),
                                    [](const CaseResult& r) { return r.verified; }),
                      expected, fe_exit, be_exit, leftovers));
   }
+}
+
+CLI::Validator more_than_zero() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto value = parse_seconds(text, kMaxTimeoutSeconds);
+        return value.ok() && *value > 0 ? std::string() : "'" + text + "' is not more than 0";
+      },
+      "");
 }
 
 void add_pages_option(CLI::App* app, std::vector<std::size_t>& pages) {
@@ -492,20 +558,39 @@ void add_mode_option(CLI::App* app, std::string& mode) {
 }  // namespace
 
 void add_peer_commands(CLI::App& app) {
-  static BackendArgs backend;
+  static ProviderArgs backend_provider;
+  static ServerOptions backend;
   CLI::App* be = app.add_subcommand(
       "backend", "Serve frontends on a Unix socket: attach their buffers, check and answer");
-  backend.provider.add_to(be, 0);
+  be->footer(fmt::format(
+      "Bounds: at most --max-clients frontends are served at once, each holding at most one "
+      "buffer of --max-pages pages, so at most max-clients x max-pages pages of 4 KiB are mapped "
+      "or allocated in all; a request line is at most {} bytes (a longer one ends that "
+      "client), and a client that completes no request for --idle-timeout seconds is hung up "
+      "on. Connections beyond --max-clients are answered 'ERR busy' and closed at once. Only a "
+      "stale socket (one nobody listens on) is replaced at --socket; on the sim provider a "
+      "frontend can only name the domain its own process is attached as.",
+      peer::kMaxLine));
+  backend_provider.add_to(be, 0);
   be->add_option("--socket", backend.socket, "Unix socket to listen on")->required();
-  be->add_flag("--once", backend.once, "Serve one frontend, then exit");
+  be->add_flag("--once", backend.once,
+               "Serve one frontend, then exit (others meanwhile are answered 'ERR busy')");
   be->add_option("--accept-timeout", backend.accept_timeout,
-                 "Give up when no frontend connects within this many seconds (0: never)")
+                 "Exit 1 when no frontend has been connected for this many seconds (0: never)")
       ->check(seconds_in(kMaxTimeoutSeconds))
+      ->capture_default_str();
+  be->add_option("--idle-timeout", backend.idle_timeout,
+                 "Hang up on a frontend that completes no request for this many seconds")
+      ->check(seconds_in(kMaxTimeoutSeconds))
+      ->check(more_than_zero())
+      ->capture_default_str();
+  be->add_option("--max-clients", backend.max_clients, "Frontends served at once")
+      ->check(decimal_in(1, kMaxClientsLimit))
       ->capture_default_str();
   be->add_option("--max-pages", backend.max_pages, "Refuse buffers larger than this")
       ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
-  be->callback([] { run_backend(backend); });
+  be->callback([] { run_backend(backend_provider, backend); });
 
   static FrontendArgs frontend;
   CLI::App* fe = app.add_subcommand(

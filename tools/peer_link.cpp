@@ -1,5 +1,8 @@
 #include "peer_link.h"
 
+#include <fmt/format.h>
+
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -9,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+
+#include "peer_protocol.h"
 
 namespace shbuf::cli {
 namespace {
@@ -54,46 +59,27 @@ PeerLink::~PeerLink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<int> PeerLink::listen_on(const std::string& path) {
-  auto addr = address(path);
-  if (!addr.ok()) return std::move(addr).error();
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return sys_error("socket");
-  ::unlink(path.c_str());
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0 ||
-      ::listen(fd, 1) != 0) {
-    Error e = sys_error("cannot listen on '" + path + "'");
-    ::close(fd);
-    return e;
-  }
-  return fd;
-}
-
-Result<PeerLink> PeerLink::accept_one(int listen_fd, int timeout_ms) {
-  pollfd p{listen_fd, POLLIN, 0};
-  const int ready = ::poll(&p, 1, timeout_ms);
-  if (ready < 0) return sys_error("poll");
-  if (ready == 0) {
-    return make_error(ETIMEDOUT, "no peer connected within " + std::to_string(timeout_ms) + " ms");
-  }
-  const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd < 0) return sys_error("accept");
-  return PeerLink(fd);
-}
-
 Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
   auto addr = address(path);
   if (!addr.ok()) return std::move(addr).error();
   const long long deadline = now_ms() + timeout_ms;
   while (true) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    // Non-blocking, so that a listener whose queue is full (EAGAIN) is
+    // retried until the deadline rather than waited for without one.
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return sys_error("socket");
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
+      if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        Error e = sys_error("fcntl");
+        ::close(fd);
+        return e;
+      }
       return PeerLink(fd);
     }
     Error e = sys_error("cannot connect to '" + path + "'");
     ::close(fd);
-    if ((e.code != ENOENT && e.code != ECONNREFUSED) || now_ms() >= deadline) return e;
+    const bool retry = e.code == ENOENT || e.code == ECONNREFUSED || e.code == EAGAIN;
+    if (!retry || now_ms() >= deadline) return e;
     ::usleep(20000);
   }
 }
@@ -121,7 +107,9 @@ Result<std::string> PeerLink::receive(int timeout_ms) {
       pending_.erase(0, nl + 1);
       return line;
     }
-    if (pending_.size() > 4096) return make_error(EPROTO, "peer sent a line over 4096 bytes");
+    if (pending_.size() > peer::kMaxLine) {
+      return make_error(EPROTO, fmt::format("peer sent a line over {} bytes", peer::kMaxLine));
+    }
     const long long left = deadline - now_ms();
     if (left <= 0) {
       return make_error(ETIMEDOUT,

@@ -1,6 +1,6 @@
-// The demo's control channel: one line of text at a time over a Unix stream
-// socket, with a timeout on every read so a dead or stuck peer is an error,
-// never a hang.
+// The frontend's end of the control channel: one line of text at a time over
+// a Unix stream socket, with a timeout on every read so a dead or stuck
+// backend is an error, never a hang. The backend's end is peer_server.h.
 #pragma once
 
 #include <string>
@@ -17,9 +17,6 @@ class PeerLink {
   PeerLink& operator=(PeerLink&& other) noexcept;
   ~PeerLink();
 
-  // Listens on `path` (replacing a stale socket) and accepts one peer.
-  static Result<int> listen_on(const std::string& path);
-  static Result<PeerLink> accept_one(int listen_fd, int timeout_ms);
   // Connects, retrying while the listener is not up yet, until timeout_ms.
   static Result<PeerLink> connect_to(const std::string& path, int timeout_ms);
 

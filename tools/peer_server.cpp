@@ -1,0 +1,494 @@
+#include "peer_server.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cli.h"
+#include "peer_protocol.h"
+#include "shbuf/backend_buffer.h"
+#include "shbuf/sim.h"
+
+namespace shbuf::cli {
+namespace {
+
+// Requests handled for one client before the others get their turn.
+constexpr int kLinesPerRound = 16;
+// Connections accepted (or turned away) per wake-up.
+constexpr int kAcceptsPerRound = 64;
+// How long to stop accepting when accept() itself fails (out of memory or
+// file descriptors), so that a failing accept cannot spin.
+constexpr long long kAcceptBackoffMs = 100;
+// File descriptors the server needs besides its clients.
+constexpr std::size_t kSpareFds = 64;
+
+long long now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+Error sys_error(const std::string& what) {
+  const int e = errno;
+  return make_error(e, what + ": " + std::strerror(e));
+}
+
+// A socket file this process made and listens on; removed on destruction if
+// the file at the path is still that socket.
+class SocketFile {
+ public:
+  static Result<std::unique_ptr<SocketFile>> create(const std::string& path);
+  SocketFile(const SocketFile&) = delete;
+  SocketFile& operator=(const SocketFile&) = delete;
+  ~SocketFile();
+  int fd() const { return fd_; }
+
+ private:
+  SocketFile(std::string path, int fd, dev_t dev, ino_t ino)
+      : path_(std::move(path)), fd_(fd), dev_(dev), ino_(ino) {}
+  std::string path_;
+  int fd_;
+  dev_t dev_;
+  ino_t ino_;
+};
+
+Result<sockaddr_un> address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    return make_error(ENAMETOOLONG, fmt::format("socket path '{}' is empty or longer than {} bytes",
+                                                path, sizeof addr.sun_path - 1));
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+// Whether a server listens on the socket file at `addr`: connect succeeds
+// (or would wait, its backlog being full). ECONNREFUSED: nobody does.
+Status probe_listener(const std::string& path, const sockaddr_un& addr) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return sys_error("socket");
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int e = errno;
+  ::close(fd);
+  if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
+    return make_error(
+        EADDRINUSE,
+        fmt::format("socket '{}' is already in use: a server is listening on it", path));
+  }
+  if (e == ECONNREFUSED) return {};
+  return make_error(e, fmt::format("cannot tell whether socket '{}' is in use: connect: {}", path,
+                                   std::strerror(e)));
+}
+
+Result<std::unique_ptr<SocketFile>> SocketFile::create(const std::string& path) {
+  auto addr = address(path);
+  if (!addr.ok()) return std::move(addr).error();
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return make_error(EEXIST,
+                        fmt::format("'{}' exists and is not a socket: not replacing it", path));
+    }
+    SHBUF_TRY(probe_listener(path, *addr));
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return sys_error(fmt::format("cannot remove the stale socket '{}'", path));
+    }
+  } else if (errno != ENOENT) {
+    return sys_error(fmt::format("cannot inspect '{}'", path));
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return sys_error("socket");
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
+    Error e = sys_error(fmt::format("cannot listen on '{}'", path));
+    ::close(fd);
+    return e;
+  }
+  if (::lstat(path.c_str(), &st) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+    Error e = sys_error(fmt::format("cannot listen on '{}'", path));
+    ::close(fd);
+    ::unlink(path.c_str());
+    return e;
+  }
+  return std::unique_ptr<SocketFile>(new SocketFile(path, fd, st.st_dev, st.st_ino));
+}
+
+SocketFile::~SocketFile() {
+  ::close(fd_);
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ &&
+      st.st_ino == ino_) {
+    ::unlink(path_.c_str());
+  }
+}
+
+// SIGINT and SIGTERM as a file descriptor to poll, and SIGPIPE ignored, for
+// as long as the server runs.
+class Signals {
+ public:
+  Signals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_mask_);
+    fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK);
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &old_pipe_);
+  }
+  Signals(const Signals&) = delete;
+  Signals& operator=(const Signals&) = delete;
+  ~Signals() {
+    // Consume what arrived, so that unblocking does not deliver it again.
+    signalfd_siginfo info{};
+    while (fd_ >= 0 && ::read(fd_, &info, sizeof info) == sizeof info) {
+    }
+    if (fd_ >= 0) ::close(fd_);
+    sigaction(SIGPIPE, &old_pipe_, nullptr);
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  int fd() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  sigset_t set_{};
+  sigset_t old_mask_{};
+  struct sigaction old_pipe_ {};
+  int fd_ = -1;
+};
+
+// One client: its connection, what it sent that is not handled yet, the reply
+// not sent yet, and its buffer.
+struct Client {
+  int fd = -1;
+  pid_t pid = 0;  // the connecting process, from SO_PEERCRED; 0 if unknown
+  std::string in;
+  std::string out;
+  long long deadline = 0;  // dropped when no request completes by then
+  bool done = false;       // dropped once the reply is sent (or cannot be)
+  BackendBuffer buffer;
+
+  Client() = default;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client() {
+    (void)buffer.detach();
+    if (fd >= 0) ::close(fd);
+  }
+
+  bool line_ready() const { return in.find('\n') != std::string::npos; }
+};
+
+// Sends what fits now; false when the connection is gone.
+bool flush(Client& c) {
+  while (!c.out.empty()) {
+    const ssize_t put = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (put < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    c.out.erase(0, static_cast<std::size_t>(put));
+  }
+  return true;
+}
+
+// A last line to a connection about to be closed: whatever fits, or nothing.
+void send_last(int fd, const std::string& line) {
+  const std::string data = line + "\n";
+  (void)!::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+class Server {
+ public:
+  Server(Provider& provider, const ServerOptions& options, int listen_fd)
+      : provider_(provider),
+        sim_(dynamic_cast<SimProvider*>(&provider)),
+        options_(options),
+        listen_fd_(listen_fd),
+        idle_ms_(seconds_to_ms(options.idle_timeout)),
+        reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server() {
+    clients_.clear();
+    if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  }
+
+  // Serves until SIGINT or SIGTERM or, with --once, until the client is
+  // done; fails with Exit on the accept timeout.
+  void run(int signal_fd);
+
+ private:
+  std::size_t capacity() const {
+    if (options_.once) return accepted_ ? 0 : 1;
+    return options_.max_clients - clients_.size();
+  }
+  void accept_new(long long now);
+  void turn_away(int fd);
+  void serve(Client& c, short revents, long long now);
+  void handle_line(Client& c, std::string_view line);
+  void reply(Client& c, const std::string& line) { c.out += line + "\n"; }
+  Status check_claim(DomId claimed, pid_t pid);
+
+  Provider& provider_;
+  SimProvider* sim_;
+  const ServerOptions& options_;
+  int listen_fd_;
+  int idle_ms_;
+  int reserve_fd_;
+  bool accepted_ = false;
+  long long accept_paused_until_ = 0;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+void Server::run(int signal_fd) {
+  const int accept_ms = options_.accept_timeout > 0 ? seconds_to_ms(options_.accept_timeout) : 0;
+  long long alone_since = now_ms();
+  std::vector<pollfd> fds;
+  while (true) {
+    const long long now = now_ms();
+    fds.clear();
+    fds.push_back({signal_fd, POLLIN, 0});
+    fds.push_back({now >= accept_paused_until_ ? listen_fd_ : -1, POLLIN, 0});
+    long long wake = -1;
+    auto wake_by = [&wake](long long t) { wake = wake < 0 ? t : std::min(wake, t); };
+    if (now < accept_paused_until_) wake_by(accept_paused_until_);
+    if (accept_ms > 0 && clients_.empty()) wake_by(alone_since + accept_ms);
+    for (const auto& c : clients_) {
+      short events = 0;
+      if (!c->out.empty()) {
+        events = POLLOUT;
+      } else if (c->line_ready()) {
+        wake_by(now);
+      } else {
+        events = POLLIN;
+      }
+      fds.push_back({c->fd, events, 0});
+      wake_by(c->deadline);
+    }
+    const int timeout = wake < 0 ? -1 : static_cast<int>(std::max(0LL, wake - now));
+    if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
+      fail(sys_error("poll"));
+    }
+    const long long after = now_ms();
+    if (fds[0].revents != 0) return;  // SIGINT or SIGTERM
+    for (std::size_t i = 0; i < clients_.size(); ++i) {
+      serve(*clients_[i], fds[i + 2].revents, after);
+    }
+    const std::size_t before = clients_.size();
+    std::erase_if(clients_, [](const std::unique_ptr<Client>& c) { return c->done; });
+    if (clients_.empty() && before > 0) alone_since = after;
+    if (options_.once && accepted_ && clients_.empty()) return;
+    if (fds[1].revents != 0) accept_new(after);
+    if (accept_ms > 0 && clients_.empty() && after - alone_since >= accept_ms) {
+      fail(make_error(ETIMEDOUT, fmt::format("no frontend connected within {} ms", accept_ms)));
+    }
+  }
+}
+
+void Server::accept_new(long long now) {
+  for (int n = 0; n < kAcceptsPerRound; ++n) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && reserve_fd_ >= 0) {
+      // Out of descriptors: free the spare one to turn this connection away
+      // rather than leave it waiting.
+      ::close(reserve_fd_);
+      fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) turn_away(fd);
+      reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      accept_paused_until_ = now + kAcceptBackoffMs;
+      return;
+    }
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      accept_paused_until_ = now + kAcceptBackoffMs;
+      return;
+    }
+    if (capacity() == 0) {
+      turn_away(fd);
+      continue;
+    }
+    auto c = std::make_unique<Client>();
+    c->fd = fd;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) c->pid = cred.pid;
+    c->deadline = now + idle_ms_;
+    reply(*c, peer::format_hello(provider_.self()));
+    if (!flush(*c)) c->done = true;
+    accepted_ = true;
+    if (!c->done) clients_.push_back(std::move(c));
+  }
+}
+
+void Server::turn_away(int fd) {
+  send_last(fd, peer::format_busy(options_.once ? 1 : options_.max_clients));
+  ::close(fd);
+}
+
+void Server::serve(Client& c, short revents, long long now) {
+  if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+    c.done = true;  // hung up: its buffer is released with it
+    return;
+  }
+  if ((revents & POLLOUT) && !flush(c)) {
+    c.done = true;
+    return;
+  }
+  if (revents & POLLIN) {
+    // Polled for input only while no whole line waits and the partial one
+    // fits: there is room for at least one byte.
+    char chunk[peer::kMaxLine + 1];
+    const std::size_t room = peer::kMaxLine + 1 - c.in.size();
+    const ssize_t got = ::recv(c.fd, chunk, room, MSG_DONTWAIT);
+    if (got == 0) {
+      c.done = true;
+      return;
+    }
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      c.done = true;
+      return;
+    }
+    if (got > 0) c.in.append(chunk, static_cast<std::size_t>(got));
+  }
+  for (int n = 0; n < kLinesPerRound && c.out.empty() && !c.done; ++n) {
+    const std::size_t nl = c.in.find('\n');
+    if (nl == std::string::npos) {
+      if (c.in.size() > peer::kMaxLine) {
+        send_last(c.fd, peer::format_err(fmt::format("line longer than {} bytes", peer::kMaxLine)));
+        c.done = true;
+      }
+      break;
+    }
+    const std::string line = c.in.substr(0, nl);
+    c.in.erase(0, nl + 1);
+    c.deadline = now + idle_ms_;
+    handle_line(c, line);
+    if (!flush(c)) c.done = true;
+  }
+  if (!c.done && now >= c.deadline) {
+    send_last(c.fd, peer::format_err(fmt::format("no request for {} ms: hanging up", idle_ms_)));
+    c.done = true;
+  }
+}
+
+Status Server::check_claim(DomId claimed, pid_t pid) {
+  if (sim_ == nullptr) return {};  // real domains: nothing to check against here
+  auto status = sim_->status();
+  if (!status.ok()) {
+    return make_error(status.error().code,
+                      "cannot read the simulator's attachments: " + status.error().message);
+  }
+  for (const SimStatus::Attachment& a : status->attachments) {
+    if (a.domid == claimed && a.alive && pid != 0 && a.pid == pid) return {};
+  }
+  return make_error(EPERM, fmt::format("the connecting process (pid {}) is not attached to the "
+                                       "simulator as domain {}, the domain it names",
+                                       pid, claimed));
+}
+
+void Server::handle_line(Client& c, std::string_view line) {
+  auto request = peer::parse_request(line);
+  if (!request.ok()) {
+    reply(c, peer::format_err(request.error().message));
+    return;
+  }
+  switch (request->kind) {
+    case peer::Request::Kind::kAttach: {
+      const peer::AttachRequest& a = request->attach;
+      Status allowed = check_claim(a.frontend, c.pid);
+      if (!allowed.ok()) {
+        reply(c, peer::format_err(allowed.error().describe()));
+        return;
+      }
+      (void)c.buffer.detach();
+      BackendBufferConfig config;
+      config.frontend = a.frontend;
+      config.directory_gref = a.directory_gref;
+      config.pages = a.pages;
+      config.mode = a.mode;
+      config.max_pages = options_.max_pages;
+      const auto start = std::chrono::steady_clock::now();
+      auto attached = BackendBuffer::attach(provider_, config);
+      const double took =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      if (!attached.ok()) {
+        reply(c, peer::format_err(attached.error().describe()));
+        return;
+      }
+      c.buffer = std::move(attached).value();
+      reply(c, peer::format_attached(took));
+      return;
+    }
+    case peer::Request::Kind::kCheck: {
+      if (!c.buffer.valid()) {
+        reply(c, peer::format_err("CHECK without an attached buffer"));
+        return;
+      }
+      Status s = peer::check_pattern(c.buffer.memory(), request->seed);
+      if (!s.ok()) {
+        reply(c, peer::format_err("backend read: " + s.error().describe()));
+        return;
+      }
+      peer::write_pattern(c.buffer.memory(), request->seed + 1);
+      reply(c, peer::format_ok());
+      return;
+    }
+    case peer::Request::Kind::kDetach: {
+      Status s = c.buffer.detach();
+      reply(c, s.ok() ? peer::format_ok() : peer::format_err(s.error().describe()));
+      return;
+    }
+    case peer::Request::Kind::kBye:
+      reply(c, peer::format_ok());
+      c.done = true;
+      return;
+  }
+}
+
+// Enough file descriptors for max_clients clients, raising the soft limit if
+// it is too low.
+void ensure_fd_limit(std::size_t max_clients) {
+  const rlim_t need = static_cast<rlim_t>(max_clients + kSpareFds);
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= need) return;
+  if (limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= need) {
+    limit.rlim_cur = need;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) return;
+  }
+  fail(kExitFailure, fmt::format("--max-clients {} needs {} open files, but the limit is {} "
+                                 "(ulimit -n)",
+                                 max_clients, need, limit.rlim_cur));
+}
+
+}  // namespace
+
+void run_server(Provider& provider, const ServerOptions& options) {
+  ensure_fd_limit(options.once ? 1 : options.max_clients);
+  Signals signals;
+  if (!signals.ok()) fail(sys_error("signalfd"));
+  std::unique_ptr<SocketFile> socket = take(SocketFile::create(options.socket));
+  Server server(provider, options, socket->fd());
+  server.run(signals.fd());
+}
+
+}  // namespace shbuf::cli
