@@ -74,7 +74,7 @@ declare -A expect=(
     ./usr/lib/$multiarch/cmake/shbuf/shbufConfig.cmake
     ./usr/lib/$multiarch/cmake/shbuf/shbufConfigVersion.cmake
     ./usr/lib/$multiarch/cmake/shbuf/shbufTargets.cmake"
-  [shbuf]="./usr/bin/shbuf ./usr/share/man/man1/shbuf.1.gz ./usr/share/man/man1/shbuf-displ-be.1.gz"
+  [shbuf]="./usr/bin/shbuf ./usr/share/man/man1/shbuf.1.gz ./usr/share/man/man1/shbuf-backend.1.gz ./usr/share/man/man1/shbuf-displ-be.1.gz"
 )
 debs=()
 for pkg in libshbuf0 libshbuf-dev shbuf; do
