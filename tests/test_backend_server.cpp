@@ -1,8 +1,8 @@
 // `shbuf backend` against hostile clients on its socket: clients that hang up
 // at any point, send junk or endless lines, say nothing, flood it with
-// connections or name a domain they are not; and what is at --socket. After
-// each, the server still serves a real `shbuf frontend`, and the simulator
-// holds nothing once the clients are gone.
+// connections or name a domain they are not; what is at --socket; and the
+// demo's way out when it fails. After each, the server still serves a real
+// `shbuf frontend`, and the simulator holds nothing once the clients are gone.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -528,6 +529,78 @@ TEST_F(BackendServer, NewOptionsAreStrict) {
   }
   auto help = run_process({SHBUF_BIN, "backend", "--help"});
   EXPECT_NE(help.out.find("max-clients x max-pages"), std::string::npos) << help.out;
+}
+
+// The demo's entries in `base` that no other running demo made: those named
+// shbuf-demo-<pid>-* for another pid are another demo's.
+std::set<std::string> demo_dirs(const std::string& base, pid_t ours) {
+  std::set<std::string> found;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!starts_with(name, "shbuf-demo-")) continue;
+    const std::string rest = name.substr(11);
+    const std::size_t dash = rest.find('-');
+    const bool other_demo = dash != std::string::npos && dash > 0 &&
+                            rest.find_first_not_of("0123456789") == dash &&
+                            rest.substr(0, dash) != std::to_string(ours);
+    if (!other_demo) found.insert(name);
+  }
+  return found;
+}
+
+TEST_F(BackendServer, AFailingDemoSaysSoOnceAndLeavesNothing) {
+  for (const char* fault : {"map:1:EIO", "share:1:ENOMEM", "no-such-op:1"}) {
+    SCOPED_TRACE(fault);
+    const auto before = demo_dirs("/dev/shm", 0);
+    const pid_t demo = start({SHBUF_BIN, "demo", "--pages", "1,2"}, dir + "/demo.out",
+                             dir + "/demo.err", {std::string("SHBUF_SIM_FAULT=") + fault});
+    const int st = wait_for(demo, std::chrono::seconds(60));
+    ASSERT_NE(st, -1) << "the demo hung";
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+    const std::string err = slurp(dir + "/demo.err");
+    std::size_t errors = 0;
+    for (std::size_t at = err.find("shbuf: error:"); at != std::string::npos;
+         at = err.find("shbuf: error:", at + 1)) {
+      ++errors;
+    }
+    EXPECT_EQ(errors, 1u) << err;
+    EXPECT_EQ(count_lines(err), 1u) << err;
+    EXPECT_NE(err.find("shbuf: error: demo failed: "), std::string::npos) << err;
+    EXPECT_NE(slurp(dir + "/demo.out").find("FAILED"), std::string::npos);
+    std::set<std::string> left;
+    for (const std::string& d : demo_dirs("/dev/shm", demo)) {
+      if (!before.contains(d)) left.insert(d);
+    }
+    EXPECT_TRUE(left.empty()) << "left behind: /dev/shm/" << *left.begin();
+  }
+}
+
+TEST_F(BackendServer, AnInterruptedDemoStopsItsChildrenAndLeavesNothing) {
+  const auto before = demo_dirs("/dev/shm", 0);
+  const pid_t demo = start({SHBUF_BIN, "demo", "--pages", "16384,16384,16384,16384"},
+                           dir + "/demo.out", dir + "/demo.err");
+  // Interrupted once its directory exists, while its children work.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  std::set<std::string> made;
+  while (made.empty() && Clock::now() < deadline) {
+    for (const std::string& d : demo_dirs("/dev/shm", demo)) {
+      if (!before.contains(d)) made.insert(d);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_FALSE(made.empty()) << "the demo made no directory";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(demo, SIGTERM);
+  const int st = wait_for(demo, std::chrono::seconds(10));
+  ASSERT_NE(st, -1) << "the demo hung";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+  const std::string err = slurp(dir + "/demo.err");
+  EXPECT_EQ(count_lines(err), 1u) << err;
+  EXPECT_NE(err.find("shbuf: error: demo interrupted by signal 15"), std::string::npos) << err;
+  for (const std::string& d : made) {
+    EXPECT_FALSE(std::filesystem::exists("/dev/shm/" + d)) << "left behind: /dev/shm/" << d;
+  }
 }
 
 }  // namespace

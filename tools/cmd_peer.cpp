@@ -3,6 +3,7 @@
 // that runs them against each other.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -212,35 +214,185 @@ struct DemoArgs {
   bool json = false;
 };
 
-pid_t spawn(const std::vector<std::string>& argv, int stdout_fd) {
-  const pid_t pid = ::fork();
-  if (pid < 0) fail(kExitFailure, fmt::format("fork: {}", std::strerror(errno)));
-  if (pid == 0) {
-    if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv("/proc/self/exe", args.data());
-    std::fprintf(stderr, "shbuf: error: cannot run /proc/self/exe: %s\n", std::strerror(errno));
-    ::_exit(127);
+// The demo's private directory (control socket, the children's error output
+// and, unless --sim names one, the simulator instance), removed on every way
+// out.
+class WorkDir {
+ public:
+  WorkDir() {
+    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::string path = fmt::format("{}/shbuf-demo-{}-XXXXXX", base, ::getpid());
+    if (::mkdtemp(path.data()) == nullptr) {
+      fail(kExitFailure,
+           fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
+    }
+    path_ = std::move(path);
   }
-  return pid;
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  ~WorkDir() { remove(); }
+
+  const std::string& path() const { return path_; }
+  // The simulator instance to reset before the directory goes.
+  void own_sim(std::string sim) { sim_ = std::move(sim); }
+
+  void remove() {
+    if (path_.empty()) return;
+    if (!sim_.empty()) (void)SimProvider::reset(sim_);
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    path_.clear();
+  }
+
+ private:
+  std::string path_;
+  std::string sim_;
+};
+
+// SIGINT, SIGTERM and SIGHUP while the demo runs are noted, and written to a
+// pipe to wake it, so that it stops its children and removes its directory
+// instead of dying and leaving them.
+volatile sig_atomic_t g_demo_signal = 0;
+int g_demo_signal_fd = -1;
+
+class DemoSignals {
+ public:
+  DemoSignals() {
+    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
+    }
+    g_demo_signal = 0;
+    g_demo_signal_fd = fds_[1];
+    struct sigaction sa {};
+    sa.sa_handler = [](int signo) {
+      const int saved = errno;
+      g_demo_signal = signo;
+      const char byte = 1;
+      (void)!::write(g_demo_signal_fd, &byte, 1);
+      errno = saved;
+    };
+    sigemptyset(&sa.sa_mask);
+    for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  DemoSignals(const DemoSignals&) = delete;
+  DemoSignals& operator=(const DemoSignals&) = delete;
+  ~DemoSignals() {
+    for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    g_demo_signal_fd = -1;
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  int fd() const { return fds_[0]; }
+  // Fails, the guards then stopping the children and removing the directory,
+  // if a signal came.
+  static void check() {
+    if (g_demo_signal != 0) {
+      fail(kExitFailure, fmt::format("demo interrupted by signal {} ({})",
+                                     static_cast<int>(g_demo_signal), ::strsignal(g_demo_signal)));
+    }
+  }
+
+ private:
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  int fds_[2] = {-1, -1};
+  struct sigaction old_[std::size(kSignals)]{};
+};
+
+// A child running this program, killed and reaped if still running when
+// the object goes.
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd) {
+    const pid_t pid = ::fork();
+    if (pid < 0) fail(kExitFailure, fmt::format("fork: {}", std::strerror(errno)));
+    if (pid == 0) {
+      if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
+      if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv("/proc/self/exe", args.data());
+      std::fprintf(stderr, "shbuf: error: cannot run /proc/self/exe: %s\n", std::strerror(errno));
+      ::_exit(127);
+    }
+    pid_ = pid;
+  }
+
+  // The exit status; -1 when it did not end within timeout_ms (then killed).
+  int wait(int timeout_ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (true) {
+      int status = 0;
+      const pid_t got = ::waitpid(pid_, &status, WNOHANG);
+      if (got == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (got < 0 && errno != EINTR) {
+        pid_ = -1;
+        return -1;
+      }
+      DemoSignals::check();
+      if (Clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return -1;
+      }
+      ::usleep(10000);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+int open_for_child(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) fail(kExitFailure, fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+  return fd;
 }
 
-// Waits for a child, giving up (and killing it) after timeout_ms.
-int wait_child(pid_t pid, int timeout_ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (true) {
-    int status = 0;
-    const pid_t got = ::waitpid(pid, &status, WNOHANG);
-    if (got == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (Clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
+// A child's error output: the message of its first error line, returned to
+// be folded into the demo's own; anything else it wrote is passed on.
+std::string child_error(const std::string& path) {
+  constexpr std::string_view kPrefix = "shbuf: error: ";
+  std::ifstream in(path);
+  std::string first;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(kPrefix, 0) == 0) {
+      if (first.empty()) first = line.substr(kPrefix.size());
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
     }
-    ::usleep(10000);
   }
+  return first;
 }
 
 std::string pages_list(const std::vector<std::size_t>& pages) {
@@ -251,21 +403,16 @@ std::string pages_list(const std::vector<std::size_t>& pages) {
 
 void run_demo(const DemoArgs& args) {
   const bool sim = args.provider == "sim";
+  DemoSignals signals;
+  WorkDir work;
   std::string sim_path = args.sim_path;
-  const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-  std::string work = fmt::format("{}/shbuf-demo-XXXXXX", base);
-  if (::mkdtemp(work.data()) == nullptr) {
-    fail(kExitFailure,
-         fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
+  if (sim && sim_path.empty()) {
+    sim_path = work.path() + "/sim";
+    work.own_sim(sim_path);
   }
-  const bool own_sim = sim && sim_path.empty();
-  if (own_sim) sim_path = work + "/sim";
-  const std::string socket = work + "/control.sock";
-  auto cleanup = [&] {
-    if (own_sim) (void)SimProvider::reset(sim_path);
-    std::error_code ec;
-    std::filesystem::remove_all(work, ec);
-  };
+  const std::string socket = work.path() + "/control.sock";
+  const std::string be_err = work.path() + "/backend.err";
+  const std::string fe_err = work.path() + "/frontend.err";
 
   std::vector<std::string> common = {"--provider", args.provider};
   if (sim) common.insert(common.end(), {"--sim", sim_path});
@@ -279,23 +426,36 @@ void run_demo(const DemoArgs& args) {
   fe.insert(fe.end(), common.begin(), common.end());
 
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    cleanup();
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
     fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
+  Fd out_read(pipe_fds[0]);
+  Fd out_write(pipe_fds[1]);
+  Child backend;
+  Child frontend;
+  {
+    const Fd be_err_fd(open_for_child(be_err));
+    const Fd fe_err_fd(open_for_child(fe_err));
+    backend.spawn(be, -1, be_err_fd.get());
+    frontend.spawn(fe, out_write.get(), fe_err_fd.get());
   }
-  const pid_t be_pid = spawn(be, -1);
-  const pid_t fe_pid = spawn(fe, pipe_fds[1]);
-  ::close(pipe_fds[1]);
+  out_write.reset();
   std::string output;
   char chunk[4096];
-  for (ssize_t got; (got = ::read(pipe_fds[0], chunk, sizeof chunk)) != 0;) {
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) break;
-    output.append(chunk, static_cast<std::size_t>(got));
+  while (true) {
+    pollfd p[2] = {{out_read.get(), POLLIN, 0}, {signals.fd(), POLLIN, 0}};
+    const int ready = ::poll(p, 2, -1);
+    DemoSignals::check();
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;
+    const ssize_t got = ::read(out_read.get(), chunk, sizeof chunk);
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) break;
+    if (got > 0) output.append(chunk, static_cast<std::size_t>(got));
   }
-  ::close(pipe_fds[0]);
-  const int fe_exit = wait_child(fe_pid, 60000);
-  const int be_exit = wait_child(be_pid, 10000);
+  out_read.reset();
+  const int fe_exit = frontend.wait(60000);
+  const int be_exit = backend.wait(10000);
+  const std::string be_error = child_error(be_err);
+  const std::string fe_error = child_error(fe_err);
 
   std::vector<CaseResult> results;
   std::istringstream lines(output);
@@ -316,7 +476,7 @@ void run_demo(const DemoArgs& args) {
                                       status->grants.size(), status->mappings.size());
     }
   }
-  cleanup();
+  work.remove();
 
   const std::size_t expected = modes_of(args.mode).size() * args.pages.size();
   bool all = results.size() == expected && fe_exit == 0 && be_exit == 0 && clean;
@@ -347,9 +507,26 @@ void run_demo(const DemoArgs& args) {
   }
   std::fflush(stdout);
   if (!all) {
+    // One line for the failure: the first cause found, the backend's first
+    // (the frontend's failures usually follow from it), then the summary.
+    std::string cause;
+    const auto failed = std::find_if(results.begin(), results.end(),
+                                     [](const CaseResult& r) { return !r.verified; });
+    if (!be_error.empty()) {
+      cause = "backend: " + be_error;
+    } else if (failed != results.end()) {
+      cause = fmt::format("{} {} pages: {}", to_string(failed->mode), failed->pages, failed->error);
+    } else if (!fe_error.empty()) {
+      cause = "frontend: " + fe_error;
+    } else if (!clean) {
+      cause = "leftovers: " + leftovers;
+    } else {
+      cause = fmt::format("{} of {} results reported", results.size(), expected);
+    }
     fail(kExitFailure,
-         fmt::format("demo failed: {} of {} cases verified, frontend exit {}, backend exit {}, "
+         fmt::format("demo failed: {}; {} of {} cases verified, frontend exit {}, backend exit {}, "
                      "leftovers: {}",
+                     cause,
                      std::count_if(results.begin(), results.end(),
                                    [](const CaseResult& r) { return r.verified; }),
                      expected, fe_exit, be_exit, leftovers));
