@@ -514,6 +514,24 @@ TEST_F(BackendServer, OnlyAStaleSocketIsReplaced) {
   expect_clean();
 }
 
+TEST_F(BackendServer, OnceEndsWithItsFirstClientEvenOneGoneBeforeTheGreeting) {
+  const pid_t pid = start(server_argv({"--once"}), dir + "/server.out", dir + "/server.err");
+  // Stopped, so that the client is gone before the server accepts it.
+  bool connected = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (!connected && Clock::now() < deadline) {
+    kill(pid, SIGSTOP);
+    connected = RawClient(sock).connected();
+    kill(pid, SIGCONT);
+    if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(connected);
+  const int st = wait_for(pid, std::chrono::seconds(3));
+  EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << ": " << server_err();
+  struct stat s {};
+  EXPECT_NE(lstat(sock.c_str(), &s), 0) << "the server left its socket file";
+}
+
 TEST_F(BackendServer, NewOptionsAreStrict) {
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--max-clients", "0"},
                                               {"--max-clients", "513"},

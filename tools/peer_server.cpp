@@ -263,6 +263,7 @@ void Server::run(int signal_fd) {
   long long alone_since = now_ms();
   std::vector<pollfd> fds;
   while (true) {
+    if (options_.once && accepted_ && clients_.empty()) return;
     const long long now = now_ms();
     fds.clear();
     fds.push_back({signal_fd, POLLIN, 0});
@@ -295,7 +296,6 @@ void Server::run(int signal_fd) {
     const std::size_t before = clients_.size();
     std::erase_if(clients_, [](const std::unique_ptr<Client>& c) { return c->done; });
     if (clients_.empty() && before > 0) alone_since = after;
-    if (options_.once && accepted_ && clients_.empty()) return;
     if (fds[1].revents != 0) accept_new(after);
     if (accept_ms > 0 && clients_.empty() && after - alone_since >= accept_ms) {
       fail(make_error(ETIMEDOUT, fmt::format("no frontend connected within {} ms", accept_ms)));
