@@ -14,9 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
-#include "shbuf/sim.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/grant/sim.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22

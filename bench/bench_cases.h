@@ -24,8 +24,8 @@
 #include <memory>
 #include <string>
 
-#include "shbuf/page_directory.h"
-#include "shbuf/result.h"
+#include "shbuf/core/page_directory.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::bench {
 

@@ -13,8 +13,8 @@
 #include <string>
 
 #include "fuzz_input.h"
-#include "shbuf/backend_buffer.h"
-#include "shbuf/sim.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/grant/sim.h"
 
 namespace {
 

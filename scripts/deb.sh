@@ -68,8 +68,8 @@ lintian --fail-on error --display-info "$changes" | tee "$out/lintian.txt" || {
 # What each package must hold.
 declare -A expect=(
   [libshbuf0]="./usr/lib/$multiarch/libshbuf.so.0 ./usr/lib/$multiarch/libshbuf.so.0.1.0"
-  [libshbuf-dev]="./usr/include/shbuf.h ./usr/include/shbuf/frontend_buffer.h
-    ./usr/include/shbuf/backend_buffer.h ./usr/lib/$multiarch/libshbuf.so
+  [libshbuf-dev]="./usr/include/shbuf.h ./usr/include/shbuf/core/frontend_buffer.h
+    ./usr/include/shbuf/core/backend_buffer.h ./usr/lib/$multiarch/libshbuf.so
     ./usr/lib/$multiarch/libshbuf.a ./usr/lib/$multiarch/pkgconfig/shbuf.pc
     ./usr/lib/$multiarch/cmake/shbuf/shbufConfig.cmake
     ./usr/lib/$multiarch/cmake/shbuf/shbufConfigVersion.cmake
@@ -96,7 +96,7 @@ symbols=$(dpkg-deb -I "${debs[0]}" symbols)
 grep -q '^ shbuf_version@SHBUF_0 ' <<<"$symbols" ||
   { echo "deb: libshbuf0 has no symbols file" >&2; exit 1; }
 dev_contents=$(dpkg-deb -c "${debs[1]}")
-if grep -q 'displ_' <<<"$dev_contents"; then
+if grep -q 'displ' <<<"$dev_contents"; then
   echo "deb: the display protocol's headers were packaged" >&2
   exit 1
 fi

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "shbuf/backend_buffer.h"
+#include "shbuf/core/backend_buffer.h"
 
 namespace shbuf::testing {
 

@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::testing {
 

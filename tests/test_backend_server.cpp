@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "run_process.h"
-#include "shbuf/frontend_buffer.h"
-#include "shbuf/sim.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf {
 namespace {

@@ -7,8 +7,8 @@
 #include <limits>
 
 #include "attach_calls.h"
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
 #include "sim_fixture.h"
 
 namespace shbuf {

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf {
 namespace {

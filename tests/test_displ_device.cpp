@@ -7,8 +7,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "shbuf/displ_device.h"
-#include "shbuf/frontend_buffer.h"
+#include "pv/displ/device.h"
+#include "shbuf/core/frontend_buffer.h"
 #include "sim_fixture.h"
 
 namespace shbuf::displ {

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "shbuf/displ_png.h"
+#include "pv/displ/png.h"
 
 namespace shbuf::displ {
 namespace {

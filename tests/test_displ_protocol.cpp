@@ -8,8 +8,8 @@
 #include <cstring>
 #include <random>
 
-#include "shbuf/displ_device.h"
-#include "shbuf/displ_protocol.h"
+#include "pv/displ/device.h"
+#include "pv/displ/protocol.h"
 
 #if __has_include(<xen/io/displif.h>)
 #include <xen/io/displif.h>

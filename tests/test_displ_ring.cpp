@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "shbuf/displ_ring.h"
+#include "pv/displ/ring.h"
 
 namespace shbuf::displ {
 namespace {

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <thread>
 
-#include "shbuf/frontend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
 #include "sim_fixture.h"
 
 namespace shbuf {

@@ -7,7 +7,7 @@
 #include <atomic>
 #include <thread>
 
-#include "shbuf/backend_buffer.h"
+#include "shbuf/core/backend_buffer.h"
 #include "sim_fixture.h"
 
 namespace shbuf {

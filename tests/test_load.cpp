@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
 #include "sim_fixture.h"
 
 namespace shbuf {

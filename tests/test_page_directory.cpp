@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include "shbuf/page_directory.h"
+#include "shbuf/core/page_directory.h"
 
 namespace shbuf {
 namespace {

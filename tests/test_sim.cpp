@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "run_process.h"
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 #include "test_sim_util.h"
 
 namespace shbuf::simtest {

@@ -21,7 +21,7 @@
 #include "grant/sim/instance.h"
 #include "grant/sim/layout.h"
 #include "run_process.h"
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 #include "test_sim_util.h"
 
 namespace shbuf::simtest {

@@ -10,7 +10,7 @@
 
 #include "grant/sim/instance.h"
 #include "run_process.h"
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 #include "test_sim_util.h"
 
 namespace shbuf::simtest {

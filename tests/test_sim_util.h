@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::simtest {
 

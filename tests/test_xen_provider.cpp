@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "attach_calls.h"
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
-#include "shbuf/provider.h"
-#include "shbuf/xen.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/grant/xen.h"
 
 namespace shbuf {
 namespace {

@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::cli {
 

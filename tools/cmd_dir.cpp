@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cli.h"
-#include "shbuf/page_directory.h"
+#include "shbuf/core/page_directory.h"
 
 namespace shbuf::cli {
 namespace {

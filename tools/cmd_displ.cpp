@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cli.h"
-#include "shbuf/displ_backend.h"
+#include "pv/displ/xen_backend.h"
 
 namespace shbuf::cli {
 namespace {

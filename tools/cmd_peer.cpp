@@ -24,9 +24,9 @@
 #include "peer_link.h"
 #include "peer_protocol.h"
 #include "peer_server.h"
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
-#include "shbuf/sim.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::cli {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cli.h"
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::cli {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "shbuf/result.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::cli {
 

@@ -21,9 +21,9 @@
 #include <string>
 #include <string_view>
 
-#include "shbuf/page_directory.h"
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/page_directory.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::cli::peer {
 

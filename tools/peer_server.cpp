@@ -23,8 +23,8 @@
 
 #include "cli.h"
 #include "peer_protocol.h"
-#include "shbuf/backend_buffer.h"
-#include "shbuf/sim.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::cli {
 namespace {

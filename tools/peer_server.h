@@ -9,8 +9,8 @@
 #include <cstddef>
 #include <string>
 
-#include "shbuf/page_directory.h"
-#include "shbuf/provider.h"
+#include "shbuf/core/page_directory.h"
+#include "shbuf/core/provider.h"
 
 namespace shbuf::cli {
 

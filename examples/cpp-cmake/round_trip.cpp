@@ -2,9 +2,9 @@
 // simulator: domain 1 shares 1024 pages through a page directory, domain 0
 // attaches them from the one directory gref, and each reads what the other
 // wrote. Usage: round_trip SIM_DIR
-#include <shbuf/backend_buffer.h>
-#include <shbuf/frontend_buffer.h>
-#include <shbuf/sim.h>
+#include <shbuf/core/backend_buffer.h>
+#include <shbuf/core/frontend_buffer.h>
+#include <shbuf/grant/sim.h>
 
 #include <cstdio>
 #include <cstring>

@@ -17,12 +17,12 @@
 #include <string_view>
 #include <utility>
 
-#include "shbuf/backend_buffer.h"
-#include "shbuf/frontend_buffer.h"
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
-#include "shbuf/sim.h"
-#include "shbuf/xen.h"
+#include "shbuf/core/backend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
+#include "shbuf/grant/sim.h"
+#include "shbuf/grant/xen.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "shbuf/backend_buffer.h"
+#include "shbuf/core/backend_buffer.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "shbuf/frontend_buffer.h"
+#include "shbuf/core/frontend_buffer.h"
 
 #include <string>
 #include <utility>

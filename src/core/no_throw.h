@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "shbuf/result.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf {
 

@@ -1,4 +1,4 @@
-#include "shbuf/page_directory.h"
+#include "shbuf/core/page_directory.h"
 
 #include <algorithm>
 #include <bit>

@@ -1,12 +1,12 @@
-#include "shbuf/provider.h"
+#include "shbuf/core/provider.h"
 
 #include <string>
 #include <utility>
 
 #include "core/no_throw.h"
-#include "shbuf/page_directory.h"
-#include "shbuf/sim.h"
-#include "shbuf/xen.h"
+#include "shbuf/core/page_directory.h"
+#include "shbuf/grant/sim.h"
+#include "shbuf/grant/xen.h"
 
 namespace shbuf {
 

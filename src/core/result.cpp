@@ -1,4 +1,4 @@
-#include "shbuf/result.h"
+#include "shbuf/core/result.h"
 
 #include <cstring>
 #include <string>
@@ -50,6 +50,17 @@ std::string errno_name(int code) {
     default:
       return "errno " + std::to_string(code);
   }
+}
+
+Error errno_error(int code, const std::string& what) {
+  char text[128];
+  // GNU strerror_r: returns the message, in text or a static string.
+  return make_error(code, what + ": " + strerror_r(code, text, sizeof text));
+}
+
+Error errno_error(const std::string& what) {
+  const int code = errno;
+  return errno_error(code, what);
 }
 
 std::string Error::describe() const { return message + " (" + errno_name(code) + ")"; }

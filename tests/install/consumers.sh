@@ -14,7 +14,7 @@ prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(find "$prefix" -name 'libshbuf.so.0' -printf '%h\n' | head -n 1)
 [ -n "$libdir" ] || { echo "install: no libshbuf.so.0 under $prefix" >&2; exit 1; }
-for f in include/shbuf.h include/shbuf/frontend_buffer.h bin/shbuf; do
+for f in include/shbuf.h include/shbuf/core/frontend_buffer.h bin/shbuf; do
   [ -e "$prefix/$f" ] || { echo "install: $f is missing" >&2; exit 1; }
 done
 [ -f "$libdir/libshbuf.a" ] || { echo "install: libshbuf.a is missing" >&2; exit 1; }

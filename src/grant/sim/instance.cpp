@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::sim {
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 #include "grant/sim/layout.h"
 
 namespace shbuf::sim {

@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "shbuf/xen_types.h"
+#include "shbuf/core/xen_types.h"
 
 namespace shbuf::sim {
 

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "shbuf/sim.h"
+#include "shbuf/grant/sim.h"
 #include "grant/sim/instance.h"
 
 namespace shbuf {

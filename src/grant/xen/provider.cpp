@@ -1,4 +1,4 @@
-// The xen grant provider over libxengntshr/libxengnttab (see shbuf/xen.h).
+// The xen grant provider over libxengntshr/libxengnttab (see shbuf/grant/xen.h).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -28,7 +28,7 @@ extern "C" {
 #include <utility>
 #include <vector>
 
-#include "shbuf/xen.h"
+#include "shbuf/grant/xen.h"
 
 namespace shbuf {
 namespace {

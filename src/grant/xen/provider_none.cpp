@@ -1,6 +1,6 @@
 // The xen provider where shbuf was built without libxen-dev: it reports that
 // instead of failing in some less clear way at run time.
-#include "shbuf/xen.h"
+#include "shbuf/grant/xen.h"
 
 namespace shbuf {
 

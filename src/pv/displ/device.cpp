@@ -1,6 +1,6 @@
 // Request handling of one PV display device: every field checked against the
 // others and against what the device holds before anything is mapped.
-#include "shbuf/displ_device.h"
+#include "pv/displ/device.h"
 
 #include <charconv>
 #include <cstring>

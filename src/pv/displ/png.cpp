@@ -1,5 +1,5 @@
 // PNG encoding through libpng, and whole-file writes.
-#include "shbuf/displ_png.h"
+#include "pv/displ/png.h"
 
 #include <fcntl.h>
 #include <png.h>

@@ -1,5 +1,5 @@
 // displif packets: fixed offsets, little-endian, decoded field by field.
-#include "shbuf/displ_protocol.h"
+#include "pv/displ/protocol.h"
 
 #include <cstdio>
 #include <cstring>

@@ -1,6 +1,6 @@
 // displif's request ring and event page, read and written through atomic
 // word accesses on memory the frontend shares.
-#include "shbuf/displ_ring.h"
+#include "pv/displ/ring.h"
 
 #include <atomic>
 #include <string>

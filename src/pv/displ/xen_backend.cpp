@@ -27,9 +27,9 @@ extern "C" {
 #include <string>
 #include <vector>
 
-#include "shbuf/displ_backend.h"
-#include "shbuf/displ_ring.h"
-#include "shbuf/xen.h"
+#include "pv/displ/xen_backend.h"
+#include "pv/displ/ring.h"
+#include "shbuf/grant/xen.h"
 
 namespace shbuf::displ {
 namespace {

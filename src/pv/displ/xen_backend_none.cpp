@@ -1,6 +1,6 @@
 // The PV display backend where shbuf was built without libxenstore and
 // libxenevtchn: it says so instead of failing in a less clear way.
-#include "shbuf/displ_backend.h"
+#include "pv/displ/xen_backend.h"
 
 namespace shbuf::displ {
 

@@ -16,8 +16,8 @@
 #include <atomic>
 #include <string>
 
-#include "shbuf/displ_device.h"
-#include "shbuf/result.h"
+#include "pv/displ/device.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::displ {
 

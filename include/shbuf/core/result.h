@@ -25,6 +25,13 @@ inline Error make_error(int code, std::string message) { return Error{code, std:
 // Name of an errno value ("EINVAL"), or its number when unknown.
 std::string errno_name(int code);
 
+// A failed system call as an Error: the code, and "what: <strerror(code)>".
+// The one way the library turns an errno value into an Error.
+Error errno_error(int code, const std::string& what);
+
+// The same for the current errno (read once, first).
+Error errno_error(const std::string& what);
+
 // A value of type T or an Error. Move-only values are fine.
 template <typename T>
 class [[nodiscard]] Result {

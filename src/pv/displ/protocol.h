@@ -15,8 +15,8 @@
 #include <string>
 #include <variant>
 
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::displ {
 

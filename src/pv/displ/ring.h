@@ -14,9 +14,9 @@
 #include <optional>
 #include <span>
 
-#include "shbuf/displ_protocol.h"
-#include "shbuf/result.h"
-#include "shbuf/xen_types.h"
+#include "pv/displ/protocol.h"
+#include "shbuf/core/result.h"
+#include "shbuf/core/xen_types.h"
 
 namespace shbuf::displ {
 

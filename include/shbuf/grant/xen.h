@@ -30,7 +30,7 @@
 #include <memory>
 #include <optional>
 
-#include "shbuf/provider.h"
+#include "shbuf/core/provider.h"
 
 namespace shbuf {
 

@@ -36,11 +36,11 @@
 #include <string>
 #include <vector>
 
-#include "shbuf/backend_buffer.h"
-#include "shbuf/displ_png.h"
-#include "shbuf/displ_protocol.h"
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/backend_buffer.h"
+#include "pv/displ/png.h"
+#include "pv/displ/protocol.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::displ {
 

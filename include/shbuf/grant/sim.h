@@ -53,7 +53,7 @@
 #include <string>
 #include <vector>
 
-#include "shbuf/provider.h"
+#include "shbuf/core/provider.h"
 
 namespace shbuf {
 

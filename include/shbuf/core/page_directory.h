@@ -15,8 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf {
 

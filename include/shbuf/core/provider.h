@@ -20,8 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include "shbuf/result.h"
-#include "shbuf/xen_types.h"
+#include "shbuf/core/result.h"
+#include "shbuf/core/xen_types.h"
 
 namespace shbuf {
 

@@ -17,9 +17,9 @@
 #include <cstddef>
 #include <span>
 
-#include "shbuf/page_directory.h"
-#include "shbuf/provider.h"
-#include "shbuf/result.h"
+#include "shbuf/core/page_directory.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf {
 
