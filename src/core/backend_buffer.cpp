@@ -112,27 +112,6 @@ Result<BackendBuffer> BackendBuffer::attach_inner(Provider& provider,
   return buf;
 }
 
-BackendBuffer::BackendBuffer(BackendBuffer&& other) noexcept {
-  *this = std::move(other);
-}
-
-BackendBuffer& BackendBuffer::operator=(BackendBuffer&& other) noexcept {
-  if (this != &other) {
-    (void)detach();
-    mode_ = other.mode_;
-    pages_ = std::exchange(other.pages_, 0);
-    grefs_ = std::move(other.grefs_);
-    other.grefs_.clear();
-    mapping_ = std::move(other.mapping_);
-    share_ = std::move(other.share_);
-  }
-  return *this;
-}
-
-BackendBuffer::~BackendBuffer() {
-  (void)detach();
-}
-
 std::span<std::byte> BackendBuffer::memory() const {
   return mode_ == AllocMode::kFrontend ? mapping_.memory() : share_.memory();
 }
@@ -145,9 +124,7 @@ Status BackendBuffer::detach() {
   Status status;
   if (mapping_.valid()) status = mapping_.unmap();
   if (share_.valid()) status = share_.end();
-  grefs_.clear();
-  grefs_.shrink_to_fit();
-  pages_ = 0;
+  (void)take();  // empty whatever the outcome
   return status;
 }
 

@@ -68,31 +68,6 @@ Result<FrontendBuffer> FrontendBuffer::create_inner(Provider& provider,
   return buf;
 }
 
-FrontendBuffer::FrontendBuffer(FrontendBuffer&& other) noexcept {
-  *this = std::move(other);
-}
-
-FrontendBuffer& FrontendBuffer::operator=(FrontendBuffer&& other) noexcept {
-  if (this != &other) {
-    (void)free();
-    provider_ = std::exchange(other.provider_, nullptr);
-    mode_ = other.mode_;
-    pages_ = std::exchange(other.pages_, 0);
-    max_pages_ = other.max_pages_;
-    backend_ = other.backend_;
-    directory_ = std::move(other.directory_);
-    buffer_ = std::move(other.buffer_);
-    mapping_ = std::move(other.mapping_);
-    backend_grefs_ = std::move(other.backend_grefs_);
-    other.backend_grefs_.clear();
-  }
-  return *this;
-}
-
-FrontendBuffer::~FrontendBuffer() {
-  (void)free();
-}
-
 Gref FrontendBuffer::directory_gref() const {
   return directory_.valid() ? directory_.grefs()[0] : kDirListEnd;
 }
@@ -158,8 +133,7 @@ Status FrontendBuffer::free() {
   if (mapping_.valid()) keep_first(unmap());
   keep_first(buffer_.end());
   keep_first(directory_.end());
-  provider_ = nullptr;
-  pages_ = 0;
+  (void)take();  // empty whatever the outcome
   return first;
 }
 

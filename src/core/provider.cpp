@@ -10,67 +10,19 @@
 
 namespace shbuf {
 
-Share::Share(Share&& other) noexcept {
-  *this = std::move(other);
-}
-
-Share& Share::operator=(Share&& other) noexcept {
-  if (this != &other) {
-    (void)end();
-    provider_ = std::exchange(other.provider_, nullptr);
-    memory_ = std::exchange(other.memory_, nullptr);
-    grefs_ = std::move(other.grefs_);
-    other.grefs_.clear();
-    token_ = std::exchange(other.token_, 0);
-    peer_ = other.peer_;
-    access_ = other.access_;
-  }
-  return *this;
-}
-
-Share::~Share() {
-  (void)end();
-}
-
 Status Share::end() {
   if (provider_ == nullptr) return {};
   Provider* provider = std::exchange(provider_, nullptr);
   Status status = provider->end_share(*this);
-  memory_ = nullptr;
-  grefs_.clear();
-  grefs_.shrink_to_fit();
-  token_ = 0;
+  (void)take();  // empty whatever the outcome
   return status;
-}
-
-Mapping::Mapping(Mapping&& other) noexcept {
-  *this = std::move(other);
-}
-
-Mapping& Mapping::operator=(Mapping&& other) noexcept {
-  if (this != &other) {
-    (void)unmap();
-    provider_ = std::exchange(other.provider_, nullptr);
-    memory_ = std::exchange(other.memory_, nullptr);
-    pages_ = std::exchange(other.pages_, 0);
-    token_ = std::exchange(other.token_, 0);
-    peer_ = other.peer_;
-    access_ = other.access_;
-  }
-  return *this;
-}
-
-Mapping::~Mapping() {
-  (void)unmap();
 }
 
 Status Mapping::unmap() {
   if (provider_ == nullptr) return {};
   Provider* provider = std::exchange(provider_, nullptr);
   Status status = provider->unmap_mapping(*this);
-  memory_ = nullptr;
-  pages_ = 0;
-  token_ = 0;
+  (void)take();  // empty whatever the outcome
   return status;
 }
 

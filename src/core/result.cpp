@@ -63,6 +63,8 @@ Error errno_error(const std::string& what) {
   return errno_error(code, what);
 }
 
-std::string Error::describe() const { return message + " (" + errno_name(code) + ")"; }
+std::string Error::describe() const {
+  return message + " (" + errno_name(code) + ")";
+}
 
 }  // namespace shbuf

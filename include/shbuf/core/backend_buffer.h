@@ -48,18 +48,26 @@ struct BackendBufferConfig {
   DirectoryRead directory_read = DirectoryRead::kAuto;
 };
 
-class BackendBuffer {
+namespace detail {
+struct BackendBufferFields {
+  AllocMode mode_ = AllocMode::kFrontend;
+  std::size_t pages_ = 0;
+  std::vector<Gref> grefs_;  // frontend-allocated: what the walk read
+  Mapping mapping_;          // frontend-allocated
+  Share share_;              // backend-allocated
+};
+}  // namespace detail
+
+class BackendBuffer : public detail::OwningHandle<BackendBuffer, detail::BackendBufferFields> {
  public:
   // The provider must outlive the buffer.
   static Result<BackendBuffer> attach(Provider& provider, const BackendBufferConfig& config);
 
   BackendBuffer() = default;
   // A moved-from buffer is empty: invalid, 0 pages.
-  BackendBuffer(BackendBuffer&& other) noexcept;
-  BackendBuffer& operator=(BackendBuffer&& other) noexcept;
-  BackendBuffer(const BackendBuffer&) = delete;
-  BackendBuffer& operator=(const BackendBuffer&) = delete;
-  ~BackendBuffer();
+  BackendBuffer(BackendBuffer&&) noexcept = default;
+  BackendBuffer& operator=(BackendBuffer&&) noexcept = default;
+  ~BackendBuffer() { (void)detach(); }
 
   bool valid() const { return mapping_.valid() || share_.valid(); }
   AllocMode mode() const { return mode_; }
@@ -76,11 +84,8 @@ class BackendBuffer {
  private:
   static Result<BackendBuffer> attach_inner(Provider& provider, const BackendBufferConfig& config);
 
-  AllocMode mode_ = AllocMode::kFrontend;
-  std::size_t pages_ = 0;
-  std::vector<Gref> grefs_;  // frontend-allocated: what the walk read
-  Mapping mapping_;          // frontend-allocated
-  Share share_;              // backend-allocated
+  friend class detail::OwningHandle<BackendBuffer, detail::BackendBufferFields>;
+  Status release() { return detach(); }
 };
 
 }  // namespace shbuf

@@ -34,18 +34,30 @@ struct FrontendBufferConfig {
   Access buffer_access = Access::kReadWrite;
 };
 
-class FrontendBuffer {
+namespace detail {
+struct FrontendBufferFields {
+  Provider* provider_ = nullptr;
+  AllocMode mode_ = AllocMode::kFrontend;
+  std::size_t pages_ = 0;
+  std::size_t max_pages_ = kDefaultMaxPages;
+  DomId backend_ = 0;
+  Share directory_;
+  Share buffer_;                     // frontend-allocated
+  Mapping mapping_;                  // backend-allocated, once mapped
+  std::vector<Gref> backend_grefs_;  // backend-allocated, once mapped
+};
+}  // namespace detail
+
+class FrontendBuffer : public detail::OwningHandle<FrontendBuffer, detail::FrontendBufferFields> {
  public:
   // The provider must outlive the buffer.
   static Result<FrontendBuffer> create(Provider& provider, const FrontendBufferConfig& config);
 
   FrontendBuffer() = default;
   // A moved-from buffer is empty: invalid, 0 pages.
-  FrontendBuffer(FrontendBuffer&& other) noexcept;
-  FrontendBuffer& operator=(FrontendBuffer&& other) noexcept;
-  FrontendBuffer(const FrontendBuffer&) = delete;
-  FrontendBuffer& operator=(const FrontendBuffer&) = delete;
-  ~FrontendBuffer();
+  FrontendBuffer(FrontendBuffer&&) noexcept = default;
+  FrontendBuffer& operator=(FrontendBuffer&&) noexcept = default;
+  ~FrontendBuffer() { (void)free(); }
 
   bool valid() const { return directory_.valid(); }
   AllocMode mode() const { return mode_; }
@@ -74,15 +86,8 @@ class FrontendBuffer {
                                              const FrontendBufferConfig& config);
   Status map_inner();
 
-  Provider* provider_ = nullptr;
-  AllocMode mode_ = AllocMode::kFrontend;
-  std::size_t pages_ = 0;
-  std::size_t max_pages_ = kDefaultMaxPages;
-  DomId backend_ = 0;
-  Share directory_;
-  Share buffer_;                     // frontend-allocated
-  Mapping mapping_;                  // backend-allocated, once mapped
-  std::vector<Gref> backend_grefs_;  // backend-allocated, once mapped
+  friend class detail::OwningHandle<FrontendBuffer, detail::FrontendBufferFields>;
+  Status release() { return free(); }
 };
 
 }  // namespace shbuf

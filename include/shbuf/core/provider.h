@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shbuf/core/handle.h"
 #include "shbuf/core/result.h"
 #include "shbuf/core/xen_types.h"
 
@@ -29,16 +30,33 @@ enum class Access { kReadOnly, kReadWrite };
 
 class Provider;
 
+namespace detail {
+struct ShareFields {
+  Provider* provider_ = nullptr;
+  std::byte* memory_ = nullptr;
+  std::vector<Gref> grefs_;
+  std::uint64_t token_ = 0;  // the provider's own handle
+  DomId peer_ = 0;
+  Access access_ = Access::kReadOnly;
+};
+struct MappingFields {
+  Provider* provider_ = nullptr;
+  std::byte* memory_ = nullptr;
+  std::size_t pages_ = 0;
+  std::uint64_t token_ = 0;  // the provider's own handle
+  DomId peer_ = 0;
+  Access access_ = Access::kReadOnly;
+};
+}  // namespace detail
+
 // Pages of our own, granted to one peer. memory() is one contiguous mapping of
-// all pages, grefs()[i] names page i.
-class Share {
+// all pages, grefs()[i] names page i. A moved-from Share is invalid.
+class Share : public detail::OwningHandle<Share, detail::ShareFields> {
  public:
   Share() = default;
-  Share(Share&& other) noexcept;
-  Share& operator=(Share&& other) noexcept;
-  Share(const Share&) = delete;
-  Share& operator=(const Share&) = delete;
-  ~Share();
+  Share(Share&&) noexcept = default;
+  Share& operator=(Share&&) noexcept = default;
+  ~Share() { (void)end(); }
 
   bool valid() const { return provider_ != nullptr; }
   DomId peer() const { return peer_; }
@@ -55,23 +73,18 @@ class Share {
 
  private:
   friend class Provider;
-  Provider* provider_ = nullptr;
-  std::byte* memory_ = nullptr;
-  std::vector<Gref> grefs_;
-  std::uint64_t token_ = 0;  // the provider's own handle
-  DomId peer_ = 0;
-  Access access_ = Access::kReadOnly;
+  friend class detail::OwningHandle<Share, detail::ShareFields>;
+  Status release() { return end(); }
 };
 
-// A contiguous local view of a list of a peer's pages.
-class Mapping {
+// A contiguous local view of a list of a peer's pages. A moved-from Mapping
+// is invalid.
+class Mapping : public detail::OwningHandle<Mapping, detail::MappingFields> {
  public:
   Mapping() = default;
-  Mapping(Mapping&& other) noexcept;
-  Mapping& operator=(Mapping&& other) noexcept;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping();
+  Mapping(Mapping&&) noexcept = default;
+  Mapping& operator=(Mapping&&) noexcept = default;
+  ~Mapping() { (void)unmap(); }
 
   bool valid() const { return provider_ != nullptr; }
   DomId peer() const { return peer_; }
@@ -84,12 +97,8 @@ class Mapping {
 
  private:
   friend class Provider;
-  Provider* provider_ = nullptr;
-  std::byte* memory_ = nullptr;
-  std::size_t pages_ = 0;
-  std::uint64_t token_ = 0;  // the provider's own handle
-  DomId peer_ = 0;
-  Access access_ = Access::kReadOnly;
+  friend class detail::OwningHandle<Mapping, detail::MappingFields>;
+  Status release() { return unmap(); }
 };
 
 // Counts of calls into the provider, for tests and benchmarks.

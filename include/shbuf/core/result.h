@@ -20,7 +20,9 @@ struct Error {
 };
 
 // Builds an Error; the message should name the offending value.
-inline Error make_error(int code, std::string message) { return Error{code, std::move(message)}; }
+inline Error make_error(int code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 // Name of an errno value ("EINVAL"), or its number when unknown.
 std::string errno_name(int code);
@@ -76,8 +78,8 @@ class [[nodiscard]] Status {
 }  // namespace shbuf
 
 // Propagates a failed Status or Result from the current function.
-#define SHBUF_TRY(expr)                             \
-  do {                                              \
-    auto&& shbuf_try_ = (expr);                     \
+#define SHBUF_TRY(expr)                              \
+  do {                                               \
+    auto&& shbuf_try_ = (expr);                      \
     if (!shbuf_try_.ok()) return shbuf_try_.error(); \
   } while (0)

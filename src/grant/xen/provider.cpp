@@ -28,6 +28,7 @@ extern "C" {
 #include <utility>
 #include <vector>
 
+#include "core/unique_fd.h"
 #include "shbuf/grant/xen.h"
 
 namespace shbuf {
@@ -46,11 +47,6 @@ void quiet_progress(xentoollog_logger*, const char*, const char*, int, unsigned 
                     unsigned long) {}
 void quiet_destroy(xentoollog_logger*) {}
 xentoollog_logger quiet_logger = {quiet_vmessage, quiet_progress, quiet_destroy};
-
-// Error messages quote errno by name, like the rest of shbuf.
-std::string errno_text(int code) {
-  return errno_name(code) + " " + std::strerror(code);
-}
 
 // Module parameters are the only place the devices' limits are visible.
 std::optional<std::uint64_t> read_number(const char* path) {
@@ -81,16 +77,12 @@ bool is_control_domain() {
 // kernel's xenbus device, but with a timeout: without a xenstore daemon the
 // answer never comes.
 Result<DomId> read_xenstore_domid() {
-  const int fd = ::open(kXenbus, O_RDWR | O_CLOEXEC);
+  const UniqueFd owned(::open(kXenbus, O_RDWR | O_CLOEXEC));
+  const int fd = owned.get();
   if (fd < 0) {
     const int e = errno;
-    return make_error(e, std::string("cannot open ") + kXenbus + ": " + errno_text(e));
+    return errno_error(e, std::string("cannot open ") + kXenbus);
   }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-
   static constexpr char kKey[] = "domid";
   xsd_sockmsg request{};
   request.type = XS_READ;
@@ -101,8 +93,7 @@ Result<DomId> read_xenstore_domid() {
   std::memcpy(out + sizeof(request), kKey, sizeof(kKey));
   if (::write(fd, out, sizeof(out)) != static_cast<ssize_t>(sizeof(out))) {
     const int e = errno;
-    return make_error(e,
-                      std::string("cannot write a request to ") + kXenbus + ": " + errno_text(e));
+    return errno_error(e, std::string("cannot write a request to ") + kXenbus);
   }
 
   char in[sizeof(xsd_sockmsg) + 64];
@@ -118,13 +109,13 @@ Result<DomId> read_xenstore_domid() {
     if (ready < 0) {
       if (errno == EINTR) continue;
       const int e = errno;
-      return make_error(e, std::string("poll on ") + kXenbus + ": " + errno_text(e));
+      return errno_error(e, std::string("poll on ") + kXenbus);
     }
     const ssize_t n = ::read(fd, in + got, sizeof(in) - got);
     if (n < 0) {
       if (errno == EINTR) continue;
       const int e = errno;
-      return make_error(e, std::string("read from ") + kXenbus + ": " + errno_text(e));
+      return errno_error(e, std::string("read from ") + kXenbus);
     }
     if (n == 0) return make_error(EIO, std::string(kXenbus) + " closed before xenstore answered");
     got += static_cast<std::size_t>(n);
@@ -187,7 +178,7 @@ Error open_error(const char* device, const char* module, int e) {
     return make_error(EACCES, std::string("no permission to open ") + device +
                                   " (run as root or grant access to the device)");
   }
-  return make_error(e, std::string("cannot open ") + device + ": " + errno_text(e));
+  return errno_error(e, std::string("cannot open ") + device);
 }
 
 class XenProvider final : public Provider {
@@ -249,9 +240,8 @@ class XenProvider final : public Provider {
     void* memory = reinterpret_cast<void*>(static_cast<std::uintptr_t>(token_of(share)));
     if (xengntshr_unshare(xgs_, memory, static_cast<std::uint32_t>(share.pages())) != 0) {
       const int e = errno;
-      return make_error(e, "gntalloc failed to end the share of " + std::to_string(share.pages()) +
-                               " pages with domain " + std::to_string(share.peer()) + ": " +
-                               errno_text(e));
+      return errno_error(e, "gntalloc failed to end the share of " + std::to_string(share.pages()) +
+                                " pages with domain " + std::to_string(share.peer()));
     }
     return {};
   }
@@ -274,9 +264,8 @@ class XenProvider final : public Provider {
     void* memory = reinterpret_cast<void*>(static_cast<std::uintptr_t>(token_of(mapping)));
     if (xengnttab_unmap(xgt_, memory, static_cast<std::uint32_t>(mapping.pages())) != 0) {
       const int e = errno;
-      return make_error(e, "gntdev failed to unmap " + std::to_string(mapping.pages()) +
-                               " pages of domain " + std::to_string(mapping.peer()) + ": " +
-                               errno_text(e));
+      return errno_error(e, "gntdev failed to unmap " + std::to_string(mapping.pages()) +
+                                " pages of domain " + std::to_string(mapping.peer()));
     }
     return {};
   }
@@ -312,7 +301,7 @@ class XenProvider final : public Provider {
                                           ": this kernel's gntdev has no grant copy "
                                           "(IOCTL_GNTDEV_GRANT_COPY, Linux 4.6 and later)");
       }
-      return make_error(e, "gntdev failed to " + what() + ": " + errno_text(e));
+      return errno_error(e, "gntdev failed to " + what());
     }
     if (seg.status != GNTST_okay) return copy_refusal(seg.status, what());
     return {};
@@ -364,7 +353,7 @@ class XenProvider final : public Provider {
                       "table is full");
     }
     if (e == ENOMEM) return make_error(ENOMEM, what + ": out of memory for the pages");
-    return make_error(e, what + ": " + errno_text(e));
+    return errno_error(e, what);
   }
 
   // gntdev turns every refusal of the hypervisor into EINVAL; name the gref
@@ -400,8 +389,8 @@ class XenProvider final : public Provider {
       return make_error(
           ENOMEM, "gntdev has no room to map " + std::to_string(refs.size()) + " pages of " + dom);
     }
-    return make_error(e, "gntdev failed to map " + std::to_string(refs.size()) + " grefs of " +
-                             dom + ": " + errno_text(e));
+    return errno_error(e,
+                       "gntdev failed to map " + std::to_string(refs.size()) + " grefs of " + dom);
   }
 
   xengntshr_handle* const xgs_;

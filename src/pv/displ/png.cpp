@@ -9,14 +9,10 @@
 #include <cstring>
 #include <new>
 
+#include "core/unique_fd.h"
+
 namespace shbuf::displ {
 namespace {
-
-// errno as the Error this library returns, naming the file.
-Error file_error(const std::string& what, const std::string& path) {
-  const int code = errno;
-  return make_error(code, what + " " + path + ": " + std::strerror(code));
-}
 
 // libpng reports failures through a callback that must not return: it
 // records the message and longjmps back to encode_png.
@@ -98,27 +94,26 @@ Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image) {
 // A reader polling for frames must never pick up half of one.
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes) {
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return file_error("cannot create", tmp);
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return errno_error("cannot create " + tmp);
   std::size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      Error e = file_error("cannot write", tmp);
-      ::close(fd);
+      Error e = errno_error(n < 0 ? errno : EIO, "cannot write " + tmp);
+      fd.reset();
       ::unlink(tmp.c_str());
       return e;
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::close(fd) != 0) {
-    Error e = file_error("cannot close", tmp);
+  if (const int e = fd.close(); e != 0) {
     ::unlink(tmp.c_str());
-    return e;
+    return errno_error(e, "cannot close " + tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = file_error("cannot rename " + tmp + " to", path);
+    Error e = errno_error("cannot rename " + tmp + " to " + path);
     ::unlink(tmp.c_str());
     return e;
   }

@@ -352,13 +352,13 @@ Status Backend::connect_channel(Device& d, std::size_t index, Channel& c) {
   c.evt = *evt;
   c.req_port = xenevtchn_bind_interdomain(xce_, d.domid, *req_chn);
   if (c.req_port < 0) {
-    return make_error(errno, "connector " + std::to_string(index) + ": cannot bind event channel " +
-                                 std::to_string(*req_chn) + ": " + std::strerror(errno));
+    return errno_error("connector " + std::to_string(index) + ": cannot bind event channel " +
+                       std::to_string(*req_chn));
   }
   c.evt_port = xenevtchn_bind_interdomain(xce_, d.domid, *evt_chn);
   if (c.evt_port < 0) {
-    return make_error(errno, "connector " + std::to_string(index) + ": cannot bind event channel " +
-                                 std::to_string(*evt_chn) + ": " + std::strerror(errno));
+    return errno_error("connector " + std::to_string(index) + ": cannot bind event channel " +
+                       std::to_string(*evt_chn));
   }
   log(2, "dom%u/%u: connector %zu: rings %u/%u, channels %u/%u -> local %d/%d", d.domid, d.devid,
       index, req_gref, evt_gref, *req_chn, *evt_chn, c.req_port, c.evt_port);
@@ -479,8 +479,7 @@ Status Backend::run(const std::atomic<bool>& stop) {
   const int evt_fd = xenevtchn_fd(xce_);
   const int flags = fcntl(evt_fd, F_GETFL);
   if (flags < 0 || fcntl(evt_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    return make_error(errno, std::string("cannot make the event channel fd non-blocking: ") +
-                                 std::strerror(errno));
+    return errno_error("cannot make the event channel fd non-blocking");
   }
   log(1, "serving %s, frames to %s", base_.c_str(), options_.out_dir.c_str());
   using Clock = std::chrono::steady_clock;
@@ -499,7 +498,7 @@ Status Backend::run(const std::atomic<bool>& stop) {
     pollfd fds[1] = {{evt_fd, POLLIN, 0}};
     const int n = ::poll(fds, 1, busy ? 0 : static_cast<int>(std::max<long>(0, wait.count())));
     if (n < 0 && errno != EINTR) {
-      return make_error(errno, std::string("poll: ") + std::strerror(errno));
+      return errno_error("poll");
     }
     if (n > 0 && (fds[0].revents & POLLIN) != 0) {
       for (;;) {
