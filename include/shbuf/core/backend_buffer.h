@@ -24,6 +24,7 @@
 #include "shbuf/core/page_directory.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
+#include "shbuf/core/visibility.h"
 
 namespace shbuf {
 
@@ -82,7 +83,7 @@ class BackendBuffer : public detail::OwningHandle<BackendBuffer, detail::Backend
   Status detach();
 
  private:
-  static Result<BackendBuffer> attach_inner(Provider& provider, const BackendBufferConfig& config);
+  SHBUF_LOCAL static Result<BackendBuffer> attach_inner(Provider& provider, const BackendBufferConfig& config);
 
   friend class detail::OwningHandle<BackendBuffer, detail::BackendBufferFields>;
   Status release() { return detach(); }

@@ -20,6 +20,7 @@
 #include "shbuf/core/page_directory.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
+#include "shbuf/core/visibility.h"
 
 namespace shbuf {
 
@@ -82,9 +83,9 @@ class FrontendBuffer : public detail::OwningHandle<FrontendBuffer, detail::Front
   Status free();
 
  private:
-  static Result<FrontendBuffer> create_inner(Provider& provider,
+  SHBUF_LOCAL static Result<FrontendBuffer> create_inner(Provider& provider,
                                              const FrontendBufferConfig& config);
-  Status map_inner();
+  SHBUF_LOCAL Status map_inner();
 
   friend class detail::OwningHandle<FrontendBuffer, detail::FrontendBufferFields>;
   Status release() { return free(); }

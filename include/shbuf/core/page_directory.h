@@ -17,6 +17,7 @@
 
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
+#include "shbuf/core/visibility.h"
 
 namespace shbuf {
 
@@ -110,8 +111,8 @@ class DirectoryWalker {
 
  private:
   DirectoryWalker() = default;
-  Result<Gref> read_page_inner(std::span<const std::byte> page);
-  Result<Gref> fill_page_inner(std::span<std::byte> page, std::span<const Gref> buffer_grefs);
+  SHBUF_LOCAL Result<Gref> read_page_inner(std::span<const std::byte> page);
+  SHBUF_LOCAL Result<Gref> fill_page_inner(std::span<std::byte> page, std::span<const Gref> buffer_grefs);
   void make_room(std::size_t count);
   // Checks a link read from page page_index_ and advances.
   Result<Gref> accept_link(Gref link);

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "shbuf/core/provider.h"
+#include "shbuf/core/visibility.h"
 
 namespace shbuf {
 
@@ -184,7 +185,7 @@ class SimProvider final : public Provider {
 
  private:
   struct Impl;
-  explicit SimProvider(std::unique_ptr<Impl> impl);
+  SHBUF_LOCAL explicit SimProvider(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
