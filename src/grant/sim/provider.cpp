@@ -232,7 +232,7 @@ Status populate(void* base, std::size_t bytes, int advice) {
   while (madvise(base, bytes, advice) != 0) {
     if (errno == EINTR) continue;
     if (errno == EINVAL) return {};
-    return sys_error(errno == EFAULT ? ENOMEM : errno, "populating the pages failed");
+    return errno_error(errno == EFAULT ? ENOMEM : errno, "populating the pages failed");
   }
   return {};
 }
@@ -498,7 +498,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   if (Status st = in.check_liveness(false); !st.ok()) return fail(st.error());
   auto v = in.view(m.dom_index);
   if (!v.ok()) return fail(std::move(v).error());
-  if (Status st = in.check_mem(**v, (*v)->mem_rw); !st.ok()) return fail(st.error());
+  if (Status st = in.check_mem(**v, (*v)->mem_rw.get()); !st.ok()) return fail(st.error());
   DomainRec& d = in.dom(m.dom_index);
   if (count > d.free_count) {
     const std::uint32_t used = limit - d.free_count;
@@ -542,7 +542,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   std::size_t at = 0;
   for (const Run& run : runs) {
     void* got = mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_FIXED, (*v)->mem_rw, off_t(run.start) * off_t(kPageSize));
+                     MAP_SHARED | MAP_FIXED, (*v)->mem_rw.get(), off_t(run.start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
       // Nobody can have seen these entries: undo them without zeroing.
@@ -556,7 +556,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
       }
       in.unlock();
       munmap(base, bytes);
-      return sys_error(e, "cannot map " + std::to_string(count) + " shared pages" +
+      return errno_error(e, "cannot map " + std::to_string(count) + " shared pages" +
                               (e == ENOMEM ? " (out of memory, or vm.max_map_count reached)" : ""));
     }
     at += run.len;
@@ -633,7 +633,7 @@ Status SimProvider::do_end(Share& share) {
     }
   }
   in.slot(m.slot).pending += pending;
-  const int mem_fd = (*v)->mem_rw;
+  const int mem_fd = (*v)->mem_rw.get();
   in.unlock();
   Status freed = m.finish_free(m.dom_index, mem_fd, freeing);
 
@@ -727,7 +727,7 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
                               std::to_string(in.records_free()) + " of the simulator's " +
                               std::to_string(in.hdr().max_records) + " are free");
   }
-  const int fd = rw ? (*v)->mem_rw : (*v)->mem_ro;
+  const int fd = rw ? (*v)->mem_rw.get() : (*v)->mem_ro.get();
   if (Status st = in.check_mem(**v, fd); !st.ok()) return refuse(st.code(), st.error().message);
   const std::uint16_t set = GTF_reading | (rw ? GTF_writing : std::uint16_t{0});
   for (const Gref g : grefs) {
@@ -766,7 +766,7 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
       undo();
       in.unlock();
       drop_base();
-      return sys_error(e, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
+      return errno_error(e, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
                               dom_str(peer) +
                               (e == ENOMEM ? " (out of memory, or vm.max_map_count reached)" : ""));
     }
@@ -829,7 +829,7 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
       !why.empty()) {
     return make_error(EINVAL, std::move(why));
   }
-  const int fd = to_peer ? (*v)->mem_rw : (*v)->mem_ro;
+  const int fd = to_peer ? (*v)->mem_rw.get() : (*v)->mem_ro.get();
   const off_t at = off_t(gref) * off_t(kPageSize) + off_t(offset);
   for (std::size_t done = 0; done < local.size();) {
     const ssize_t r = to_peer
@@ -838,7 +838,7 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       const int e = r < 0 ? errno : EIO;
-      return sys_error(e, std::string("cannot ") + verb + " gref " + std::to_string(gref) + " of " +
+      return errno_error(e, std::string("cannot ") + verb + " gref " + std::to_string(gref) + " of " +
                               dom_str(peer));
     }
     done += std::size_t(r);
@@ -902,7 +902,7 @@ Status SimProvider::do_unmap(Mapping& mapping) {
     }
   }
   std::vector<std::uint32_t> reclaim;
-  const int mem_fd = (*v)->mem_rw;
+  const int mem_fd = (*v)->mem_rw.get();
   for (const std::uint32_t r : chain) {
     const MapRec& rec = in.rec(r);
     for (std::uint32_t i = 0; i < rec.count; ++i) {
@@ -1014,29 +1014,26 @@ bool instance_file(std::string_view name) {
 // with an instance's names are removed; symbolic links are not followed.
 Status SimProvider::reset(const std::string& path) {
   const std::string dir = resolve(path);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
+  const UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const int dfd = dir_fd.get();
+  if (!dir_fd) {
     if (errno == ENOENT) return {};
     if (errno == ENOTDIR) return make_error(ENOTDIR, dir + " is not a directory");
-    return sys_error(errno, "cannot open " + dir);
+    return errno_error("cannot open " + dir);
   }
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } dir_closer{dfd};
   auto refuse = [&](const std::string& why) {
     return make_error(EINVAL, "refusing to reset " + dir + ": " + why +
                                   ", so it is not a simulator instance; nothing was removed");
   };
-  const int fd = openat(dfd, "state", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) {
+  const UniqueFd state_fd(openat(dfd, "state", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  const int fd = state_fd.get();
+  if (!state_fd) {
     if (errno == ENOENT) return {};  // nothing to reset
     if (errno == ELOOP) return refuse("its state is a symbolic link");
-    return sys_error(errno, "cannot open " + dir + "/state");
+    return errno_error("cannot open " + dir + "/state");
   }
-  Closer state_closer{fd};
   struct stat fs {};
-  if (fstat(fd, &fs) != 0) return sys_error(errno, "cannot stat " + dir + "/state");
+  if (fstat(fd, &fs) != 0) return errno_error("cannot stat " + dir + "/state");
   if (!S_ISREG(fs.st_mode)) return refuse("its state is not a regular file");
   if (fs.st_uid != geteuid()) {
     return refuse("its state belongs to uid " + std::to_string(fs.st_uid) + ", not " +
@@ -1077,14 +1074,14 @@ Status SimProvider::reset(const std::string& path) {
         continue;
       }
       if (unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-        result = sys_error(errno, "cannot remove " + dir + "/" + name);
+        result = errno_error("cannot remove " + dir + "/" + name);
       }
     }
   } else {
-    result = sys_error(errno, "cannot list " + dir);
+    result = errno_error("cannot list " + dir);
   }
   if (unlinkat(dfd, "state", 0) != 0 && errno != ENOENT) {
-    result = sys_error(errno, "cannot remove " + dir + "/state");
+    result = errno_error("cannot remove " + dir + "/state");
   }
   if (locked) pthread_mutex_unlock(&h->mutex);
   if (h != nullptr) munmap(h, kSlotsOffset);
