@@ -172,6 +172,11 @@ Result<unsigned> lock_timeout_ms();
 // pthread_mutex_timedlock for `ms` milliseconds.
 int lock_within(pthread_mutex_t& mutex, unsigned ms);
 
+// "domain N", as messages name domains.
+inline std::string dom_str(DomId d) {
+  return "domain " + std::to_string(d);
+}
+
 // The EUCLEAN error of a damaged instance at `dir` (see Instance::damaged()).
 Error damage_error(const std::string& dir, const std::string& what);
 

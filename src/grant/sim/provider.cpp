@@ -1,3 +1,5 @@
+// SimProvider: opening an instance and attaching to it, the grant table
+// operations, sweeps, status, and resetting an instance.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -5,214 +7,25 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "shbuf/grant/sim.h"
+#include "grant/sim/faults.h"
 #include "grant/sim/instance.h"
+#include "grant/sim/status.h"
+#include "grant/sim/text.h"
 
 namespace shbuf {
 
 using namespace sim;
 
 namespace {
-
-struct OpFault {
-  SimFaultOp op;
-  std::uint64_t at;  // the call number that fails
-  int err;
-};
-
-struct GrefFault {
-  DomId granter;
-  Gref gref;
-  int err;
-};
-
-std::string dom_str(DomId d) {
-  return "domain " + std::to_string(d);
-}
-
-template <typename T>
-bool parse_uint(std::string_view s, T& out) {
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 10);
-  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
-}
-
-// Errno names accepted in fault specs, so a test can say "map:2:ENOMEM".
-int parse_errno(std::string_view s) {
-  static const std::pair<const char*, int> kNames[] = {
-      {"EPERM", EPERM},
-      {"ENOENT", ENOENT},
-      {"ESRCH", ESRCH},
-      {"EINTR", EINTR},
-      {"EIO", EIO},
-      {"ENXIO", ENXIO},
-      {"E2BIG", E2BIG},
-      {"EBADF", EBADF},
-      {"EAGAIN", EAGAIN},
-      {"ENOMEM", ENOMEM},
-      {"EACCES", EACCES},
-      {"EFAULT", EFAULT},
-      {"EBUSY", EBUSY},
-      {"EEXIST", EEXIST},
-      {"ENODEV", ENODEV},
-      {"EINVAL", EINVAL},
-      {"ENFILE", ENFILE},
-      {"EMFILE", EMFILE},
-      {"ENOSPC", ENOSPC},
-      {"ERANGE", ERANGE},
-      {"ENOSYS", ENOSYS},
-      {"ENOTSUP", ENOTSUP},
-      {"EOVERFLOW", EOVERFLOW},
-      {"ETIMEDOUT", ETIMEDOUT},
-      {"EPROTO", EPROTO},
-      {"ESTALE", ESTALE},
-      {"ENOTCONN", ENOTCONN},
-      {"EALREADY", EALREADY},
-      {"ECONNREFUSED", ECONNREFUSED},
-  };
-  for (const auto& [name, value] : kNames) {
-    if (s == name) return value;
-  }
-  int n = 0;
-  if (parse_uint(s, n) && n > 0 && n < 4096) return n;
-  return -1;
-}
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t pos = s.find(sep, start);
-    out.push_back(s.substr(start, pos == std::string_view::npos ? pos : pos - start));
-    if (pos == std::string_view::npos) break;
-    start = pos + 1;
-  }
-  return out;
-}
-
-// The SHBUF_SIM_FAULT syntax (see sim.h); `source` names where it came from
-// in error messages.
-Status parse_faults(std::string_view spec, const std::string& source, std::vector<OpFault>& ops,
-                    std::vector<GrefFault>& grefs) {
-  for (std::string_view item : split(spec, ',')) {
-    if (item.empty()) continue;
-    const std::vector<std::string_view> parts = split(item, ':');
-    auto bad = [&](const std::string& why) {
-      return make_error(EINVAL, source + ": bad fault '" + std::string(item) + "': " + why);
-    };
-    const std::string_view op = parts[0];
-    if (op == "gref") {
-      if (parts.size() < 3 || parts.size() > 4) return bad("expected gref:DOMID:GREF[:ERR]");
-      unsigned dom = 0;
-      Gref gref = 0;
-      if (!parse_uint(parts[1], dom) || dom >= kDomIdFirstReserved) {
-        return bad("'" + std::string(parts[1]) + "' is not a domid (0..32751)");
-      }
-      if (!parse_uint(parts[2], gref)) return bad("'" + std::string(parts[2]) + "' is not a gref");
-      const int err = parts.size() == 4 ? parse_errno(parts[3]) : EIO;
-      if (err < 0) return bad("'" + std::string(parts[3]) + "' is not an errno name or number");
-      grefs.push_back({DomId(dom), gref, err});
-      continue;
-    }
-    SimFaultOp which;
-    if (op == "share") {
-      which = SimFaultOp::kShare;
-    } else if (op == "end") {
-      which = SimFaultOp::kEnd;
-    } else if (op == "map") {
-      which = SimFaultOp::kMap;
-    } else if (op == "unmap") {
-      which = SimFaultOp::kUnmap;
-    } else if (op == "copy") {
-      which = SimFaultOp::kCopy;
-    } else {
-      return bad("unknown operation '" + std::string(op) +
-                 "' (expected share, end, map, unmap, copy or gref)");
-    }
-    if (parts.size() < 2 || parts.size() > 3) return bad("expected OP:K[:ERR]");
-    std::uint64_t k = 0;
-    if (!parse_uint(parts[1], k) || k == 0) {
-      return bad("'" + std::string(parts[1]) + "' is not a call number (1, 2, ...)");
-    }
-    const int err = parts.size() == 3 ? parse_errno(parts[2]) : EIO;
-    if (err < 0) return bad("'" + std::string(parts[2]) + "' is not an errno name or number");
-    ops.push_back({which, k, err});
-  }
-  return {};
-}
-
-// What status() reports, read under the lock after a liveness sweep; each
-// record and entry it shows is checked first.
-Result<SimStatus> collect(Instance& in) {
-  SimStatus s;
-  Header& h = in.hdr();
-  s.path = in.dir();
-  s.max_grant_frames = in.max_grant_frames();
-  s.grants_per_domain = in.nr_entries();
-  for (std::uint32_t i = 0; i < h.slot_hiwater; ++i) {
-    const SlotRec& sr = in.slot(std::uint16_t(i));
-    if (sr.used == 0) continue;
-    s.attachments.push_back({sr.domid, sr.pid, in.slot_alive(std::uint16_t(i))});
-  }
-  std::vector<bool> seen(kDomIdFirstReserved);
-  for (std::uint16_t di = 0; di < h.nr_domains; ++di) {
-    auto v = in.view(di);
-    if (!v.ok()) return std::move(v).error();
-    const DomId domid = (*v)->domid;
-    if (seen[domid]) return in.damaged("two domain records claim " + dom_str(domid));
-    seen[domid] = true;
-    const DomainRec& d = in.dom(di);
-    SimStatus::Domain dom;
-    dom.domid = domid;
-    dom.attached = d.attached;
-    dom.alive = d.attached > 0;
-    const GrantEntryV1* ent = (*v)->ent;
-    const EntryAux* aux = (*v)->aux;
-    const std::uint32_t hi = d.hiwater;
-    for (std::uint32_t g = kReservedGrefs; g < hi; ++g) {
-      SHBUF_TRY(in.check_entry(**v, g));
-      const EntryAux& a = aux[g];
-      if (a.state == kFree) continue;
-      dom.frames_in_use++;
-      if (a.state == kFreeing) continue;
-      const bool pending = a.state == kPending;
-      const bool ro = (ent[g].flags & GTF_readonly) != 0;
-      if (pending) {
-        dom.pending++;
-      } else {
-        dom.grants_in_use++;
-        if (ro) dom.grants_read_only++;
-        if (a.map_count > 0) dom.grants_mapped++;
-      }
-      s.grants.push_back({domid, g, ent[g].domid, ro, a.map_count, pending});
-    }
-    s.domains.push_back(dom);
-  }
-  for (std::uint32_t r = 0; r < h.rec_hiwater; ++r) {
-    const MapRec& rec = in.rec(r);
-    if (rec.used == 0) continue;
-    SHBUF_TRY(in.check_rec(r));
-    const SlotRec& sr = in.slot(rec.mapper);
-    SimStatus::MappingInfo m;
-    m.mapper = sr.domid;
-    m.granter = in.dom(rec.granter).domid;
-    m.gref = rec.gref;
-    m.writable = rec.writable != 0;
-    m.count = rec.count;
-    m.pid = sr.pid;
-    s.mappings.push_back(m);
-  }
-  return s;
-}
 
 // Linux 5.14's MADV_POPULATE_*, should the C library predate them.
 #ifndef MADV_POPULATE_READ
@@ -310,39 +123,7 @@ struct SimProvider::Impl {
 
   bool grant_copy = true;
 
-  std::mutex fault_mu;
-  std::uint64_t calls[5] = {};
-  std::vector<OpFault> faults;
-  std::vector<GrefFault> gref_faults;
-
-  // Counts a call of `op`; its injected error, or 0.
-  int take_fault(SimFaultOp op, std::uint64_t& call) {
-    std::lock_guard<std::mutex> g(fault_mu);
-    call = ++calls[int(op)];
-    for (auto it = faults.begin(); it != faults.end(); ++it) {
-      if (it->op == op && it->at == call) {
-        const int err = it->err;
-        faults.erase(it);
-        return err;
-      }
-    }
-    return 0;
-  }
-
-  // The first injected fault among `grefs` of `granter`, as an error.
-  Status gref_fault(DomId granter, std::span<const Gref> grefs, const char* verb = "map") {
-    std::lock_guard<std::mutex> g(fault_mu);
-    if (gref_faults.empty()) return {};
-    for (const Gref gref : grefs) {
-      for (const GrefFault& f : gref_faults) {
-        if (f.granter == granter && f.gref == gref) {
-          return make_error(f.err, "injected fault: gref " + std::to_string(gref) + " of " +
-                                       dom_str(granter) + " fails to " + verb);
-        }
-      }
-    }
-    return {};
-  }
+  Faults faults;
 
   // The shared state belongs to the process that opened the provider; a
   // forked copy must not release the parent's grants.
@@ -424,9 +205,9 @@ Result<std::unique_ptr<SimProvider>> SimProvider::open(const SimOptions& options
                                   ")");
   }
   auto impl = std::make_unique<Impl>();
-  SHBUF_TRY(parse_faults(options.faults, "SimOptions::faults", impl->faults, impl->gref_faults));
+  SHBUF_TRY(impl->faults.parse(options.faults, "SimOptions::faults"));
   if (const char* env = std::getenv(kSimFaultEnv); env != nullptr) {
-    SHBUF_TRY(parse_faults(env, kSimFaultEnv, impl->faults, impl->gref_faults));
+    SHBUF_TRY(impl->faults.parse(env, kSimFaultEnv));
   }
   auto in = Instance::open(resolve(options.path), true, options.max_grant_frames);
   if (!in.ok()) return std::move(in).error();
@@ -466,10 +247,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
     return make_error(EINVAL, "cannot grant to domid " + std::to_string(peer) +
                                   ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
-  std::uint64_t call = 0;
-  if (const int e = m.take_fault(SimFaultOp::kShare, call)) {
-    return make_error(e, "injected fault: share call " + std::to_string(call) + " fails");
-  }
+  SHBUF_TRY(m.faults.fail_call(SimFaultOp::kShare));
   Instance& in = *m.in;
   const std::uint32_t limit = in.nr_entries() - kReservedGrefs;
   if (count > limit) {
@@ -579,8 +357,7 @@ Status SimProvider::do_end(Share& share) {
   const std::span<std::byte> mem = share.memory();
   if (mem.data() != nullptr) munmap(mem.data(), mem.size());
   SHBUF_TRY(m.owned());
-  std::uint64_t call = 0;
-  const int injected = m.take_fault(SimFaultOp::kEnd, call);
+  const CallFault injected = m.faults.take(SimFaultOp::kEnd);
   Instance& in = *m.in;
   SHBUF_TRY(in.lock());
   auto fail = [&](Error e) -> Error {
@@ -637,11 +414,11 @@ Status SimProvider::do_end(Share& share) {
   in.unlock();
   Status freed = m.finish_free(m.dom_index, mem_fd, freeing);
 
-  if (injected != 0) {
-    std::string msg = "injected fault: end call " + std::to_string(call) +
+  if (injected.err != 0) {
+    std::string msg = "injected fault: end call " + std::to_string(injected.call) +
                       " fails; the grants were revoked anyway";
     if (pending > 0) msg += " (" + std::to_string(pending) + " pages kept until unmapped)";
-    return make_error(injected, msg);
+    return make_error(injected.err, msg);
   }
   if (pending > 0) {
     return make_error(EBUSY, std::to_string(pending) + " of " + std::to_string(grefs.size()) +
@@ -658,11 +435,8 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
     return make_error(EINVAL, "cannot map from domid " + std::to_string(peer) +
                                  ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
-  std::uint64_t call = 0;
-  if (const int e = m.take_fault(SimFaultOp::kMap, call)) {
-    return make_error(e, "injected fault: map call " + std::to_string(call) + " fails");
-  }
-  SHBUF_TRY(m.gref_fault(peer, grefs));
+  SHBUF_TRY(m.faults.fail_call(SimFaultOp::kMap));
+  SHBUF_TRY(m.faults.gref_fault(peer, grefs, "map"));
   const bool rw = access == Access::kReadWrite;
   const std::size_t bytes = grefs.size() * kPageSize;
   std::vector<Run> runs;
@@ -806,12 +580,9 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
                                   std::to_string(peer) +
                                   ": ids from 32752 (0x7ff0) up are reserved by Xen");
   }
-  std::uint64_t call = 0;
-  if (const int e = m.take_fault(SimFaultOp::kCopy, call)) {
-    return make_error(e, "injected fault: copy call " + std::to_string(call) + " fails");
-  }
+  SHBUF_TRY(m.faults.fail_call(SimFaultOp::kCopy));
   const Gref one[] = {gref};
-  SHBUF_TRY(m.gref_fault(peer, one, "copy"));
+  SHBUF_TRY(m.faults.gref_fault(peer, one, "copy"));
   Instance& in = *m.in;
   SHBUF_TRY(in.lock());
   struct Unlock {
@@ -852,8 +623,7 @@ Status SimProvider::do_unmap(Mapping& mapping) {
   // Our view goes first: only then may the granter reuse the pages.
   if (mem.data() != nullptr) munmap(mem.data(), mem.size());
   SHBUF_TRY(m.owned());
-  std::uint64_t call = 0;
-  const int injected = m.take_fault(SimFaultOp::kUnmap, call);
+  const CallFault injected = m.faults.take(SimFaultOp::kUnmap);
   Instance& in = *m.in;
   SHBUF_TRY(in.lock());
   auto fail = [&](Error e) -> Error {
@@ -920,9 +690,10 @@ Status SimProvider::do_unmap(Mapping& mapping) {
   }
   in.unlock();
   Status freed = m.finish_free(di, mem_fd, reclaim);
-  if (injected != 0) {
-    return make_error(injected, "injected fault: unmap call " + std::to_string(call) +
-                                    " fails; the pages were unmapped anyway");
+  if (injected.err != 0) {
+    return make_error(injected.err, "injected fault: unmap call " +
+                                        std::to_string(injected.call) +
+                                        " fails; the pages were unmapped anyway");
   }
   return freed;
 }
@@ -937,22 +708,15 @@ std::size_t SimProvider::pending_pages() {
 }
 
 void SimProvider::inject_fault(SimFaultOp op, unsigned k, int error) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> g(m.fault_mu);
-  m.faults.push_back({op, m.calls[int(op)] + std::max(k, 1u), error > 0 ? error : EIO});
+  impl_->faults.inject(op, k, error);
 }
 
 void SimProvider::inject_gref_fault(DomId granter, Gref gref, int error) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> g(m.fault_mu);
-  m.gref_faults.push_back({granter, gref, error > 0 ? error : EIO});
+  impl_->faults.inject_gref(granter, gref, error);
 }
 
 void SimProvider::clear_faults() {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> g(m.fault_mu);
-  m.faults.clear();
-  m.gref_faults.clear();
+  impl_->faults.clear();
 }
 
 void SimProvider::sweep() {
@@ -963,23 +727,14 @@ void SimProvider::sweep() {
 }
 
 Result<SimStatus> SimProvider::status() {
-  Impl& m = *impl_;
-  SHBUF_TRY(m.owned());
-  SHBUF_TRY(m.in->lock());
-  Status st = m.in->check_liveness(true);
-  Result<SimStatus> s = st.ok() ? collect(*m.in) : Result<SimStatus>(st.error());
-  m.in->unlock();
-  return s;
+  SHBUF_TRY(impl_->owned());
+  return read_status(*impl_->in);
 }
 
 Result<SimStatus> SimProvider::status(const std::string& path) {
   auto in = Instance::open(resolve(path), false, 0);
   if (!in.ok()) return std::move(in).error();
-  SHBUF_TRY((*in)->lock());
-  Status st = (*in)->check_liveness(true);
-  Result<SimStatus> s = st.ok() ? collect(**in) : Result<SimStatus>(st.error());
-  (*in)->unlock();
-  return s;
+  return read_status(**in);
 }
 
 namespace {
