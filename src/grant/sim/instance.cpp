@@ -222,7 +222,7 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
     in->slots_ = reinterpret_cast<SlotRec*>(static_cast<char*>(p) + kSlotsOffset);
     in->doms_ = reinterpret_cast<DomainRec*>(static_cast<char*>(p) + kDomainsOffset);
     in->recs_ = reinterpret_cast<MapRec*>(static_cast<char*>(p) + kRecordsOffset);
-    // These never change once made; lock() holds the header to them.
+    // These never change once made; hold() holds the header to them.
     const std::uint32_t frames = in->hdr_->max_grant_frames;
     if (frames == 0 || frames > kMaxGrantFramesLimit) {
       return damage_error(dir, "its max_grant_frames is " + std::to_string(frames) + " (1.." +
@@ -987,7 +987,7 @@ bool Instance::unmap_entry(DomView& v, std::uint32_t gref, bool writable) {
   return a.map_count == 0 && a.state == kPending;
 }
 
-// lock() checked that the free list's head is a record below the hiwater
+// hold() checked that the free list's head is a record below the hiwater
 // mark; a head still in use means the list is damaged. The record is marked
 // used only once filled, so a holder dying midway leaves no half-made one.
 std::uint32_t Instance::rec_alloc(std::uint32_t gref, std::uint32_t count, std::uint16_t granter,

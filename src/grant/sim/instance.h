@@ -49,7 +49,7 @@ class Instance {
   DomainRec& dom(std::uint16_t di) { return doms_[di]; }
   MapRec& rec(std::uint32_t r) { return recs_[r]; }
   // The table size and record count as checked when the instance was opened;
-  // lock() refuses the instance should the header change afterwards.
+  // hold() refuses the instance should the header change afterwards.
   std::uint32_t nr_entries() const { return nr_entries_; }
   std::uint32_t max_grant_frames() const { return max_grant_frames_; }
 
