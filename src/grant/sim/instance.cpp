@@ -1,3 +1,6 @@
+// One process's view of a sim instance: creating and opening it, its lock
+// (and the repair after a holder died), attachments and their liveness,
+// domains and their tables, the entry allocator, and mapping records.
 #include "grant/sim/instance.h"
 
 #include <fcntl.h>
@@ -51,11 +54,6 @@ std::uint64_t random_id() {
 }
 
 }  // namespace
-
-Error sys_error(int e, const std::string& what) {
-  char buf[128];
-  return make_error(e, what + ": " + strerror_r(e, buf, sizeof buf));
-}
 
 Error damage_error(const std::string& dir, const std::string& what) {
   return make_error(EUCLEAN, "the simulator instance at " + dir + " is damaged: " + what +
@@ -112,15 +110,15 @@ void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out) {
 Status Instance::create_state(const std::string& dir, std::uint32_t max_grant_frames) {
   const std::string tmp = dir + "/state.tmp." + std::to_string(getpid()) + "." +
                           std::to_string(random_id() & 0xffffffffu);
-  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return sys_error(errno, "cannot create " + tmp);
+  const UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return errno_error("cannot create " + tmp);
   Status st;
   void* p = MAP_FAILED;
-  if (ftruncate(fd, off_t(kStateSize)) != 0) {
-    st = sys_error(errno, "cannot size " + tmp);
+  if (ftruncate(fd.get(), off_t(kStateSize)) != 0) {
+    st = errno_error("cannot size " + tmp);
   } else {
-    p = mmap(nullptr, kStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) st = sys_error(errno, "cannot map " + tmp);
+    p = mmap(nullptr, kStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (p == MAP_FAILED) st = errno_error("cannot map " + tmp);
   }
   if (st.ok()) {
     auto* h = static_cast<Header*>(p);
@@ -139,16 +137,15 @@ Status Instance::create_state(const std::string& dir, std::uint32_t max_grant_fr
     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     const int rc = pthread_mutex_init(&h->mutex, &attr);
     pthread_mutexattr_destroy(&attr);
-    if (rc != 0) st = sys_error(rc, "cannot initialise the lock in " + tmp);
+    if (rc != 0) st = errno_error(rc, "cannot initialise the lock in " + tmp);
     std::memcpy(h->magic, kMagic, sizeof kMagic);
     munmap(p, kStateSize);
   }
   if (st.ok() && link(tmp.c_str(), (dir + "/state").c_str()) != 0 && errno != EEXIST &&
       errno != ENOENT) {
-    st = sys_error(errno, "cannot create " + dir + "/state");
+    st = errno_error("cannot create " + dir + "/state");
   }
   unlink(tmp.c_str());
-  close(fd);
   return st;
 }
 
@@ -161,12 +158,12 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
   const std::string state_path = dir + "/state";
   for (int attempt = 0; attempt < 100; ++attempt) {
     if (create && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      return sys_error(errno, "cannot create the simulator directory " + dir);
+      return errno_error("cannot create the simulator directory " + dir);
     }
     struct stat db {};
     if (stat(dir.c_str(), &db) != 0) {
       if (errno == ENOENT) return make_error(ENOENT, "no simulator instance at " + dir);
-      return sys_error(errno, "cannot look at " + dir);
+      return errno_error("cannot look at " + dir);
     }
     if (!S_ISDIR(db.st_mode)) return make_error(ENOTDIR, dir + " is not a directory");
     if (db.st_uid != geteuid() || (db.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
@@ -177,8 +174,8 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
                                     "): it must belong to uid " + std::to_string(geteuid()) +
                                     " and be writable by no one else");
     }
-    const int fd = ::open(state_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
+    UniqueFd state_fd(::open(state_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!state_fd) {
       const int e = errno;
       if (e == ENOENT && create) {
         Status st = create_state(dir, max_grant_frames);
@@ -187,14 +184,15 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
       }
       if (e == ENOENT) return make_error(ENOENT, "no simulator instance at " + dir);
       if (e == ELOOP) return damage_error(dir, state_path + " is a symbolic link");
-      return sys_error(e, "cannot open " + state_path);
+      return errno_error(e, "cannot open " + state_path);
     }
     std::unique_ptr<Instance> in(new Instance);
     in->dir_ = dir;
-    in->state_fd_ = fd;
+    in->state_fd_ = std::move(state_fd);
+    const int fd = in->state_fd_.get();
     in->lock_timeout_ms_ = *timeout;
     struct stat sb {};
-    if (fstat(fd, &sb) != 0) return sys_error(errno, "cannot stat " + state_path);
+    if (fstat(fd, &sb) != 0) return errno_error("cannot stat " + state_path);
     if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
       return damage_error(
           dir, state_path + " is not a regular file of uid " + std::to_string(geteuid()));
@@ -218,13 +216,13 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
                                    " bytes, expected " + std::to_string(kStateSize));
     }
     void* p = mmap(nullptr, kStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) return sys_error(errno, "cannot map " + state_path);
+    if (p == MAP_FAILED) return errno_error("cannot map " + state_path);
     in->state_ = p;
     in->hdr_ = static_cast<Header*>(p);
     in->slots_ = reinterpret_cast<SlotRec*>(static_cast<char*>(p) + kSlotsOffset);
     in->doms_ = reinterpret_cast<DomainRec*>(static_cast<char*>(p) + kDomainsOffset);
     in->recs_ = reinterpret_cast<MapRec*>(static_cast<char*>(p) + kRecordsOffset);
-    // These never change once made; lock() holds the header to them.
+    // These never change once made; hold() holds the header to them.
     const std::uint32_t frames = in->hdr_->max_grant_frames;
     if (frames == 0 || frames > kMaxGrantFramesLimit) {
       return damage_error(dir, "its max_grant_frames is " + std::to_string(frames) + " (1.." +
@@ -235,14 +233,15 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
     in->max_records_ = kMaxRecords;
     in->views_.resize(kMaxDomains);
     const std::string lives = dir + "/lives";
-    in->lives_fd_ = ::open(lives.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (in->lives_fd_ < 0) return sys_error(errno, "cannot open " + lives);
-    Status st = in->lock();
-    if (!st.ok()) {
-      if (st.code() == ESTALE) continue;  // reset under our feet: open the new one
-      return st.error();
+    in->lives_fd_.reset(::open(lives.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!in->lives_fd_) return errno_error("cannot open " + lives);
+    {
+      auto locked = in->hold();
+      if (!locked.ok()) {
+        if (locked.error().code == ESTALE) continue;  // reset under our feet: open the new one
+        return std::move(locked).error();
+      }
     }
-    in->unlock();
     return in;
   }
   return make_error(EAGAIN, "the simulator instance at " + dir + " keeps being reset");
@@ -251,20 +250,17 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
 Instance::~Instance() {
   for (DomView& v : views_) {
     if (v.base != nullptr) munmap(v.base, v.len);
-    if (v.mem_rw >= 0) close(v.mem_rw);
-    if (v.mem_ro >= 0) close(v.mem_ro);
   }
   if (state_ != nullptr) munmap(state_, kStateSize);
-  if (state_fd_ >= 0) close(state_fd_);
-  // Closing the last descriptor of our open file description drops our
-  // liveness lock: from now on our slot reads as dead.
-  if (lives_fd_ >= 0) close(lives_fd_);
+  // The descriptors close with their owners. Closing the last descriptor of
+  // our open file description (lives_fd_) drops our liveness lock: from then
+  // on our slot reads as dead.
 }
 
 // A holder that died mid-operation may have left the allocator or the counts
 // half-updated; repair() rebuilds them from the entries and records. A holder
 // that lives but never lets go costs the waiter the lock timeout, not a hang.
-Status Instance::lock() {
+Result<Instance::Locked> Instance::hold() {
   const int rc = lock_within(hdr_->mutex, lock_timeout_ms_);
   if (rc == ETIMEDOUT) {
     std::string msg = "waited " + std::to_string(lock_timeout_ms_) +
@@ -283,16 +279,22 @@ Status Instance::lock() {
     char buf[128];
     return damaged(std::string("its lock cannot be taken: ") + strerror_r(rc, buf, sizeof buf));
   }
+  Locked held(*this);
   holder_of(*hdr_).store(std::int32_t(getpid()), std::memory_order_relaxed);
   if (hdr_->reset != 0) {
-    unlock();
     return make_error(ESTALE,
                       "the simulator instance at " + dir_ + " was reset; open the provider again");
   }
-  Status st = check_header();
-  if (st.ok() && repair_needed) st = repair();
-  if (!st.ok()) unlock();
-  return st;
+  SHBUF_TRY(check_header());
+  if (repair_needed) SHBUF_TRY(repair());
+  return held;
+}
+
+Status Instance::lock() {
+  auto held = hold();
+  if (!held.ok()) return std::move(held).error();
+  held->in_ = nullptr;  // held until unlock()
+  return {};
 }
 
 void Instance::unlock() {
@@ -361,7 +363,7 @@ bool Instance::slot_alive(std::uint16_t s) {
   fl.l_whence = SEEK_SET;
   fl.l_start = s;
   fl.l_len = 1;
-  if (fcntl(lives_fd_, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: keep it
+  if (fcntl(lives_fd_.get(), F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: keep it
   return fl.l_type != F_UNLCK;
 }
 
@@ -379,7 +381,7 @@ Result<std::uint16_t> Instance::attach(DomId domid, pid_t pid) {
     fl.l_len = 1;
     // Fails while the previous holder's lock lingers (it detached but has
     // not closed yet): just take another slot.
-    if (fcntl(lives_fd_, F_OFD_SETLK, &fl) != 0) continue;
+    if (fcntl(lives_fd_.get(), F_OFD_SETLK, &fl) != 0) continue;
     sr.used = 1;
     sr.gen++;
     sr.pid = pid;
@@ -448,15 +450,13 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   const std::string mem = dom_file(dir_, domid, ".mem");
   for (const std::string& path : {gnt, mem}) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return sys_error(errno, "cannot replace " + path);
+      return errno_error("cannot replace " + path);
     }
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return sys_error(errno, "cannot create " + path);
+    const UniqueFd fd(
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return errno_error("cannot create " + path);
     const off_t size = off_t(path == gnt ? table_size(n) : std::size_t{n} * kPageSize);
-    const int rc = ftruncate(fd, size);
-    const int e = errno;
-    close(fd);
-    if (rc != 0) return sys_error(e, "cannot size " + path);
+    if (ftruncate(fd.get(), size) != 0) return errno_error("cannot size " + path);
   }
   DomainRec& d = doms_[di];
   std::memset(&d, 0, sizeof d);
@@ -465,9 +465,7 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   DomView& v = views_[di];
   if (v.base != nullptr) {  // a stale view from a failed creation
     munmap(v.base, v.len);
-    close(v.mem_rw);
-    close(v.mem_ro);
-    v = DomView{};
+    v = DomView{};  // closes its descriptors
   }
   auto view_or = map_view(di);
   if (!view_or.ok()) {
@@ -521,47 +519,49 @@ Result<DomView*> Instance::map_view(std::uint16_t di) {
   const std::string gnt = dom_file(dir_, domid, ".gnt");
   const std::string mem = dom_file(dir_, domid, ".mem");
   const std::size_t len = table_size(nr_entries_);
-  auto open_file = [&](const std::string& path, int flags, off_t size) -> Result<int> {
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
+  auto open_file = [&](const std::string& path, int flags, off_t size) -> Result<UniqueFd> {
+    UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd) {
       const int e = errno;
       if (e == ENOENT) return damaged(path + " is missing");
       if (e == ELOOP) return damaged(path + " is a symbolic link");
-      return sys_error(e, "cannot open " + path);
+      return errno_error(e, "cannot open " + path);
     }
     struct stat sb {};
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-      close(fd);
+    if (fstat(fd.get(), &sb) != 0 || !S_ISREG(sb.st_mode)) {
       return damaged(path + " is not a regular file");
     }
     if (sb.st_size != size) {
-      close(fd);
       return damaged(path + " is " + std::to_string(sb.st_size) + " bytes, expected " +
                      std::to_string(size));
     }
     return fd;
   };
-  auto fd = open_file(gnt, O_RDWR, off_t(len));
-  if (!fd.ok()) return std::move(fd).error();
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
-  const int e = errno;
-  close(*fd);
-  if (p == MAP_FAILED) return sys_error(e, "cannot map " + gnt);
+  void* p = MAP_FAILED;
+  {
+    auto table = open_file(gnt, O_RDWR, off_t(len));
+    if (!table.ok()) return std::move(table).error();
+    p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, table->get(), 0);
+    if (p == MAP_FAILED) return errno_error("cannot map " + gnt);
+  }  // the mapping keeps the table file
   const off_t mem_size = off_t(nr_entries_) * off_t(kPageSize);
   auto rw = open_file(mem, O_RDWR, mem_size);
-  auto ro = rw.ok() ? open_file(mem, O_RDONLY, mem_size) : rw;
-  if (!rw.ok() || !ro.ok()) {
-    if (rw.ok()) close(*rw);
+  if (!rw.ok()) {
     munmap(p, len);
-    return rw.ok() ? std::move(ro).error() : std::move(rw).error();
+    return std::move(rw).error();
+  }
+  auto ro = open_file(mem, O_RDONLY, mem_size);
+  if (!ro.ok()) {
+    munmap(p, len);
+    return std::move(ro).error();
   }
   v.base = p;
   v.len = len;
   v.ent = static_cast<GrantEntryV1*>(p);
   v.aux = reinterpret_cast<EntryAux*>(static_cast<char*>(p) +
                                       std::size_t{nr_entries_} * sizeof(GrantEntryV1));
-  v.mem_rw = *rw;
-  v.mem_ro = *ro;
+  v.mem_rw = std::move(*rw);
+  v.mem_ro = std::move(*ro);
   v.domid = domid;
   known_domains_ = std::max(known_domains_, di + 1u);
   return &v;
@@ -571,7 +571,7 @@ Result<DomView*> Instance::map_view(std::uint16_t di) {
 Status Instance::check_mem(const DomView& v, int fd) const {
   struct stat sb {};
   if (fstat(fd, &sb) != 0)
-    return sys_error(errno, "cannot stat the pages of domain " + std::to_string(v.domid));
+    return errno_error("cannot stat the pages of domain " + std::to_string(v.domid));
   const off_t want = off_t(nr_entries_) * off_t(kPageSize);
   if (sb.st_size != want) {
     return damaged(dom_file(dir_, v.domid, ".mem") + " is " + std::to_string(sb.st_size) +
@@ -937,13 +937,13 @@ Status Instance::zero_pages(int mem_fd, Run run) {
   const off_t off = off_t(run.start) * off_t(kPageSize);
   const off_t len = off_t(run.len) * off_t(kPageSize);
   if (fallocate(mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return {};
-  if (errno != EOPNOTSUPP) return sys_error(errno, "cannot zero freed pages");
+  if (errno != EOPNOTSUPP) return errno_error("cannot zero freed pages");
   static const char zeros[65536] = {};
   for (off_t done = 0; done < len;) {
     const std::size_t chunk = std::size_t(std::min<off_t>(len - done, sizeof zeros));
     const ssize_t put = pwrite(mem_fd, zeros, chunk, off + done);
     if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) return sys_error(errno, "cannot zero freed pages");
+    if (put <= 0) return errno_error("cannot zero freed pages");
     done += put;
   }
   return {};
@@ -959,7 +959,7 @@ Status Instance::free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs) {
   for (const Run& run : runs) {
     // Should zeroing fail, the pages stay out of circulation rather than be
     // handed out dirty.
-    if (!zero_pages((*v)->mem_rw, run).ok()) {
+    if (!zero_pages((*v)->mem_rw.get(), run).ok()) {
       for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
         (*v)->aux[g].state = kFreeing;
         (*v)->aux[g].owner = kNoSlot;
@@ -987,7 +987,7 @@ bool Instance::unmap_entry(DomView& v, std::uint32_t gref, bool writable) {
   return a.map_count == 0 && a.state == kPending;
 }
 
-// lock() checked that the free list's head is a record below the hiwater
+// hold() checked that the free list's head is a record below the hiwater
 // mark; a head still in use means the list is damaged. The record is marked
 // used only once filled, so a holder dying midway leaves no half-made one.
 std::uint32_t Instance::rec_alloc(std::uint32_t gref, std::uint32_t count, std::uint16_t granter,

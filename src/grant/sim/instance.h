@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
+#include "core/unique_fd.h"
 #include "grant/sim/layout.h"
 
 namespace shbuf::sim {
@@ -27,8 +29,8 @@ struct DomView {
   std::size_t len = 0;
   GrantEntryV1* ent = nullptr;
   EntryAux* aux = nullptr;
-  int mem_rw = -1;
-  int mem_ro = -1;
+  UniqueFd mem_rw;
+  UniqueFd mem_ro;
   DomId domid = 0;
 };
 
@@ -47,7 +49,7 @@ class Instance {
   DomainRec& dom(std::uint16_t di) { return doms_[di]; }
   MapRec& rec(std::uint32_t r) { return recs_[r]; }
   // The table size and record count as checked when the instance was opened;
-  // lock() refuses the instance should the header change afterwards.
+  // hold() refuses the instance should the header change afterwards.
   std::uint32_t nr_entries() const { return nr_entries_; }
   std::uint32_t max_grant_frames() const { return max_grant_frames_; }
 
@@ -55,9 +57,31 @@ class Instance {
   // (EUCLEAN, naming `what` and saying to reset the instance).
   Error damaged(const std::string& what) const;
 
-  // The instance lock. Repairs the state when its last holder died with it;
-  // ESTALE when the instance was reset, ETIMEDOUT when it stays held longer
-  // than the lock timeout, EUCLEAN when the header is damaged.
+  // The instance lock, held until the guard is destroyed.
+  class Locked {
+   public:
+    Locked(Locked&& other) noexcept : in_(std::exchange(other.in_, nullptr)) {}
+    Locked& operator=(Locked&&) = delete;
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    ~Locked() {
+      if (in_ != nullptr) in_->unlock();
+    }
+
+   private:
+    friend class Instance;
+    explicit Locked(Instance& in) : in_(&in) {}
+    Instance* in_;
+  };
+
+  // Takes the instance lock. Repairs the state when its last holder died
+  // with it; refuses with ESTALE when the instance was reset, ETIMEDOUT when
+  // it stays held longer than the lock timeout, EUCLEAN when the header is
+  // damaged.
+  Result<Locked> hold();
+
+  // The same without a guard, for a holder that keeps the lock until it
+  // calls unlock() or exits (tests that play a stuck holder).
   Status lock();
   void unlock();
 
@@ -132,8 +156,8 @@ class Instance {
   SlotRec* slots_ = nullptr;
   DomainRec* doms_ = nullptr;
   MapRec* recs_ = nullptr;
-  int state_fd_ = -1;
-  int lives_fd_ = -1;
+  UniqueFd state_fd_;
+  UniqueFd lives_fd_;
   std::uint16_t my_slot_ = kNoSlot;
   std::uint32_t nr_entries_ = 0;
   std::uint32_t max_grant_frames_ = 0;
@@ -148,8 +172,11 @@ Result<unsigned> lock_timeout_ms();
 // pthread_mutex_timedlock for `ms` milliseconds.
 int lock_within(pthread_mutex_t& mutex, unsigned ms);
 
-// "what: strerror(e)" as an Error with code e.
-Error sys_error(int e, const std::string& what);
+// "domain N", as messages name domains.
+inline std::string dom_str(DomId d) {
+  return "domain " + std::to_string(d);
+}
+
 // The EUCLEAN error of a damaged instance at `dir` (see Instance::damaged()).
 Error damage_error(const std::string& dir, const std::string& what);
 
