@@ -115,23 +115,8 @@ root=$out/root
 rm -rf "$root"
 for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$root"; done
 libdir=$root/usr/lib/$multiarch
-work=$out/consumers
-mkdir -p "$work"
-cc -std=c99 -Wall -Wextra -pedantic -Werror -o "$work/c_round_trip" \
-  examples/c-pkgconfig/round_trip.c $(PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config --cflags --libs shbuf)
-cmake -S examples/cpp-cmake -B "$work/cpp" -DCMAKE_PREFIX_PATH="$root/usr" >/dev/null
-cmake --build "$work/cpp" >/dev/null
-export LD_LIBRARY_PATH=$libdir
-for program in "$work/c_round_trip" "$work/cpp/round_trip"; do
-  libs=$(ldd "$program")
-  grep -q "$libdir/libshbuf.so.0" <<<"$libs" ||
-    { echo "deb: $program does not use the packaged libshbuf.so.0" >&2; exit 1; }
-  sim=$work/sim-${program##*/}
-  "$program" "$sim" >/dev/null
-  status=$("$root/usr/bin/shbuf" sim status --json --sim "$sim")
-  grep -q '"grants":\[\]' <<<"$status" ||
-    { echo "deb: $program left grants behind" >&2; exit 1; }
-  "$root/usr/bin/shbuf" sim reset --sim "$sim" >/dev/null
-done
+# shellcheck source=tests/install/examples.sh
+. tests/install/examples.sh
+run_examples deb "$root/usr" "$libdir" "$top" "$out/consumers" >/dev/null
 echo "deb: the examples built against the packages and ran"
 ls -1 "$out"/*.deb "$out"/*.changes

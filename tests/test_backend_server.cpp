@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "../tools/peer_protocol.h"
 #include "run_process.h"
 #include "shbuf/core/frontend_buffer.h"
 #include "shbuf/grant/sim.h"
@@ -146,6 +147,18 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.rfind(prefix, 0) == 0;
 }
 
+namespace peer = cli::peer;
+
+// A line of the peer protocol: one of its words, then the rest as given.
+std::string say(std::string_view word, const std::string& rest = "") {
+  return std::string(word) + rest;
+}
+
+// Whether a line is the greeting of the backend under test, domain 0.
+bool greeted(const std::string& line) {
+  return starts_with(line, say(peer::kHello, " 0"));
+}
+
 class BackendServer : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -184,7 +197,7 @@ class BackendServer : public ::testing::Test {
     const auto deadline = Clock::now() + std::chrono::seconds(5);
     while (Clock::now() < deadline) {
       RawClient probe(sock);
-      if (probe.connected() && starts_with(probe.line(), "HELLO ")) return;
+      if (probe.connected() && starts_with(probe.line(), say(peer::kHello, " "))) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     FAIL() << "the server did not come up: " << server_err();
@@ -255,8 +268,8 @@ class BackendServer : public ::testing::Test {
   }
 
   static std::string attach_line(const char* mode, std::size_t pages, Gref gref, DomId domid) {
-    return "ATTACH " + std::string(mode) + " " + std::to_string(pages) + " " +
-           std::to_string(gref) + " " + std::to_string(domid);
+    return say(peer::kAttach, " " + std::string(mode) + " " + std::to_string(pages) + " " +
+                                  std::to_string(gref) + " " + std::to_string(domid));
   }
 
   std::string dir, sim, sock;
@@ -285,34 +298,34 @@ TEST_F(BackendServer, ClientsThatHangUpAtAnyPointCostOnlyThemselves) {
   const std::string attach = attach_line("frontend-alloc", 1024, buffer.directory_gref(), 1);
   {  // after the greeting
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
   }
   {  // mid-line
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     EXPECT_TRUE(c.send_raw(attach.substr(0, 10)));
   }
   {  // right after ATTACH, before its answer
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     EXPECT_TRUE(c.send_raw(attach + "\n"));
   }
   {  // attached
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     EXPECT_TRUE(starts_with(c.ask(attach), "OK ")) << attach;
   }
   {  // after CHECK, before its answer
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     EXPECT_TRUE(starts_with(c.ask(attach), "OK "));
-    EXPECT_TRUE(c.send_raw("CHECK 7\n"));
+    EXPECT_TRUE(c.send_raw(say(peer::kCheck, " 7\n")));
   }
   {  // after CHECK's answer
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     EXPECT_TRUE(starts_with(c.ask(attach), "OK "));
-    EXPECT_TRUE(starts_with(c.ask("CHECK 7"), "ERR backend read: pattern 7 differs"));
+    EXPECT_TRUE(starts_with(c.ask(say(peer::kCheck, " 7")), "ERR backend read: pattern 7 differs"));
   }
   ASSERT_TRUE(server_alive()) << server_err();
   EXPECT_LT(run_frontend(), 5.0);
@@ -327,26 +340,31 @@ TEST_F(BackendServer, JunkNulsAndEndlessLinesCostOnlyTheirSender) {
   start_server();
   {
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
-    const std::string junk("\x01\xff\x00 ATTACH\x00\x7f\xfe\r\t", 13);
+    EXPECT_TRUE(greeted(c.line()));
+    const std::string junk =
+        std::string("\x01\xff\x00 ", 4) + say(peer::kAttach, std::string("\x00\x7f\xfe", 3));
     const std::string reply = c.ask(junk);
     EXPECT_TRUE(starts_with(reply, "ERR malformed request")) << reply;
     for (char ch : reply) EXPECT_TRUE(ch >= 0x20 && ch < 0x7f) << int(ch);
     // Strict words: no sign, no spaces around, no other base, no overflow.
-    for (const char* bad :
-         {"ATTACH frontend-alloc +1 16 1", "ATTACH frontend-alloc 1 16 1 ", " CHECK 1", "CHECK  1",
-          "ATTACH frontend-alloc 0x10 16 1", "ATTACH frontend-alloc 1 4294967296 1",
-          "ATTACH frontend-alloc 1 16 65536", "CHECK 18446744073709551616",
-          "ATTACH sideways 1 16 1", "BYE now", "HELLO 0"}) {
+    for (const std::string& bad :
+         {say(peer::kAttach, " frontend-alloc +1 16 1"),
+          say(peer::kAttach, " frontend-alloc 1 16 1 "), " " + say(peer::kCheck, " 1"),
+          say(peer::kCheck, "  1"), say(peer::kAttach, " frontend-alloc 0x10 16 1"),
+          say(peer::kAttach, " frontend-alloc 1 4294967296 1"),
+          say(peer::kAttach, " frontend-alloc 1 16 65536"),
+          say(peer::kCheck, " 18446744073709551616"), say(peer::kAttach, " sideways 1 16 1"),
+          say(peer::kBye, " now"), say(peer::kHello, " 0")}) {
       EXPECT_TRUE(starts_with(c.ask(bad), "ERR ")) << bad;
     }
-    EXPECT_EQ(c.ask("CHECK 1"), "ERR CHECK without an attached buffer");
-    EXPECT_EQ(c.ask("BYE"), "OK");
+    EXPECT_EQ(c.ask(say(peer::kCheck, " 1")),
+              "ERR " + say(peer::kCheck, " without an attached buffer"));
+    EXPECT_EQ(c.ask(say(peer::kBye)), "OK");
     EXPECT_EQ(c.line(), "<closed>");
   }
   {  // a line of 1 MB: refused after 4096 bytes, the connection closed
     RawClient c(sock, true);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c.line()));
     (void)c.send_raw(std::string(1 << 20, 'A'));
     const std::string reply = c.line();
     EXPECT_TRUE(reply == "ERR line longer than 4096 bytes" || reply == "<closed>") << reply;
@@ -356,8 +374,8 @@ TEST_F(BackendServer, JunkNulsAndEndlessLinesCostOnlyTheirSender) {
   }
   {  // half a line, then gone
     RawClient c(sock);
-    EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
-    EXPECT_TRUE(c.send_raw(std::string("CHE\0\xff", 5)));
+    EXPECT_TRUE(greeted(c.line()));
+    EXPECT_TRUE(c.send_raw(say(peer::kCheck.substr(0, 3), std::string("\0\xff", 2))));
   }
   ASSERT_TRUE(server_alive()) << server_err();
   EXPECT_LT(run_frontend(), 5.0);
@@ -375,7 +393,7 @@ TEST_F(BackendServer, SilentClientsDoNotHoldUpAFrontendAndAreHungUpOn) {
   // --idle-timeout 1: each silent client is told and hung up on.
   const auto begin = Clock::now();
   for (auto& c : silent) {
-    EXPECT_TRUE(starts_with(c->line(), "HELLO 0"));
+    EXPECT_TRUE(greeted(c->line()));
     EXPECT_EQ(c->line(3000), "ERR no request for 1000 ms: hanging up");
     EXPECT_EQ(c->line(), "<closed>");
   }
@@ -396,7 +414,7 @@ TEST_F(BackendServer, AFloodOfConnectionsBeyondTheLimitIsTurnedAwayAtOnce) {
   int hello = 0, busy = 0;
   for (auto& c : flood) {
     const std::string first = c->line();
-    if (starts_with(first, "HELLO 0")) {
+    if (greeted(first)) {
       ++hello;
     } else if (starts_with(first, "ERR busy")) {
       ++busy;
@@ -435,7 +453,7 @@ TEST_F(BackendServer, AttachNamingAnotherDomainIsRefused) {
     {
       RawClient c(sock);
       reply = c.line();
-      if (starts_with(reply, "HELLO")) reply = c.ask(attach);
+      if (starts_with(reply, say(peer::kHello))) reply = c.ask(attach);
     }
     (void)!write(pipe_fds[1], reply.data(), reply.size());
     _exit(0);
@@ -454,7 +472,7 @@ TEST_F(BackendServer, AttachNamingAnotherDomainIsRefused) {
   EXPECT_NE(reply.find("EPERM"), std::string::npos) << reply;
 
   RawClient c(sock);
-  EXPECT_TRUE(starts_with(c.line(), "HELLO 0"));
+  EXPECT_TRUE(greeted(c.line()));
   // A domain nobody is attached as, and one this process is not.
   EXPECT_TRUE(starts_with(c.ask(attach_line("frontend-alloc", 4, buffer.directory_gref(), 9)),
                           "ERR the connecting process"));
@@ -462,8 +480,8 @@ TEST_F(BackendServer, AttachNamingAnotherDomainIsRefused) {
                           "ERR the connecting process"));
   // The domain this process is: accepted.
   EXPECT_TRUE(starts_with(c.ask(attach), "OK "));
-  EXPECT_EQ(c.ask("DETACH"), "OK");
-  EXPECT_EQ(c.ask("BYE"), "OK");
+  EXPECT_EQ(c.ask(say(peer::kDetach)), "OK");
+  EXPECT_EQ(c.ask(say(peer::kBye)), "OK");
   EXPECT_TRUE(buffer.free().ok());
   victim.reset();
   ASSERT_TRUE(server_alive()) << server_err();

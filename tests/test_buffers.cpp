@@ -14,7 +14,28 @@
 namespace shbuf {
 namespace {
 
-using Buffers = testing::SimPair;
+// The simulator pair, and the setup most tests share: a frontend buffer
+// created for the backend domain, and the configuration that attaches the
+// backend to it.
+class Buffers : public testing::SimPair {
+ protected:
+  Result<FrontendBuffer> share(std::size_t pages, AllocMode mode = AllocMode::kFrontend) {
+    FrontendBufferConfig fc;
+    fc.backend = kBackendDom;
+    fc.pages = pages;
+    fc.mode = mode;
+    return FrontendBuffer::create(*fe, fc);
+  }
+
+  static BackendBufferConfig attach_config(const FrontendBuffer& f) {
+    BackendBufferConfig bc;
+    bc.frontend = kFrontendDom;
+    bc.directory_gref = f.directory_gref();
+    bc.pages = f.pages();
+    bc.mode = f.mode();
+    return bc;
+  }
+};
 
 void fill(std::span<std::byte> m, std::uint32_t seed) {
   auto* w = reinterpret_cast<std::uint32_t*>(m.data());
@@ -33,21 +54,12 @@ TEST_F(Buffers, BothModesShareDataBothWays) {
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     for (std::size_t n : {1u, 1023u, 1024u, 1025u, 16384u}) {
       SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n));
-      FrontendBufferConfig fc;
-      fc.backend = kBackendDom;
-      fc.pages = n;
-      fc.mode = mode;
-      auto f = FrontendBuffer::create(*fe, fc);
+      auto f = share(n, mode);
       ASSERT_TRUE(f.ok()) << f.error().describe();
       EXPECT_EQ(f->directory_pages(), dir_pages(n));
       EXPECT_NE(f->directory_gref(), kDirListEnd);
 
-      BackendBufferConfig bc;
-      bc.frontend = kFrontendDom;
-      bc.directory_gref = f->directory_gref();
-      bc.pages = n;
-      bc.mode = mode;
-      auto b = BackendBuffer::attach(*be, bc);
+      auto b = BackendBuffer::attach(*be, attach_config(*f));
       ASSERT_TRUE(b.ok()) << b.error().describe();
       if (mode == AllocMode::kBackend) {
         EXPECT_TRUE(f->memory().empty());
@@ -83,15 +95,13 @@ TEST_F(Buffers, FrontendRefusesBadRequestsAndMisuse) {
   auto big = FrontendBuffer::create(*fe, fc);
   ASSERT_FALSE(big.ok());
   EXPECT_EQ(big.error().code, E2BIG);
-  fc.max_pages = kDefaultMaxPages;
 
-  auto f = FrontendBuffer::create(*fe, fc);
+  auto f = share(100);
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f->map().code(), EINVAL);  // the frontend allocated it
   EXPECT_EQ(f->unmap().code(), EINVAL);
 
-  fc.mode = AllocMode::kBackend;
-  auto g = FrontendBuffer::create(*fe, fc);
+  auto g = share(100, AllocMode::kBackend);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->unmap().code(), EINVAL);  // not mapped
   // The backend never filled the directory: its grefs are 0.
@@ -99,12 +109,7 @@ TEST_F(Buffers, FrontendRefusesBadRequestsAndMisuse) {
   EXPECT_EQ(unfilled.code(), EINVAL);
   EXPECT_NE(unfilled.error().message.find("buffer gref 0"), std::string::npos)
       << unfilled.error().message;
-  BackendBufferConfig bc;
-  bc.frontend = kFrontendDom;
-  bc.directory_gref = g->directory_gref();
-  bc.pages = 100;
-  bc.mode = AllocMode::kBackend;
-  auto b = BackendBuffer::attach(*be, bc);
+  auto b = BackendBuffer::attach(*be, attach_config(*g));
   ASSERT_TRUE(b.ok()) << b.error().describe();
   ASSERT_TRUE(g->map().ok());
   EXPECT_EQ(g->map().code(), EALREADY);
@@ -123,21 +128,13 @@ TEST_F(Buffers, FrontendRefusesBadRequestsAndMisuse) {
 TEST_F(Buffers, DirectoryReadByCopyOrByMapAgrees) {
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     for (std::size_t n : {1u, 1023u, 1024u, 3000u}) {
-      FrontendBufferConfig fc;
-      fc.backend = kBackendDom;
-      fc.pages = n;
-      fc.mode = mode;
-      auto f = FrontendBuffer::create(*fe, fc);
+      auto f = share(n, mode);
       ASSERT_TRUE(f.ok()) << f.error().describe();
       const std::uint64_t d = dir_pages(n);
       for (DirectoryRead way : {DirectoryRead::kAuto, DirectoryRead::kCopy, DirectoryRead::kMap}) {
         SCOPED_TRACE(std::string(to_string(mode)) + " " + std::to_string(n) + " way " +
                      std::to_string(int(way)));
-        BackendBufferConfig bc;
-        bc.frontend = kFrontendDom;
-        bc.directory_gref = f->directory_gref();
-        bc.pages = n;
-        bc.mode = mode;
+        BackendBufferConfig bc = attach_config(*f);
         bc.directory_read = way;
         const ProviderStats before = be->stats();
         auto b = BackendBuffer::attach(*be, bc);
@@ -177,17 +174,9 @@ TEST_F(Buffers, WithoutGrantCopyTheDirectoryIsMapped) {
   ASSERT_TRUE(plain.ok()) << plain.error().describe();
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     SCOPED_TRACE(to_string(mode));
-    FrontendBufferConfig fc;
-    fc.backend = kBackendDom;
-    fc.pages = 2000;
-    fc.mode = mode;
-    auto f = FrontendBuffer::create(*fe, fc);
+    auto f = share(2000, mode);
     ASSERT_TRUE(f.ok()) << f.error().describe();
-    BackendBufferConfig bc;
-    bc.frontend = kFrontendDom;
-    bc.directory_gref = f->directory_gref();
-    bc.pages = 2000;
-    bc.mode = mode;
+    BackendBufferConfig bc = attach_config(*f);
     const ProviderStats before = (*plain)->stats();
     auto b = BackendBuffer::attach(**plain, bc);
     ASSERT_TRUE(b.ok()) << b.error().describe();
@@ -246,18 +235,11 @@ TEST_F(Buffers, BackendRefusesBadRequests) {
 TEST_F(Buffers, AttachingAHugeNFailsCleanly) {
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     SCOPED_TRACE(to_string(mode));
-    FrontendBufferConfig fc;
-    fc.backend = kBackendDom;
-    fc.pages = 1;
-    fc.mode = mode;
-    auto f = FrontendBuffer::create(*fe, fc);
+    auto f = share(1, mode);
     ASSERT_TRUE(f.ok()) << f.error().describe();
-    BackendBufferConfig bc;
-    bc.frontend = kFrontendDom;
-    bc.directory_gref = f->directory_gref();
+    BackendBufferConfig bc = attach_config(*f);
     bc.pages = std::size_t{1} << 40;
     bc.max_pages = std::numeric_limits<std::size_t>::max();
-    bc.mode = mode;
     auto b = BackendBuffer::attach(*be, bc);
     ASSERT_FALSE(b.ok());
     // Frontend-allocated: the one page carries one gref, then a 0 slot;
@@ -271,18 +253,9 @@ TEST_F(Buffers, AttachingAHugeNFailsCleanly) {
 TEST_F(Buffers, AMovedFromBufferIsEmpty) {
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
     SCOPED_TRACE(to_string(mode));
-    FrontendBufferConfig fc;
-    fc.backend = kBackendDom;
-    fc.pages = 3;
-    fc.mode = mode;
-    auto f = FrontendBuffer::create(*fe, fc);
+    auto f = share(3, mode);
     ASSERT_TRUE(f.ok()) << f.error().describe();
-    BackendBufferConfig bc;
-    bc.frontend = kFrontendDom;
-    bc.directory_gref = f->directory_gref();
-    bc.pages = 3;
-    bc.mode = mode;
-    auto b = BackendBuffer::attach(*be, bc);
+    auto b = BackendBuffer::attach(*be, attach_config(*f));
     ASSERT_TRUE(b.ok()) << b.error().describe();
 
     FrontendBuffer f2(std::move(*f));
@@ -303,16 +276,9 @@ TEST_F(Buffers, AMovedFromBufferIsEmpty) {
 }
 
 TEST_F(Buffers, FreeWhileTheBackendMapsKeepsThePagesUntilItUnmaps) {
-  FrontendBufferConfig fc;
-  fc.backend = kBackendDom;
-  fc.pages = 8;
-  auto f = FrontendBuffer::create(*fe, fc);
+  auto f = share(8);
   ASSERT_TRUE(f.ok());
-  BackendBufferConfig bc;
-  bc.frontend = kFrontendDom;
-  bc.directory_gref = f->directory_gref();
-  bc.pages = 8;
-  auto b = BackendBuffer::attach(*be, bc);
+  auto b = BackendBuffer::attach(*be, attach_config(*f));
   ASSERT_TRUE(b.ok());
   fill(b->memory(), 77);
   Status freed = f->free();
@@ -320,7 +286,7 @@ TEST_F(Buffers, FreeWhileTheBackendMapsKeepsThePagesUntilItUnmaps) {
   EXPECT_FALSE(f->valid());
   EXPECT_EQ(fe->pending_pages(), 8u);
   // The backend's view still holds its data: nothing was reused under it.
-  auto g = FrontendBuffer::create(*fe, fc);
+  auto g = share(8);
   ASSERT_TRUE(g.ok());
   fill(g->memory(), 5);
   EXPECT_TRUE(holds(b->memory(), 77));
@@ -332,19 +298,10 @@ TEST_F(Buffers, FreeWhileTheBackendMapsKeepsThePagesUntilItUnmaps) {
 
 TEST_F(Buffers, DestructorsReleaseEverything) {
   for (AllocMode mode : {AllocMode::kFrontend, AllocMode::kBackend}) {
-    FrontendBufferConfig fc;
-    fc.backend = kBackendDom;
-    fc.pages = 2000;
-    fc.mode = mode;
-    auto f = FrontendBuffer::create(*fe, fc);
+    auto f = share(2000, mode);
     ASSERT_TRUE(f.ok());
-    BackendBufferConfig bc;
-    bc.frontend = kFrontendDom;
-    bc.directory_gref = f->directory_gref();
-    bc.pages = 2000;
-    bc.mode = mode;
     {
-      auto b = BackendBuffer::attach(*be, bc);
+      auto b = BackendBuffer::attach(*be, attach_config(*f));
       ASSERT_TRUE(b.ok());
       if (mode == AllocMode::kBackend) {
         ASSERT_TRUE(f->map().ok());

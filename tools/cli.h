@@ -15,23 +15,6 @@
 
 namespace shbuf::cli {
 
-// A JSON string literal, quotes included: quotes, backslashes and control
-// characters escaped.
-inline std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // Strict numbers for the command line, one parser for every option: plain
 // decimal digits only (no sign, no base prefix, no spaces, no exponent), in
 // [min, max]. The error names the text and the range.

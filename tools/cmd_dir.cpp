@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -27,7 +26,7 @@ bool read_stdin_chunks(Take take) {
     const ssize_t got = ::read(STDIN_FILENO, chunk, sizeof chunk);
     if (got < 0) {
       if (errno == EINTR) continue;
-      fail(kExitFailure, fmt::format("cannot read stdin: {}", std::strerror(errno)));
+      fail(kExitFailure, errno_error("cannot read stdin").message);
     }
     if (got == 0) return false;
     take(std::string_view(chunk, static_cast<std::size_t>(got)));
@@ -63,7 +62,7 @@ void write_stdout(const void* data, std::size_t size) {
     const ssize_t put = ::write(STDOUT_FILENO, p, size);
     if (put < 0) {
       if (errno == EINTR) continue;
-      fail(kExitFailure, fmt::format("cannot write stdout: {}", std::strerror(errno)));
+      fail(kExitFailure, errno_error("cannot write stdout").message);
     }
     p += put;
     size -= static_cast<std::size_t>(put);
@@ -174,72 +173,94 @@ void run_decode(std::size_t n, const std::string& dir_grefs_arg) {
   write_stdout(out.data(), out.size());
 }
 
-// Describes whatever pages arrive, well formed or not, and judges the chain.
-// first_gref (0: not given) is the gref page 0 was reached through, so that a
-// link back to page 0 is caught as a loop too.
-void run_inspect(Gref first_gref) {
+// The directory pages on stdin: at least one, whole pages only, and no more
+// than the directory of the largest buffer shbuf accepts.
+std::string read_directory_pages() {
   const std::size_t max_bytes = dir_pages(kDefaultMaxPages) * kPageSize;
-  const StdinBytes in = read_stdin(max_bytes);
+  StdinBytes in = read_stdin(max_bytes);
   if (in.total > max_bytes) {
     fail(kExitFailure, fmt::format("input of {} bytes is larger than a directory of the most "
                                    "pages shbuf accepts ({} bytes)",
                                    in.size(), max_bytes));
   }
-  const std::string& data = in.data;
-  if (data.empty()) fail(kExitFailure, "no directory pages on stdin");
-  if (data.size() % kPageSize != 0) {
+  if (in.data.empty()) fail(kExitFailure, "no directory pages on stdin");
+  if (in.data.size() % kPageSize != 0) {
     fail(kExitFailure, fmt::format("input is {} bytes, not a whole number of {}-byte pages",
-                                   data.size(), kPageSize));
+                                   in.data.size(), kPageSize));
   }
-  const std::size_t d = data.size() / kPageSize;
-  const auto* bytes = reinterpret_cast<const std::byte*>(data.data());
+  return std::move(in.data);
+}
+
+// The chain as inspect walks it: the first problem found (empty while none),
+// the grefs carried so far, whether the end was reached, and the grefs of
+// the pages seen so far, as far as they are known.
+struct Chain {
   std::string problem;
   std::size_t total = 0;
   bool ended = false;
-  // The grefs of the pages seen so far, as far as they are known.
   std::vector<Gref> links;
-  if (first_gref != kDirListEnd) links.push_back(first_gref);
-  for (std::size_t i = 0; i < d; ++i) {
-    Gref words[1 + kGrefsPerDirPage];
-    copy_grefs_from_shared(words, bytes + i * kPageSize, 1 + kGrefsPerDirPage);
-    std::size_t carried = 0;
-    while (carried < kGrefsPerDirPage && words[1 + carried] != kDirListEnd) ++carried;
-    std::size_t stray = 0;
-    for (std::size_t k = carried; k < kGrefsPerDirPage; ++k) stray += words[1 + k] != 0;
-    fmt::print("page {}: link {}, {} grefs{}\n", i, words[0], carried,
-               stray ? fmt::format(" (and {} more after a 0 slot)", stray) : "");
-    total += carried;
-    if (problem.empty()) {
-      if (ended) {
-        problem = fmt::format("page {} follows the end of the chain", i);
-      } else if (stray != 0) {
-        problem = fmt::format("page {} has a 0 gref before other grefs", i);
-      } else if (words[0] == kDirListEnd) {
-        ended = true;
-      } else if (carried != kGrefsPerDirPage) {
-        problem = fmt::format("page {} links on but carries only {} grefs", i, carried);
-      } else if (std::find(links.begin(), links.end(), words[0]) != links.end()) {
-        problem = fmt::format(
-            "page {} links to gref {}, the gref of an earlier page: the chain "
-            "loops",
-            i, words[0]);
-      }
-      links.push_back(words[0]);
-    }
+};
+
+// Describes page i and judges it against the pages before it.
+void inspect_page(std::size_t i, const std::byte* page, Chain& chain) {
+  Gref words[1 + kGrefsPerDirPage];
+  copy_grefs_from_shared(words, page, 1 + kGrefsPerDirPage);
+  std::size_t carried = 0;
+  while (carried < kGrefsPerDirPage && words[1 + carried] != kDirListEnd) ++carried;
+  std::size_t stray = 0;
+  for (std::size_t k = carried; k < kGrefsPerDirPage; ++k) stray += words[1 + k] != 0;
+  fmt::print("page {}: link {}, {} grefs{}\n", i, words[0], carried,
+             stray ? fmt::format(" (and {} more after a 0 slot)", stray) : "");
+  chain.total += carried;
+  if (!chain.problem.empty()) return;
+  if (chain.ended) {
+    chain.problem = fmt::format("page {} follows the end of the chain", i);
+  } else if (stray != 0) {
+    chain.problem = fmt::format("page {} has a 0 gref before other grefs", i);
+  } else if (words[0] == kDirListEnd) {
+    chain.ended = true;
+  } else if (carried != kGrefsPerDirPage) {
+    chain.problem = fmt::format("page {} links on but carries only {} grefs", i, carried);
+  } else if (std::find(chain.links.begin(), chain.links.end(), words[0]) != chain.links.end()) {
+    chain.problem = fmt::format(
+        "page {} links to gref {}, the gref of an earlier page: the chain "
+        "loops",
+        i, words[0]);
   }
-  if (problem.empty() && !ended) {
-    problem = fmt::format("the last page links to gref {}: the chain does not end", links.back());
+  chain.links.push_back(words[0]);
+}
+
+// Once every one of the d pages is seen: what is wrong with the chain as a
+// whole, if nothing was wrong with a page.
+void judge_chain(std::size_t d, Chain& chain) {
+  if (chain.problem.empty() && !chain.ended) {
+    chain.problem =
+        fmt::format("the last page links to gref {}: the chain does not end", chain.links.back());
   }
-  if (problem.empty() && total == 0) problem = "the directory carries no grefs";
-  if (problem.empty() && dir_pages(total) != d) {
-    problem = fmt::format("{} grefs need {} directory pages, got {}", total, dir_pages(total), d);
+  if (chain.problem.empty() && chain.total == 0) chain.problem = "the directory carries no grefs";
+  if (chain.problem.empty() && dir_pages(chain.total) != d) {
+    chain.problem = fmt::format("{} grefs need {} directory pages, got {}", chain.total,
+                                dir_pages(chain.total), d);
   }
-  if (!problem.empty()) {
-    fmt::print("chain: broken: {}\n", problem);
+}
+
+// Describes whatever pages arrive, well formed or not, and judges the chain.
+// first_gref (0: not given) is the gref page 0 was reached through, so that a
+// link back to page 0 is caught as a loop too.
+void run_inspect(Gref first_gref) {
+  const std::string data = read_directory_pages();
+  const std::size_t d = data.size() / kPageSize;
+  const auto* bytes = reinterpret_cast<const std::byte*>(data.data());
+  Chain chain;
+  if (first_gref != kDirListEnd) chain.links.push_back(first_gref);
+  for (std::size_t i = 0; i < d; ++i) inspect_page(i, bytes + i * kPageSize, chain);
+  judge_chain(d, chain);
+  if (!chain.problem.empty()) {
+    fmt::print("chain: broken: {}\n", chain.problem);
     std::fflush(stdout);
-    fail(kExitFailure, "directory chain is not well formed: " + problem);
+    fail(kExitFailure, "directory chain is not well formed: " + chain.problem);
   }
-  fmt::print("chain: well formed, {} directory pages, {} buffer grefs{}\n", d, total,
+  fmt::print("chain: well formed, {} directory pages, {} buffer grefs{}\n", d, chain.total,
              first_gref == kDirListEnd
                  ? " (links back to page 0 not checked: give --first-gref to check them)"
                  : "");

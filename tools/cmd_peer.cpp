@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "core/unique_fd.h"
 #include "peer_link.h"
 #include "peer_protocol.h"
 #include "peer_server.h"
@@ -214,6 +216,18 @@ struct DemoArgs {
   bool json = false;
 };
 
+// A pipe's two ends, or the failure to make one.
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Pipe make_pipe(int flags) {
+  int fds[2];
+  if (::pipe2(fds, flags) != 0) fail(kExitFailure, errno_error("pipe").message);
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
 // The demo's private directory (control socket, the children's error output
 // and, unless --sim names one, the simulator instance), removed on every way
 // out.
@@ -224,7 +238,7 @@ class WorkDir {
     std::string path = fmt::format("{}/shbuf-demo-{}-XXXXXX", base, ::getpid());
     if (::mkdtemp(path.data()) == nullptr) {
       fail(kExitFailure,
-           fmt::format("cannot create a directory under {}: {}", base, std::strerror(errno)));
+           errno_error(fmt::format("cannot create a directory under {}", base)).message);
     }
     path_ = std::move(path);
   }
@@ -257,12 +271,9 @@ int g_demo_signal_fd = -1;
 
 class DemoSignals {
  public:
-  DemoSignals() {
-    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
-      fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
-    }
+  DemoSignals() : pipe_(make_pipe(O_CLOEXEC | O_NONBLOCK)) {
     g_demo_signal = 0;
-    g_demo_signal_fd = fds_[1];
+    g_demo_signal_fd = pipe_.write.get();
     struct sigaction sa {};
     sa.sa_handler = [](int signo) {
       const int saved = errno;
@@ -279,10 +290,8 @@ class DemoSignals {
   ~DemoSignals() {
     for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
     g_demo_signal_fd = -1;
-    ::close(fds_[0]);
-    ::close(fds_[1]);
   }
-  int fd() const { return fds_[0]; }
+  int fd() const { return pipe_.read.get(); }
   // Fails, the guards then stopping the children and removing the directory,
   // if a signal came.
   static void check() {
@@ -294,7 +303,7 @@ class DemoSignals {
 
  private:
   static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-  int fds_[2] = {-1, -1};
+  Pipe pipe_;
   struct sigaction old_[std::size(kSignals)]{};
 };
 
@@ -314,7 +323,7 @@ class Child {
 
   void spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd) {
     const pid_t pid = ::fork();
-    if (pid < 0) fail(kExitFailure, fmt::format("fork: {}", std::strerror(errno)));
+    if (pid < 0) fail(kExitFailure, errno_error("fork").message);
     if (pid == 0) {
       if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
       if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
@@ -357,25 +366,9 @@ class Child {
   pid_t pid_ = -1;
 };
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
-
-int open_for_child(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) fail(kExitFailure, fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+UniqueFd open_for_child(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) fail(kExitFailure, errno_error(fmt::format("cannot create '{}'", path)).message);
   return fd;
 }
 
@@ -401,136 +394,214 @@ std::string pages_list(const std::vector<std::size_t>& pages) {
   return s;
 }
 
-void run_demo(const DemoArgs& args) {
-  const bool sim = args.provider == "sim";
-  DemoSignals signals;
-  WorkDir work;
-  std::string sim_path = args.sim_path;
-  if (sim && sim_path.empty()) {
-    sim_path = work.path() + "/sim";
-    work.own_sim(sim_path);
-  }
-  const std::string socket = work.path() + "/control.sock";
-  const std::string be_err = work.path() + "/backend.err";
-  const std::string fe_err = work.path() + "/frontend.err";
+// Where the demo's pieces live, all in its work directory unless --sim names
+// the simulator instance.
+struct DemoPaths {
+  std::string sim;  // empty unless the provider is sim
+  std::string socket;
+  std::string backend_err;
+  std::string frontend_err;
+};
 
-  std::vector<std::string> common = {"--provider", args.provider};
-  if (sim) common.insert(common.end(), {"--sim", sim_path});
-  std::vector<std::string> be = {"shbuf", "backend", "--once", "--accept-timeout", "30", "--socket",
-                                 socket,  "--domid", "0"};
-  be.insert(be.end(), common.begin(), common.end());
-  std::vector<std::string> fe = {"shbuf",    "frontend",     "--machine",
-                                 "--socket", socket,         "--mode",
-                                 args.mode,  "--pages",      pages_list(args.pages),
-                                 "--domid",  sim ? "1" : "0"};
-  fe.insert(fe.end(), common.begin(), common.end());
-
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
-    fail(kExitFailure, fmt::format("pipe: {}", std::strerror(errno)));
-  Fd out_read(pipe_fds[0]);
-  Fd out_write(pipe_fds[1]);
-  Child backend;
-  Child frontend;
-  {
-    const Fd be_err_fd(open_for_child(be_err));
-    const Fd fe_err_fd(open_for_child(fe_err));
-    backend.spawn(be, -1, be_err_fd.get());
-    frontend.spawn(fe, out_write.get(), fe_err_fd.get());
+DemoPaths demo_paths(const DemoArgs& args, WorkDir& work) {
+  DemoPaths paths;
+  if (args.provider == "sim") {
+    paths.sim = args.sim_path;
+    if (paths.sim.empty()) {
+      paths.sim = work.path() + "/sim";
+      work.own_sim(paths.sim);
+    }
   }
-  out_write.reset();
+  paths.socket = work.path() + "/control.sock";
+  paths.backend_err = work.path() + "/backend.err";
+  paths.frontend_err = work.path() + "/frontend.err";
+  return paths;
+}
+
+// The command lines of the two children: the same provider for both, a
+// backend serving one frontend, and a frontend reporting in RESULT lines.
+std::vector<std::string> with_provider(std::vector<std::string> argv, const DemoArgs& args,
+                                       const DemoPaths& paths) {
+  argv.insert(argv.end(), {"--provider", args.provider});
+  if (!paths.sim.empty()) argv.insert(argv.end(), {"--sim", paths.sim});
+  return argv;
+}
+
+std::vector<std::string> backend_argv(const DemoArgs& args, const DemoPaths& paths) {
+  return with_provider({"shbuf", "backend", "--once", "--accept-timeout", "30", "--socket",
+                        paths.socket, "--domid", "0"},
+                       args, paths);
+}
+
+std::vector<std::string> frontend_argv(const DemoArgs& args, const DemoPaths& paths) {
+  return with_provider(
+      {"shbuf", "frontend", "--machine", "--socket", paths.socket, "--mode", args.mode, "--pages",
+       pages_list(args.pages), "--domid", paths.sim.empty() ? "0" : "1"},
+      args, paths);
+}
+
+// Everything from `fd` until end of file, failing at once on a signal.
+std::string read_until_eof(int fd, const DemoSignals& signals) {
   std::string output;
   char chunk[4096];
   while (true) {
-    pollfd p[2] = {{out_read.get(), POLLIN, 0}, {signals.fd(), POLLIN, 0}};
+    pollfd p[2] = {{fd, POLLIN, 0}, {signals.fd(), POLLIN, 0}};
     const int ready = ::poll(p, 2, -1);
     DemoSignals::check();
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) break;
-    const ssize_t got = ::read(out_read.get(), chunk, sizeof chunk);
+    const ssize_t got = ::read(fd, chunk, sizeof chunk);
     if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) break;
     if (got > 0) output.append(chunk, static_cast<std::size_t>(got));
   }
-  out_read.reset();
-  const int fe_exit = frontend.wait(60000);
-  const int be_exit = backend.wait(10000);
-  const std::string be_error = child_error(be_err);
-  const std::string fe_error = child_error(fe_err);
+  return output;
+}
 
+std::vector<CaseResult> parse_results(const std::string& output) {
   std::vector<CaseResult> results;
   std::istringstream lines(output);
   for (std::string line; std::getline(lines, line);) {
     if (auto r = parse_machine_line(line)) results.push_back(*r);
   }
+  return results;
+}
+
+// What the demo found: the frontend's results, how each child ended and what
+// it said, and whether grants or mappings were left behind.
+struct DemoOutcome {
+  std::vector<CaseResult> results;
+  std::size_t expected = 0;
+  int frontend_exit = -1;
+  int backend_exit = -1;
+  std::string frontend_error;  // each child's first error message, if any
+  std::string backend_error;
   bool clean = true;
   std::string leftovers = "not checked (only the sim provider can be inspected)";
-  if (sim) {
-    auto status = SimProvider::status(sim_path);
-    if (!status.ok()) {
-      clean = false;
-      leftovers = "cannot read the simulator: " + status.error().describe();
-    } else {
-      clean = status->grants.empty() && status->mappings.empty();
-      leftovers = clean ? "none"
-                        : fmt::format("{} grants and {} mappings left behind",
-                                      status->grants.size(), status->mappings.size());
-    }
-  }
-  work.remove();
 
-  const std::size_t expected = modes_of(args.mode).size() * args.pages.size();
-  bool all = results.size() == expected && fe_exit == 0 && be_exit == 0 && clean;
-  for (const CaseResult& r : results) all = all && r.verified;
-  if (args.json) {
-    std::string out = fmt::format("{{\"provider\":{},\"cases\":[", json_string(args.provider));
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      const CaseResult& r = results[i];
-      out += fmt::format(
-          "{}{{\"mode\":\"{}\",\"pages\":{},\"dir_pages\":{},\"share_ms\":{:.3f},"
-          "\"map_ms\":{:.3f},\"verified\":{},\"error\":{}}}",
-          i ? "," : "", to_string(r.mode), r.pages, r.dir_pages, r.share_ms, r.map_ms,
-          r.verified ? "true" : "false", json_string(r.error));
-    }
-    out += fmt::format(
-        "],\"frontend_exit\":{},\"backend_exit\":{},\"leftovers\":{},"
-        "\"ok\":{}}}\n",
-        fe_exit, be_exit, json_string(leftovers), all ? "true" : "false");
-    fmt::print("{}", out);
+  std::size_t verified() const {
+    return static_cast<std::size_t>(std::count_if(results.begin(), results.end(),
+                                                  [](const CaseResult& r) { return r.verified; }));
+  }
+  bool ok() const {
+    return results.size() == expected && frontend_exit == 0 && backend_exit == 0 && clean &&
+           verified() == results.size();
+  }
+};
+
+// Runs the backend and the frontend to their end, collecting the frontend's
+// results and both children's errors.
+void run_children(const DemoArgs& args, const DemoPaths& paths, const DemoSignals& signals,
+                  DemoOutcome& outcome) {
+  Pipe out = make_pipe(O_CLOEXEC);
+  Child backend;
+  Child frontend;
+  {
+    const UniqueFd be_err = open_for_child(paths.backend_err);
+    const UniqueFd fe_err = open_for_child(paths.frontend_err);
+    backend.spawn(backend_argv(args, paths), -1, be_err.get());
+    frontend.spawn(frontend_argv(args, paths), out.write.get(), fe_err.get());
+  }
+  out.write.reset();
+  const std::string output = read_until_eof(out.read.get(), signals);
+  out.read.reset();
+  outcome.frontend_exit = frontend.wait(60000);
+  outcome.backend_exit = backend.wait(10000);
+  outcome.backend_error = child_error(paths.backend_err);
+  outcome.frontend_error = child_error(paths.frontend_err);
+  outcome.results = parse_results(output);
+}
+
+// On the sim provider: whether any grant or mapping outlived the buffers.
+void check_leftovers(const DemoPaths& paths, DemoOutcome& outcome) {
+  if (paths.sim.empty()) return;
+  auto status = SimProvider::status(paths.sim);
+  if (!status.ok()) {
+    outcome.clean = false;
+    outcome.leftovers = "cannot read the simulator: " + status.error().describe();
+    return;
+  }
+  outcome.clean = status->grants.empty() && status->mappings.empty();
+  outcome.leftovers = outcome.clean ? "none"
+                                    : fmt::format("{} grants and {} mappings left behind",
+                                                  status->grants.size(), status->mappings.size());
+}
+
+// Milliseconds as the table shows them: to the microsecond.
+double ms_value(double ms) {
+  return std::round(ms * 1000) / 1000;
+}
+
+void print_demo_json(const DemoArgs& args, const DemoOutcome& outcome) {
+  Json j;
+  j["provider"] = args.provider;
+  j["cases"] = Json::array();
+  for (const CaseResult& r : outcome.results) {
+    j["cases"].push_back({{"mode", to_string(r.mode)},
+                          {"pages", r.pages},
+                          {"dir_pages", r.dir_pages},
+                          {"share_ms", ms_value(r.share_ms)},
+                          {"map_ms", ms_value(r.map_ms)},
+                          {"verified", r.verified},
+                          {"error", r.error}});
+  }
+  j["frontend_exit"] = outcome.frontend_exit;
+  j["backend_exit"] = outcome.backend_exit;
+  j["leftovers"] = outcome.leftovers;
+  j["ok"] = outcome.ok();
+  fmt::print("{}", json_text(j));
+}
+
+void print_demo_text(const DemoArgs& args, const DemoOutcome& outcome) {
+  fmt::print(
+      "shbuf demo: a frontend process and a backend process ({} provider) share "
+      "buffers through a page directory\n\n",
+      args.provider);
+  print_table(outcome.results);
+  fmt::print("\ngrants or mappings left afterwards: {}\n", outcome.leftovers);
+  fmt::print("{}\n", outcome.ok() ? "all buffers verified both ways" : "FAILED");
+}
+
+// One line for a failure: the first cause found, the backend's first (the
+// frontend's failures usually follow from it), then the summary.
+std::string failure_message(const DemoOutcome& outcome) {
+  const auto& results = outcome.results;
+  const auto failed =
+      std::find_if(results.begin(), results.end(), [](const CaseResult& r) { return !r.verified; });
+  std::string cause;
+  if (!outcome.backend_error.empty()) {
+    cause = "backend: " + outcome.backend_error;
+  } else if (failed != results.end()) {
+    cause = fmt::format("{} {} pages: {}", to_string(failed->mode), failed->pages, failed->error);
+  } else if (!outcome.frontend_error.empty()) {
+    cause = "frontend: " + outcome.frontend_error;
+  } else if (!outcome.clean) {
+    cause = "leftovers: " + outcome.leftovers;
   } else {
-    fmt::print(
-        "shbuf demo: a frontend process and a backend process ({} provider) share "
-        "buffers through a page directory\n\n",
-        args.provider);
-    print_table(results);
-    fmt::print("\ngrants or mappings left afterwards: {}\n", leftovers);
-    fmt::print("{}\n", all ? "all buffers verified both ways" : "FAILED");
+    cause = fmt::format("{} of {} results reported", results.size(), outcome.expected);
+  }
+  return fmt::format(
+      "demo failed: {}; {} of {} cases verified, frontend exit {}, backend exit {}, "
+      "leftovers: {}",
+      cause, outcome.verified(), outcome.expected, outcome.frontend_exit, outcome.backend_exit,
+      outcome.leftovers);
+}
+
+void run_demo(const DemoArgs& args) {
+  DemoSignals signals;
+  WorkDir work;
+  const DemoPaths paths = demo_paths(args, work);
+  DemoOutcome outcome;
+  outcome.expected = modes_of(args.mode).size() * args.pages.size();
+  run_children(args, paths, signals, outcome);
+  check_leftovers(paths, outcome);
+  work.remove();
+  if (args.json) {
+    print_demo_json(args, outcome);
+  } else {
+    print_demo_text(args, outcome);
   }
   std::fflush(stdout);
-  if (!all) {
-    // One line for the failure: the first cause found, the backend's first
-    // (the frontend's failures usually follow from it), then the summary.
-    std::string cause;
-    const auto failed = std::find_if(results.begin(), results.end(),
-                                     [](const CaseResult& r) { return !r.verified; });
-    if (!be_error.empty()) {
-      cause = "backend: " + be_error;
-    } else if (failed != results.end()) {
-      cause = fmt::format("{} {} pages: {}", to_string(failed->mode), failed->pages, failed->error);
-    } else if (!fe_error.empty()) {
-      cause = "frontend: " + fe_error;
-    } else if (!clean) {
-      cause = "leftovers: " + leftovers;
-    } else {
-      cause = fmt::format("{} of {} results reported", results.size(), expected);
-    }
-    fail(kExitFailure,
-         fmt::format("demo failed: {}; {} of {} cases verified, frontend exit {}, backend exit {}, "
-                     "leftovers: {}",
-                     cause,
-                     std::count_if(results.begin(), results.end(),
-                                   [](const CaseResult& r) { return r.verified; }),
-                     expected, fe_exit, be_exit, leftovers));
-  }
+  if (!outcome.ok()) fail(kExitFailure, failure_message(outcome));
 }
 
 CLI::Validator more_than_zero() {
@@ -555,9 +626,7 @@ void add_mode_option(CLI::App* app, std::string& mode) {
       ->capture_default_str();
 }
 
-}  // namespace
-
-void add_peer_commands(CLI::App& app) {
+void add_backend_command(CLI::App& app) {
   static ProviderArgs backend_provider;
   static ServerOptions backend;
   CLI::App* be = app.add_subcommand(
@@ -591,7 +660,9 @@ void add_peer_commands(CLI::App& app) {
       ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
   be->callback([] { run_backend(backend_provider, backend); });
+}
 
+void add_frontend_command(CLI::App& app) {
   static FrontendArgs frontend;
   CLI::App* fe = app.add_subcommand(
       "frontend", "Create buffers, hand them to a backend, and check data both ways");
@@ -605,7 +676,9 @@ void add_peer_commands(CLI::App& app) {
       ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
   fe->callback([] { run_frontend(frontend); });
+}
 
+void add_demo_command(CLI::App& app) {
   static DemoArgs demo;
   CLI::App* d = app.add_subcommand(
       "demo", "Run a backend and a frontend process against each other and check everything");
@@ -617,6 +690,14 @@ void add_peer_commands(CLI::App& app) {
   add_pages_option(d, demo.pages);
   d->add_flag("--json", demo.json, "Print the results as JSON");
   d->callback([] { run_demo(demo); });
+}
+
+}  // namespace
+
+void add_peer_commands(CLI::App& app) {
+  add_backend_command(app);
+  add_frontend_command(app);
+  add_demo_command(app);
 }
 
 }  // namespace shbuf::cli

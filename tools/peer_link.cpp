@@ -18,11 +18,6 @@
 namespace shbuf::cli {
 namespace {
 
-Error sys_error(const std::string& what) {
-  const int e = errno;
-  return make_error(e, what + ": " + std::strerror(e));
-}
-
 Result<sockaddr_un> address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -42,23 +37,6 @@ long long now_ms() {
 
 }  // namespace
 
-PeerLink::PeerLink(PeerLink&& other) noexcept {
-  *this = std::move(other);
-}
-
-PeerLink& PeerLink::operator=(PeerLink&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-    pending_ = std::move(other.pending_);
-  }
-  return *this;
-}
-
-PeerLink::~PeerLink() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
   auto addr = address(path);
   if (!addr.ok()) return std::move(addr).error();
@@ -66,18 +44,16 @@ Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
   while (true) {
     // Non-blocking, so that a listener whose queue is full (EAGAIN) is
     // retried until the deadline rather than waited for without one.
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return sys_error("socket");
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
-      if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
-        Error e = sys_error("fcntl");
-        ::close(fd);
-        return e;
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) return errno_error("socket");
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
+      if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) {
+        return errno_error("fcntl");
       }
-      return PeerLink(fd);
+      return PeerLink(std::move(fd));
     }
-    Error e = sys_error("cannot connect to '" + path + "'");
-    ::close(fd);
+    Error e = errno_error("cannot connect to '" + path + "'");
+    fd.reset();
     const bool retry = e.code == ENOENT || e.code == ECONNREFUSED || e.code == EAGAIN;
     if (!retry || now_ms() >= deadline) return e;
     ::usleep(20000);
@@ -88,10 +64,10 @@ Status PeerLink::send(const std::string& line) {
   const std::string data = line + "\n";
   std::size_t done = 0;
   while (done < data.size()) {
-    const ssize_t put = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    const ssize_t put = ::send(fd_.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
     if (put < 0) {
       if (errno == EINTR) continue;
-      return sys_error("sending to peer");
+      return errno_error("sending to peer");
     }
     done += static_cast<std::size_t>(put);
   }
@@ -115,18 +91,18 @@ Result<std::string> PeerLink::receive(int timeout_ms) {
       return make_error(ETIMEDOUT,
                         "peer did not answer within " + std::to_string(timeout_ms) + " ms");
     }
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p{fd_.get(), POLLIN, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(left));
     if (ready < 0) {
       if (errno == EINTR) continue;
-      return sys_error("poll");
+      return errno_error("poll");
     }
     if (ready == 0) continue;
     char chunk[1024];
-    const ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
+    const ssize_t got = ::recv(fd_.get(), chunk, sizeof chunk, 0);
     if (got < 0) {
       if (errno == EINTR) continue;
-      return sys_error("receiving from peer");
+      return errno_error("receiving from peer");
     }
     if (got == 0) return make_error(ENOTCONN, "peer closed the connection");
     pending_.append(chunk, static_cast<std::size_t>(got));

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
+#include "core/unique_fd.h"
 #include "shbuf/core/result.h"
 
 namespace shbuf::cli {
@@ -12,10 +14,7 @@ namespace shbuf::cli {
 class PeerLink {
  public:
   PeerLink() = default;
-  explicit PeerLink(int fd) : fd_(fd) {}
-  PeerLink(PeerLink&& other) noexcept;
-  PeerLink& operator=(PeerLink&& other) noexcept;
-  ~PeerLink();
+  explicit PeerLink(UniqueFd fd) : fd_(std::move(fd)) {}
 
   // Connects, retrying while the listener is not up yet, until timeout_ms.
   static Result<PeerLink> connect_to(const std::string& path, int timeout_ms);
@@ -25,7 +24,7 @@ class PeerLink {
   Result<std::string> receive(int timeout_ms);
 
  private:
-  int fd_ = -1;
+  UniqueFd fd_;
   std::string pending_;
 };
 

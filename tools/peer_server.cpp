@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "core/unique_fd.h"
 #include "peer_protocol.h"
 #include "shbuf/core/backend_buffer.h"
 #include "shbuf/grant/sim.h"
@@ -45,11 +47,6 @@ long long now_ms() {
   return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-Error sys_error(const std::string& what) {
-  const int e = errno;
-  return make_error(e, what + ": " + std::strerror(e));
-}
-
 // A socket file this process made and listens on; removed on destruction if
 // the file at the path is still that socket.
 class SocketFile {
@@ -58,13 +55,13 @@ class SocketFile {
   SocketFile(const SocketFile&) = delete;
   SocketFile& operator=(const SocketFile&) = delete;
   ~SocketFile();
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
 
  private:
-  SocketFile(std::string path, int fd, dev_t dev, ino_t ino)
-      : path_(std::move(path)), fd_(fd), dev_(dev), ino_(ino) {}
+  SocketFile(std::string path, UniqueFd fd, dev_t dev, ino_t ino)
+      : path_(std::move(path)), fd_(std::move(fd)), dev_(dev), ino_(ino) {}
   std::string path_;
-  int fd_;
+  UniqueFd fd_;
   dev_t dev_;
   ino_t ino_;
 };
@@ -83,19 +80,18 @@ Result<sockaddr_un> address(const std::string& path) {
 // Whether a server listens on the socket file at `addr`: connect succeeds
 // (or would wait, its backlog being full). ECONNREFUSED: nobody does.
 Status probe_listener(const std::string& path, const sockaddr_un& addr) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return sys_error("socket");
-  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return errno_error("socket");
+  const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   const int e = errno;
-  ::close(fd);
+  fd.reset();
   if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
     return make_error(
         EADDRINUSE,
         fmt::format("socket '{}' is already in use: a server is listening on it", path));
   }
   if (e == ECONNREFUSED) return {};
-  return make_error(e, fmt::format("cannot tell whether socket '{}' is in use: connect: {}", path,
-                                   std::strerror(e)));
+  return errno_error(e, fmt::format("cannot tell whether socket '{}' is in use: connect", path));
 }
 
 Result<std::unique_ptr<SocketFile>> SocketFile::create(const std::string& path) {
@@ -109,29 +105,27 @@ Result<std::unique_ptr<SocketFile>> SocketFile::create(const std::string& path) 
     }
     SHBUF_TRY(probe_listener(path, *addr));
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return sys_error(fmt::format("cannot remove the stale socket '{}'", path));
+      return errno_error(fmt::format("cannot remove the stale socket '{}'", path));
     }
   } else if (errno != ENOENT) {
-    return sys_error(fmt::format("cannot inspect '{}'", path));
+    return errno_error(fmt::format("cannot inspect '{}'", path));
   }
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return sys_error("socket");
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    Error e = sys_error(fmt::format("cannot listen on '{}'", path));
-    ::close(fd);
-    return e;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return errno_error("socket");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
+    return errno_error(fmt::format("cannot listen on '{}'", path));
   }
-  if (::lstat(path.c_str(), &st) != 0 || ::listen(fd, SOMAXCONN) != 0) {
-    Error e = sys_error(fmt::format("cannot listen on '{}'", path));
-    ::close(fd);
+  if (::lstat(path.c_str(), &st) != 0 || ::listen(fd.get(), SOMAXCONN) != 0) {
+    Error e = errno_error(fmt::format("cannot listen on '{}'", path));
+    fd.reset();
     ::unlink(path.c_str());
     return e;
   }
-  return std::unique_ptr<SocketFile>(new SocketFile(path, fd, st.st_dev, st.st_ino));
+  return std::unique_ptr<SocketFile>(new SocketFile(path, std::move(fd), st.st_dev, st.st_ino));
 }
 
 SocketFile::~SocketFile() {
-  ::close(fd_);
+  fd_.reset();
   struct stat st {};
   if (::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ &&
       st.st_ino == ino_) {
@@ -148,7 +142,7 @@ class Signals {
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set_, &old_mask_);
-    fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK);
+    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
     struct sigaction ignore {};
     ignore.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ignore, &old_pipe_);
@@ -158,26 +152,26 @@ class Signals {
   ~Signals() {
     // Consume what arrived, so that unblocking does not deliver it again.
     signalfd_siginfo info{};
-    while (fd_ >= 0 && ::read(fd_, &info, sizeof info) == sizeof info) {
+    while (fd_.valid() && ::read(fd_.get(), &info, sizeof info) == sizeof info) {
     }
-    if (fd_ >= 0) ::close(fd_);
+    fd_.reset();
     sigaction(SIGPIPE, &old_pipe_, nullptr);
     pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   }
-  int fd() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
+  int fd() const { return fd_.get(); }
+  bool ok() const { return fd_.valid(); }
 
  private:
   sigset_t set_{};
   sigset_t old_mask_{};
   struct sigaction old_pipe_ {};
-  int fd_ = -1;
+  UniqueFd fd_;
 };
 
 // One client: its connection, what it sent that is not handled yet, the reply
 // not sent yet, and its buffer.
 struct Client {
-  int fd = -1;
+  UniqueFd fd;
   pid_t pid = 0;  // the connecting process, from SO_PEERCRED; 0 if unknown
   std::string in;
   std::string out;
@@ -190,7 +184,7 @@ struct Client {
   Client& operator=(const Client&) = delete;
   ~Client() {
     (void)buffer.detach();
-    if (fd >= 0) ::close(fd);
+    fd.reset();
   }
 
   bool line_ready() const { return in.find('\n') != std::string::npos; }
@@ -199,7 +193,7 @@ struct Client {
 // Sends what fits now; false when the connection is gone.
 bool flush(Client& c) {
   while (!c.out.empty()) {
-    const ssize_t put = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t put = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (put < 0) {
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK;
@@ -223,13 +217,9 @@ class Server {
         options_(options),
         listen_fd_(listen_fd),
         idle_ms_(seconds_to_ms(options.idle_timeout)),
-        reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+        reserve_fd_(open_reserve()) {}
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
-  ~Server() {
-    clients_.clear();
-    if (reserve_fd_ >= 0) ::close(reserve_fd_);
-  }
 
   // Serves until SIGINT or SIGTERM or, with --once, until the client is
   // done; fails with Exit on the accept timeout.
@@ -241,9 +231,15 @@ class Server {
     return options_.max_clients - clients_.size();
   }
   void accept_new(long long now);
-  void turn_away(int fd);
+  static int open_reserve() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+  UniqueFd accept_one() const {
+    return UniqueFd(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  }
+  void turn_away(UniqueFd fd);
   void serve(Client& c, short revents, long long now);
   void handle_line(Client& c, std::string_view line);
+  void attach_buffer(Client& c, const peer::AttachRequest& a);
+  void check_data(Client& c, std::uint64_t seed);
   void reply(Client& c, const std::string& line) { c.out += line + "\n"; }
   Status check_claim(DomId claimed, pid_t pid);
 
@@ -252,7 +248,7 @@ class Server {
   const ServerOptions& options_;
   int listen_fd_;
   int idle_ms_;
-  int reserve_fd_;
+  UniqueFd reserve_fd_;
   bool accepted_ = false;
   long long accept_paused_until_ = 0;
   std::vector<std::unique_ptr<Client>> clients_;
@@ -281,12 +277,12 @@ void Server::run(int signal_fd) {
       } else {
         events = POLLIN;
       }
-      fds.push_back({c->fd, events, 0});
+      fds.push_back({c->fd.get(), events, 0});
       wake_by(c->deadline);
     }
     const int timeout = wake < 0 ? -1 : static_cast<int>(std::max(0LL, wake - now));
     if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
-      fail(sys_error("poll"));
+      fail(errno_error("poll"));
     }
     const long long after = now_ms();
     if (fds[0].revents != 0) return;  // SIGINT or SIGTERM
@@ -305,32 +301,32 @@ void Server::run(int signal_fd) {
 
 void Server::accept_new(long long now) {
   for (int n = 0; n < kAcceptsPerRound; ++n) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && reserve_fd_ >= 0) {
+    UniqueFd fd = accept_one();
+    if (!fd.valid() && (errno == EMFILE || errno == ENFILE) && reserve_fd_.valid()) {
       // Out of descriptors: free the spare one to turn this connection away
       // rather than leave it waiting.
-      ::close(reserve_fd_);
-      fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd >= 0) turn_away(fd);
-      reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      reserve_fd_.reset();
+      fd = accept_one();
+      if (fd.valid()) turn_away(std::move(fd));
+      reserve_fd_.reset(open_reserve());
       accept_paused_until_ = now + kAcceptBackoffMs;
       return;
     }
-    if (fd < 0) {
+    if (!fd.valid()) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED) continue;
       accept_paused_until_ = now + kAcceptBackoffMs;
       return;
     }
     if (capacity() == 0) {
-      turn_away(fd);
+      turn_away(std::move(fd));
       continue;
     }
     auto c = std::make_unique<Client>();
-    c->fd = fd;
+    c->fd = std::move(fd);
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) c->pid = cred.pid;
+    if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) c->pid = cred.pid;
     c->deadline = now + idle_ms_;
     reply(*c, peer::format_hello(provider_.self()));
     if (!flush(*c)) c->done = true;
@@ -339,9 +335,8 @@ void Server::accept_new(long long now) {
   }
 }
 
-void Server::turn_away(int fd) {
-  send_last(fd, peer::format_busy(options_.once ? 1 : options_.max_clients));
-  ::close(fd);
+void Server::turn_away(UniqueFd fd) {
+  send_last(fd.get(), peer::format_busy(options_.once ? 1 : options_.max_clients));
 }
 
 void Server::serve(Client& c, short revents, long long now) {
@@ -358,7 +353,7 @@ void Server::serve(Client& c, short revents, long long now) {
     // fits: there is room for at least one byte.
     char chunk[peer::kMaxLine + 1];
     const std::size_t room = peer::kMaxLine + 1 - c.in.size();
-    const ssize_t got = ::recv(c.fd, chunk, room, MSG_DONTWAIT);
+    const ssize_t got = ::recv(c.fd.get(), chunk, room, MSG_DONTWAIT);
     if (got == 0) {
       c.done = true;
       return;
@@ -373,7 +368,8 @@ void Server::serve(Client& c, short revents, long long now) {
     const std::size_t nl = c.in.find('\n');
     if (nl == std::string::npos) {
       if (c.in.size() > peer::kMaxLine) {
-        send_last(c.fd, peer::format_err(fmt::format("line longer than {} bytes", peer::kMaxLine)));
+        send_last(c.fd.get(),
+                  peer::format_err(fmt::format("line longer than {} bytes", peer::kMaxLine)));
         c.done = true;
       }
       break;
@@ -385,7 +381,8 @@ void Server::serve(Client& c, short revents, long long now) {
     if (!flush(c)) c.done = true;
   }
   if (!c.done && now >= c.deadline) {
-    send_last(c.fd, peer::format_err(fmt::format("no request for {} ms: hanging up", idle_ms_)));
+    send_last(c.fd.get(),
+              peer::format_err(fmt::format("no request for {} ms: hanging up", idle_ms_)));
     c.done = true;
   }
 }
@@ -412,47 +409,12 @@ void Server::handle_line(Client& c, std::string_view line) {
     return;
   }
   switch (request->kind) {
-    case peer::Request::Kind::kAttach: {
-      const peer::AttachRequest& a = request->attach;
-      Status allowed = check_claim(a.frontend, c.pid);
-      if (!allowed.ok()) {
-        reply(c, peer::format_err(allowed.error().describe()));
-        return;
-      }
-      (void)c.buffer.detach();
-      BackendBufferConfig config;
-      config.frontend = a.frontend;
-      config.directory_gref = a.directory_gref;
-      config.pages = a.pages;
-      config.mode = a.mode;
-      config.max_pages = options_.max_pages;
-      const auto start = std::chrono::steady_clock::now();
-      auto attached = BackendBuffer::attach(provider_, config);
-      const double took =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count();
-      if (!attached.ok()) {
-        reply(c, peer::format_err(attached.error().describe()));
-        return;
-      }
-      c.buffer = std::move(attached).value();
-      reply(c, peer::format_attached(took));
+    case peer::Request::Kind::kAttach:
+      attach_buffer(c, request->attach);
       return;
-    }
-    case peer::Request::Kind::kCheck: {
-      if (!c.buffer.valid()) {
-        reply(c, peer::format_err("CHECK without an attached buffer"));
-        return;
-      }
-      Status s = peer::check_pattern(c.buffer.memory(), request->seed);
-      if (!s.ok()) {
-        reply(c, peer::format_err("backend read: " + s.error().describe()));
-        return;
-      }
-      peer::write_pattern(c.buffer.memory(), request->seed + 1);
-      reply(c, peer::format_ok());
+    case peer::Request::Kind::kCheck:
+      check_data(c, request->seed);
       return;
-    }
     case peer::Request::Kind::kDetach: {
       Status s = c.buffer.detach();
       reply(c, s.ok() ? peer::format_ok() : peer::format_err(s.error().describe()));
@@ -463,6 +425,48 @@ void Server::handle_line(Client& c, std::string_view line) {
       c.done = true;
       return;
   }
+}
+
+// Replaces the client's buffer (if any) with the one the request names, if
+// the client is the domain it claims to be.
+void Server::attach_buffer(Client& c, const peer::AttachRequest& a) {
+  Status allowed = check_claim(a.frontend, c.pid);
+  if (!allowed.ok()) {
+    reply(c, peer::format_err(allowed.error().describe()));
+    return;
+  }
+  (void)c.buffer.detach();
+  BackendBufferConfig config;
+  config.frontend = a.frontend;
+  config.directory_gref = a.directory_gref;
+  config.pages = a.pages;
+  config.mode = a.mode;
+  config.max_pages = options_.max_pages;
+  const auto start = std::chrono::steady_clock::now();
+  auto attached = BackendBuffer::attach(provider_, config);
+  const double took =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (!attached.ok()) {
+    reply(c, peer::format_err(attached.error().describe()));
+    return;
+  }
+  c.buffer = std::move(attached).value();
+  reply(c, peer::format_attached(took));
+}
+
+// Checks the frontend's pattern for seed, then answers with seed + 1's.
+void Server::check_data(Client& c, std::uint64_t seed) {
+  if (!c.buffer.valid()) {
+    reply(c, peer::format_err(fmt::format("{} without an attached buffer", peer::kCheck)));
+    return;
+  }
+  Status s = peer::check_pattern(c.buffer.memory(), seed);
+  if (!s.ok()) {
+    reply(c, peer::format_err("backend read: " + s.error().describe()));
+    return;
+  }
+  peer::write_pattern(c.buffer.memory(), seed + 1);
+  reply(c, peer::format_ok());
 }
 
 // Enough file descriptors for max_clients clients, raising the soft limit if
@@ -485,7 +489,7 @@ void ensure_fd_limit(std::size_t max_clients) {
 void run_server(Provider& provider, const ServerOptions& options) {
   ensure_fd_limit(options.once ? 1 : options.max_clients);
   Signals signals;
-  if (!signals.ok()) fail(sys_error("signalfd"));
+  if (!signals.ok()) fail(errno_error("signalfd"));
   std::unique_ptr<SocketFile> socket = take(SocketFile::create(options.socket));
   Server server(provider, options, socket->fd());
   server.run(signals.fd());
