@@ -209,5 +209,13 @@ TEST(DisplProtocol, ResolutionsParseStrictly) {
   }
 }
 
+TEST(DisplProtocol, XenstoreNumbersParseStrictly) {
+  EXPECT_EQ(parse_xenstore_u32("0"), 0u);
+  EXPECT_EQ(parse_xenstore_u32("4294967295"), 4294967295u);
+  for (const char* bad : {"", " 1", "1 ", "+1", "-1", "0x10", "4294967296", "1.0", "1\n"}) {
+    EXPECT_FALSE(parse_xenstore_u32(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace shbuf::displ

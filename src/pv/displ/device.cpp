@@ -9,7 +9,9 @@ namespace shbuf::displ {
 namespace {
 
 // Numbers in error messages, decimal and hex.
-std::string str(std::uint64_t v) { return std::to_string(v); }
+std::string str(std::uint64_t v) {
+  return std::to_string(v);
+}
 
 std::string hex(std::uint64_t v) {
   char buf[24];
@@ -27,7 +29,9 @@ Status on_connector_zero(std::size_t connector, const char* what) {
 }
 
 // ceil(a / b) without overflow for the 64-bit sizes used here.
-std::uint64_t div_up(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
+std::uint64_t div_up(std::uint64_t a, std::uint64_t b) {
+  return a / b + (a % b != 0 ? 1 : 0);
+}
 
 // Whether framebuffer `cookie` can show the region a SET_CONFIG enabled: at
 // least as large. Its depth and pixel format are its own (displif: the
@@ -42,6 +46,13 @@ Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb) {
 }
 
 }  // namespace
+
+std::optional<std::uint32_t> parse_xenstore_u32(const std::string& text) {
+  std::uint32_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return v;
+}
 
 // Xenstore text from the frontend's directory: parsed strictly.
 Result<Resolution> parse_resolution(const std::string& text) {
@@ -95,7 +106,9 @@ DisplayDevice::DisplayDevice(Provider& provider, DeviceConfig config, FrameSink 
 }
 
 // Whatever the frontend left behind is released with the device.
-DisplayDevice::~DisplayDevice() { (void)release_all(); }
+DisplayDevice::~DisplayDevice() {
+  (void)release_all();
+}
 
 // For logs and tests: how far a connector has got.
 std::uint64_t DisplayDevice::frames(std::size_t connector) const {
@@ -329,8 +342,8 @@ Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
   const std::uint64_t last = dbuf.request.data_ofs + dbuf.stride * (h - 1) + row_bytes;
   if (last > mem.size() || row_bytes > dbuf.stride || h > dbuf.request.height ||
       fb.format.bpp != dbuf.request.bpp) {
-    return make_error(EFAULT, "framebuffer region ends at byte " + str(last) +
-                                  " of a buffer of " + str(mem.size()));
+    return make_error(EFAULT, "framebuffer region ends at byte " + str(last) + " of a buffer of " +
+                                  str(mem.size()));
   }
   RgbImage image;
   image.width = w;
@@ -352,8 +365,8 @@ Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
 // it is mapped only for the copy.
 Result<std::uint32_t> DisplayDevice::get_edid(std::size_t connector, const GetEdid& r) {
   if (r.buffer_sz < kEdidMaxSize) {
-    return make_error(EINVAL, "EDID buffer_sz " + str(r.buffer_sz) + " is below " +
-                                  str(kEdidMaxSize));
+    return make_error(EINVAL,
+                      "EDID buffer_sz " + str(r.buffer_sz) + " is below " + str(kEdidMaxSize));
   }
   if (r.buffer_sz > config_.limits.max_edid_buffer_bytes) {
     return make_error(E2BIG, "EDID buffer_sz " + str(r.buffer_sz) + " is above the limit of " +

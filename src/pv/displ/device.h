@@ -36,9 +36,9 @@
 #include <string>
 #include <vector>
 
-#include "shbuf/core/backend_buffer.h"
 #include "pv/displ/png.h"
 #include "pv/displ/protocol.h"
+#include "shbuf/core/backend_buffer.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 
@@ -52,6 +52,11 @@ struct Resolution {
 // Parses "640x480" (xenstore's resolution). EINVAL for anything else, a
 // zero, or a dimension above kMaxImageDimension.
 Result<Resolution> parse_resolution(const std::string& text);
+
+// A number the frontend wrote in its xenstore directory (ring-ref,
+// event-channel, be-alloc, state, domain and device ids): decimal digits
+// only, no sign or space, at most 2^32 - 1; nullopt for anything else.
+std::optional<std::uint32_t> parse_xenstore_u32(const std::string& text);
 
 struct DeviceLimits {
   std::uint32_t max_dimension = kMaxImageDimension;

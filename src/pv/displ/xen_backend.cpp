@@ -27,8 +27,8 @@ extern "C" {
 #include <string>
 #include <vector>
 
-#include "pv/displ/xen_backend.h"
 #include "pv/displ/ring.h"
+#include "pv/displ/xen_backend.h"
 #include "shbuf/grant/xen.h"
 
 namespace shbuf::displ {
@@ -67,14 +67,6 @@ void log(int level, const char* fmt, ...) {
   std::fprintf(stderr, "displ-be: %s\n", line);
 }
 
-// The frontend writes its own directory: numbers there are parsed strictly.
-std::optional<std::uint32_t> parse_u32(const std::string& s) {
-  std::uint32_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
 // Owns what libxenstore returns (malloc'ed).
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
@@ -105,7 +97,7 @@ class Xenstore {
   std::optional<std::uint32_t> read_u32(const std::string& path) const {
     auto s = read(path);
     if (!s) return std::nullopt;
-    return parse_u32(*s);
+    return parse_xenstore_u32(*s);
   }
   // Our own nodes only (state, versions, error).
   bool write(const std::string& path, const std::string& value) const {
@@ -197,10 +189,10 @@ void Backend::rescan() {
   const std::vector<std::string> doms = xs_.list(base_);
   log(3, "rescan: %zu frontend domain(s) under %s", doms.size(), base_.c_str());
   for (const std::string& dom : doms) {
-    auto domid = parse_u32(dom);
+    auto domid = parse_xenstore_u32(dom);
     if (!domid || *domid == 0 || *domid >= kDomIdSelf) continue;
     for (const std::string& dev : xs_.list(base_ + "/" + dom)) {
-      auto devid = parse_u32(dev);
+      auto devid = parse_xenstore_u32(dev);
       if (!devid) continue;
       const auto key = std::make_pair(static_cast<DomId>(*domid), *devid);
       if (devices_.count(key) == 0) add_device(key.first, key.second);
@@ -244,7 +236,7 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
 bool Backend::update(Device& d) {
   const auto be_node = xs_.read(d.be_path + "/state");
   if (!be_node) return false;  // removed: rescan forgets the device
-  const auto be_state = parse_u32(*be_node);
+  const auto be_state = parse_xenstore_u32(*be_node);
   if (!be_state) return true;
   const auto fe_state = xs_.read_u32(d.fe_path + "/state");
   const auto online = xs_.read_u32(d.be_path + "/online");
@@ -278,7 +270,8 @@ bool Backend::update(Device& d) {
         close(d, kClosed, "the frontend closes");
       }
       break;
-    default: break;
+    default:
+      break;
   }
   return true;
 }
@@ -294,12 +287,12 @@ Status Backend::connect(Device& d) {
     auto res = xs_.read(d.fe_path + "/" + std::to_string(i) + "/resolution");
     if (!res) break;
     if (i == kMaxConnectors) {
-      return make_error(E2BIG, "the frontend lists more than " + std::to_string(kMaxConnectors) +
-                                   " connectors");
+      return make_error(
+          E2BIG, "the frontend lists more than " + std::to_string(kMaxConnectors) + " connectors");
     }
     auto r = parse_resolution(*res);
-    if (!r.ok()) return make_error(EINVAL, "connector " + std::to_string(i) + ": " +
-                                               r.error().message);
+    if (!r.ok())
+      return make_error(EINVAL, "connector " + std::to_string(i) + ": " + r.error().message);
     config.connectors.push_back(*r);
   }
   if (config.connectors.empty()) {
@@ -311,8 +304,8 @@ Status Backend::connect(Device& d) {
   }
   std::string connectors;
   for (const Resolution& r : config.connectors) {
-    connectors += (connectors.empty() ? "" : ", ") + std::to_string(r.width) + "x" +
-                  std::to_string(r.height);
+    connectors +=
+        (connectors.empty() ? "" : ", ") + std::to_string(r.width) + "x" + std::to_string(r.height);
   }
   d.display = std::make_unique<DisplayDevice>(
       *provider_, config,
@@ -374,8 +367,8 @@ void Backend::release(Device& d) {
   }
   if (d.display) {
     Status s = d.display->release_all();
-    if (!s.ok()) log(0, "dom%u/%u: releasing buffers: %s", d.domid, d.devid,
-                     s.error().describe().c_str());
+    if (!s.ok())
+      log(0, "dom%u/%u: releasing buffers: %s", d.domid, d.devid, s.error().describe().c_str());
     d.display.reset();
   }
   for (Channel& c : d.channels) {
@@ -467,8 +460,9 @@ void Backend::report(const char* when) {
       pages += d.display->pages_held();
     }
   }
-  log(0, "holds %s: devices=%zu connected=%zu ring_mappings=%zu event_channels=%zu dbufs=%zu "
-         "buffer_pages=%zu",
+  log(0,
+      "holds %s: devices=%zu connected=%zu ring_mappings=%zu event_channels=%zu dbufs=%zu "
+      "buffer_pages=%zu",
       when, devices_.size(), connected, rings, ports, dbufs, pages);
 }
 
@@ -494,7 +488,8 @@ Status Backend::run(const std::atomic<bool>& stop) {
     for (auto& [key, d] : devices_) {
       for (const Channel& c : d.channels) busy = busy || c.more;
     }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - Clock::now());
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - Clock::now());
     pollfd fds[1] = {{evt_fd, POLLIN, 0}};
     const int n = ::poll(fds, 1, busy ? 0 : static_cast<int>(std::max<long>(0, wait.count())));
     if (n < 0 && errno != EINTR) {
@@ -524,7 +519,9 @@ Status Backend::run(const std::atomic<bool>& stop) {
 }  // namespace
 
 // Lets the CLI and tests tell "built without Xen" from "no Xen here".
-bool displ_backend_built() { return true; }
+bool displ_backend_built() {
+  return true;
+}
 
 // Opens the three Xen interfaces, each failure named, then serves.
 Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop) {

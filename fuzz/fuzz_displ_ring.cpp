@@ -1,0 +1,120 @@
+// Fuzzes the PV display backend's request path with a hostile frontend that
+// controls every byte of the shared request ring (producer index included):
+// each request is copied out of the ring, decoded and answered by a
+// DisplayDevice over the simulator, whose frontend has granted a small
+// buffer with a valid page directory for requests to find. Whatever arrives:
+// no crash, no hang, at most one ring's worth of requests per notification,
+// every failure answered with a status and a reason, and nothing held once
+// the device lets go.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "pv/displ/device.h"
+#include "pv/displ/protocol.h"
+#include "pv/displ/ring.h"
+#include "shbuf/core/frontend_buffer.h"
+#include "shbuf/grant/sim.h"
+
+namespace {
+
+using namespace shbuf;
+
+constexpr DomId kFrontend = 1;
+
+struct Domains {
+  std::string path;
+  std::unique_ptr<SimProvider> frontend;
+  std::unique_ptr<SimProvider> backend;
+  FrontendBuffer buffer;  // a directory and 2 pages the requests may name
+
+  Domains() {
+    path = "/dev/shm/shbuf-fuzz-displ-" + std::to_string(::getpid());
+    std::filesystem::remove_all(path);
+    SimOptions o;
+    o.path = path;
+    o.max_grant_frames = 64;
+    o.domid = kFrontend;
+    auto f = SimProvider::open(o);
+    o.domid = 0;
+    auto b = SimProvider::open(o);
+    if (!f.ok() || !b.ok()) std::abort();
+    frontend = std::move(f).value();
+    backend = std::move(b).value();
+    FrontendBufferConfig config;
+    config.backend = 0;
+    config.pages = 2;
+    auto created = FrontendBuffer::create(*frontend, config);
+    if (!created.ok()) std::abort();
+    buffer = std::move(created).value();
+  }
+  ~Domains() {
+    (void)buffer.free();
+    frontend.reset();
+    backend.reset();
+    (void)SimProvider::reset(path);
+    std::filesystem::remove_all(path);
+  }
+};
+
+Domains& domains() {
+  static Domains d;
+  return d;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Domains& d = domains();
+  // The first byte chooses the device's configuration, the rest is the ring.
+  const std::uint8_t head = size > 0 ? data[0] : 0;
+  alignas(kPageSize) static std::byte page[kPageSize];
+  std::memset(page, 0, sizeof page);
+  if (size > 1) std::memcpy(page, data + 1, std::min(size - 1, sizeof page));
+
+  displ::DeviceConfig config;
+  config.frontend = kFrontend;
+  config.be_alloc = (head & 1) != 0;
+  config.connectors = {{64, 48}, {32, 16}};
+  config.limits.max_total_pages = 64;
+  config.limits.max_buffer_bytes = 64 * kPageSize;
+  std::size_t frames = 0;
+  displ::DisplayDevice device(*d.backend, config, [&frames](const displ::Frame& f) -> Status {
+    if (f.image == nullptr ||
+        f.image->rgb.size() != std::size_t{f.image->width} * f.image->height * 3) {
+      std::abort();
+    }
+    ++frames;
+    return {};
+  });
+
+  auto ring = displ::RequestRing::attach(std::span<std::byte>(page, sizeof page));
+  if (!ring.ok()) std::abort();
+  std::size_t handled = 0;
+  for (;;) {
+    auto next = ring->next_request();
+    if (!next.ok() || !next->has_value()) break;
+    if (++handled > displ::kRequestRingSize) std::abort();
+    const displ::Outcome out = device.handle((head >> 1) & 1, **next);
+    if (out.response.status != 0 && out.error.empty()) std::abort();
+    if (!ring->push_response(displ::encode_response(out.response)).ok()) std::abort();
+  }
+  (void)ring->final_check();
+
+  // Letting go releases every mapping and grant the requests made.
+  (void)device.release_all();
+  if (device.pages_held() != 0 || device.dbuf_count() != 0) std::abort();
+  auto st = d.backend->status();
+  if (!st.ok() || !st->mappings.empty()) std::abort();
+  for (const auto& dom : st->domains) {
+    if (dom.domid == 0 && (dom.grants_in_use != 0 || dom.frames_in_use != 0)) std::abort();
+  }
+  return 0;
+}
