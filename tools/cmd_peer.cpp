@@ -61,11 +61,16 @@ struct CaseResult {
   std::string error;
 };
 
+// The sizes the frontend and the demo run by default: around one directory
+// page's worth of grefs, and many pages.
+const std::vector<std::size_t> kDefaultPages = {1, kGrefsPerDirPage, kGrefsPerDirPage + 1,
+                                                kGrefsPerDirPage + 2, 16384};
+
 struct FrontendArgs {
   ProviderArgs provider;
   std::string socket;
   std::string mode = "both";
-  std::vector<std::size_t> pages = {1, 1023, 1024, 1025, 16384};
+  std::vector<std::size_t> pages = kDefaultPages;
   double connect_timeout = kConnectTimeoutMs / 1000.0;  // seconds
   bool machine = false;
 };
@@ -212,7 +217,7 @@ struct DemoArgs {
   std::string provider = "sim";
   std::string sim_path;
   std::string mode = "both";
-  std::vector<std::size_t> pages = {1, 1023, 1024, 1025, 16384};
+  std::vector<std::size_t> pages = kDefaultPages;
   bool json = false;
 };
 

@@ -22,6 +22,10 @@
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 #include "shbuf/grant/sim.h"
+
+// The C header restates the core's constants for C; they must agree.
+static_assert(SHBUF_PAGE_SIZE == shbuf::kPageSize);
+static_assert(SHBUF_GREFS_PER_DIR_PAGE == shbuf::kGrefsPerDirPage);
 #include "shbuf/grant/xen.h"
 
 namespace {

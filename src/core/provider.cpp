@@ -82,8 +82,8 @@ Status Provider::copy(DomId peer, Gref gref, std::size_t offset, std::span<std::
   if (offset >= kPageSize || local.size() > kPageSize - offset) {
     return make_error(EINVAL, std::string("cannot ") + way + " gref " + std::to_string(gref) + " " +
                                   std::to_string(local.size()) + " bytes at offset " +
-                                  std::to_string(offset) +
-                                  ": a grant copy stays within one 4096-byte page");
+                                  std::to_string(offset) + ": a grant copy stays within one " +
+                                  std::to_string(kPageSize) + "-byte page");
   }
   if (peer == kDomIdSelf) {
     return make_error(EINVAL, std::string("cannot ") + way + " a page of DOMID_SELF");

@@ -33,8 +33,8 @@ std::string resolve(const std::string& path) {
 // EINVAL for a reserved domid, saying what was to be done with it.
 Status check_domid(DomId domid, const std::string& action) {
   if (domid < kDomIdFirstReserved) return {};
-  return make_error(EINVAL, action + " domid " + std::to_string(domid) +
-                                ": ids from 32752 (0x7ff0) up are reserved by Xen");
+  return make_error(EINVAL, action + " domid " + std::to_string(domid) + ": ids from " +
+                                std::to_string(kDomIdFirstReserved) + " up are reserved by Xen");
 }
 
 }  // namespace

@@ -60,7 +60,8 @@ std::optional<std::uint64_t> read_number(const char* path) {
 std::optional<DomId> parse_domid(std::string_view text) {
   unsigned v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v >= kDomIdSelf) return std::nullopt;
+  if (ec != std::errc() || end != text.data() + text.size() || v >= kDomIdFirstReserved)
+    return std::nullopt;
   return static_cast<DomId>(v);
 }
 
@@ -143,9 +144,10 @@ Result<DomId> read_xenstore_domid() {
 // Xen tells us (see XenOptions::self).
 Result<DomId> own_domid(const XenOptions& options) {
   if (options.self) {
-    if (*options.self >= kDomIdSelf) {
+    if (*options.self >= kDomIdFirstReserved) {
       return make_error(EINVAL, "XenOptions::self " + std::to_string(*options.self) +
-                                    " is not a domain id (must be below 0x7ff0)");
+                                    " is not a domain id (must be below " +
+                                    std::to_string(kDomIdFirstReserved) + ")");
     }
     return *options.self;
   }
@@ -153,7 +155,8 @@ Result<DomId> own_domid(const XenOptions& options) {
     auto id = parse_domid(env);
     if (!id) {
       return make_error(EINVAL, std::string("SHBUF_XEN_DOMID='") + env +
-                                    "' is not a domain id (a number below 32752)");
+                                    "' is not a domain id (a number below " +
+                                    std::to_string(kDomIdFirstReserved) + ")");
     }
     return *id;
   }
