@@ -66,17 +66,20 @@ Status Faults::parse(std::string_view spec, const std::string& source) {
     auto bad = [&](const std::string& why) {
       return make_error(EINVAL, source + ": bad fault '" + std::string(item) + "': " + why);
     };
+    // Quotes by appending: GCC 12's -Wrestrict warns falsely when a string is prepended.
+    auto quoted = [](std::string_view value) { return std::string("'").append(value) + "'"; };
     const std::string_view op = parts[0];
     if (op == "gref") {
       if (parts.size() < 3 || parts.size() > 4) return bad("expected gref:DOMID:GREF[:ERR]");
       unsigned dom = 0;
       Gref gref = 0;
       if (!parse_uint(parts[1], dom) || dom >= kDomIdFirstReserved) {
-        return bad("'" + std::string(parts[1]) + "' is not a domid (0..32751)");
+        return bad(quoted(parts[1]) + " is not a domid (0.." +
+                   std::to_string(kDomIdFirstReserved - 1) + ")");
       }
-      if (!parse_uint(parts[2], gref)) return bad("'" + std::string(parts[2]) + "' is not a gref");
+      if (!parse_uint(parts[2], gref)) return bad(quoted(parts[2]) + " is not a gref");
       const int err = parts.size() == 4 ? parse_errno(parts[3]) : EIO;
-      if (err < 0) return bad("'" + std::string(parts[3]) + "' is not an errno name or number");
+      if (err < 0) return bad(quoted(parts[3]) + " is not an errno name or number");
       std::lock_guard<std::mutex> g(mu_);
       grefs_.push_back({DomId(dom), gref, err});
       continue;
@@ -84,16 +87,18 @@ Status Faults::parse(std::string_view spec, const std::string& source) {
     int which = 0;
     while (which < 5 && op != kOpNames[which]) ++which;
     if (which == 5) {
-      return bad("unknown operation '" + std::string(op) +
-                 "' (expected share, end, map, unmap, copy or gref)");
+      std::string why = "unknown operation ";
+      why += quoted(op);
+      why += " (expected share, end, map, unmap, copy or gref)";
+      return bad(why);
     }
     if (parts.size() < 2 || parts.size() > 3) return bad("expected OP:K[:ERR]");
     std::uint64_t k = 0;
     if (!parse_uint(parts[1], k) || k == 0) {
-      return bad("'" + std::string(parts[1]) + "' is not a call number (1, 2, ...)");
+      return bad(quoted(parts[1]) + " is not a call number (1, 2, ...)");
     }
     const int err = parts.size() == 3 ? parse_errno(parts[2]) : EIO;
-    if (err < 0) return bad("'" + std::string(parts[2]) + "' is not an errno name or number");
+    if (err < 0) return bad(quoted(parts[2]) + " is not an errno name or number");
     std::lock_guard<std::mutex> g(mu_);
     ops_.push_back({SimFaultOp(which), k, err});
   }
