@@ -94,6 +94,16 @@ int lock_within(pthread_mutex_t& mutex, unsigned ms) {
   return pthread_mutex_timedlock(&mutex, &until);
 }
 
+void clear_entries(DomView& v, const Run& run) {
+  for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+    v.ent[g] = GrantEntryV1{};
+    EntryAux& a = v.aux[g];
+    a.state = kFree;
+    a.owner = kNoSlot;
+    a.map_count = a.wmap_count = 0;
+  }
+}
+
 // Runs let one mmap or one punch cover many pages.
 void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out) {
   std::size_t i = 0;
@@ -966,13 +976,7 @@ Status Instance::free_now(std::uint16_t di, std::vector<std::uint32_t>& grefs) {
       }
       continue;
     }
-    for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
-      (*v)->ent[g] = GrantEntryV1{};
-      EntryAux& a = (*v)->aux[g];
-      a.state = kFree;
-      a.owner = kNoSlot;
-      a.map_count = a.wmap_count = 0;
-    }
+    clear_entries(**v, run);
     SHBUF_TRY(release(di, run));
   }
   return {};

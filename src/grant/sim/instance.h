@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include "shbuf/core/provider.h"
-#include "shbuf/core/result.h"
 #include "core/unique_fd.h"
 #include "grant/sim/layout.h"
+#include "shbuf/core/provider.h"
+#include "shbuf/core/result.h"
 
 namespace shbuf::sim {
 
@@ -179,6 +179,10 @@ inline std::string dom_str(DomId d) {
 
 // The EUCLEAN error of a damaged instance at `dir` (see Instance::damaged()).
 Error damage_error(const std::string& dir, const std::string& what);
+
+// Returns the entries of `run` to the free state: no grant, no owner, no
+// mapping. The caller holds the lock and gives the pages back to the free runs.
+void clear_entries(DomView& v, const Run& run);
 
 // Splits grefs into runs of consecutive values, keeping their order.
 void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out);

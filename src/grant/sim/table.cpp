@@ -401,13 +401,7 @@ Status SimProvider::Impl::finish_free(std::uint16_t di, int mem_fd,
       ours = (*v)->aux[g].state == kFreeing && (*v)->aux[g].owner == slot;
     }
     if (!ours) continue;
-    for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
-      (*v)->ent[g] = GrantEntryV1{};
-      EntryAux& a = (*v)->aux[g];
-      a.state = kFree;
-      a.owner = kNoSlot;
-      a.map_count = a.wmap_count = 0;
-    }
+    clear_entries(**v, run);
     if (Status st = in->release(di, run); !st.ok()) result = st;
   }
   return result;
