@@ -2,17 +2,16 @@
 // that controls every word of its directory, how many directory pages it
 // grants and how. Whatever it does: no crash, no hang, never more maps than
 // N + D pages, and nothing stays mapped or granted once both sides let go.
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "fuzz_input.h"
+#include "fuzz_sim.h"
 #include "shbuf/core/backend_buffer.h"
 #include "shbuf/grant/sim.h"
 
@@ -20,42 +19,15 @@ namespace {
 
 using namespace shbuf;
 
-struct Domains {
-  std::string path;
-  std::unique_ptr<SimProvider> frontend;
-  std::unique_ptr<SimProvider> backend;
-
-  Domains() {
-    path = "/dev/shm/shbuf-fuzz-walk-" + std::to_string(::getpid());
-    std::filesystem::remove_all(path);
-    SimOptions o;
-    o.path = path;
-    o.max_grant_frames = 64;
-    o.domid = 1;
-    auto f = SimProvider::open(o);
-    o.domid = 0;
-    auto b = SimProvider::open(o);
-    if (!f.ok() || !b.ok()) std::abort();
-    frontend = std::move(f).value();
-    backend = std::move(b).value();
-  }
-  ~Domains() {
-    frontend.reset();
-    backend.reset();
-    (void)SimProvider::reset(path);
-    std::filesystem::remove_all(path);
-  }
-};
-
-Domains& domains() {
-  static Domains d;
+FuzzSimDomains& domains() {
+  static FuzzSimDomains d("walk");
   return d;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Domains& d = domains();
+  FuzzSimDomains& d = domains();
   FuzzInput in{data, size};
   const std::uint32_t head = in.u32();
   const std::size_t n = 1 + head % 2600;                 // claimed buffer pages
@@ -97,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const ProviderStats before = d.backend->stats();
   BackendBufferConfig config;
-  config.frontend = 1;
+  config.frontend = FuzzSimDomains::kFrontend;
   config.directory_gref = dir->grefs()[0];
   config.pages = n;
   config.mode = mode;

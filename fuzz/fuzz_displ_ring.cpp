@@ -6,17 +6,16 @@
 // no crash, no hang, at most one ring's worth of requests per notification,
 // every failure answered with a status and a reason, and nothing held once
 // the device lets go.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 
+#include "fuzz_sim.h"
 #include "pv/displ/device.h"
 #include "pv/displ/protocol.h"
 #include "pv/displ/ring.h"
@@ -27,27 +26,14 @@ namespace {
 
 using namespace shbuf;
 
-constexpr DomId kFrontend = 1;
+constexpr DomId kFrontend = FuzzSimDomains::kFrontend;
 
-struct Domains {
-  std::string path;
-  std::unique_ptr<SimProvider> frontend;
-  std::unique_ptr<SimProvider> backend;
-  FrontendBuffer buffer;  // a directory and 2 pages the requests may name
+// The simulator's two domains, and a directory and 2 pages the frontend
+// granted for requests to name.
+struct Domains : FuzzSimDomains {
+  FrontendBuffer buffer;
 
-  Domains() {
-    path = "/dev/shm/shbuf-fuzz-displ-" + std::to_string(::getpid());
-    std::filesystem::remove_all(path);
-    SimOptions o;
-    o.path = path;
-    o.max_grant_frames = 64;
-    o.domid = kFrontend;
-    auto f = SimProvider::open(o);
-    o.domid = 0;
-    auto b = SimProvider::open(o);
-    if (!f.ok() || !b.ok()) std::abort();
-    frontend = std::move(f).value();
-    backend = std::move(b).value();
+  Domains() : FuzzSimDomains("displ") {
     FrontendBufferConfig config;
     config.backend = 0;
     config.pages = 2;
@@ -55,13 +41,7 @@ struct Domains {
     if (!created.ok()) std::abort();
     buffer = std::move(created).value();
   }
-  ~Domains() {
-    (void)buffer.free();
-    frontend.reset();
-    backend.reset();
-    (void)SimProvider::reset(path);
-    std::filesystem::remove_all(path);
-  }
+  ~Domains() { (void)buffer.free(); }
 };
 
 Domains& domains() {
