@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "run_process.h"
 #include "shbuf/grant/sim.h"
 
 namespace shbuf {
@@ -87,11 +88,11 @@ TEST(Crash, EitherEndKilledAtRandomLeavesNothingAndTheOtherCopes) {
     const int code = wait_for(survivor, std::chrono::seconds(30), &survivor_signal);
     SCOPED_TRACE("round " + std::to_string(round) + ", killed the " +
                  (kill_frontend ? "frontend" : "backend"));
-    ASSERT_NE(code, -1) << "the survivor hung";
+    const std::string survivor_err = testing::slurp(err + (kill_frontend ? ".be" : ".fe"));
+    ASSERT_NE(code, -1) << "the survivor hung: " << survivor_err;
     ASSERT_EQ(survivor_signal, 0) << "the survivor died of signal " << survivor_signal << ": "
-                                  << testing::internal::ReadEntireFile(fopen(
-                                         (err + (kill_frontend ? ".be" : ".fe")).c_str(), "r"));
-    ASSERT_TRUE(code == 0 || code == 1) << "survivor exit " << code;
+                                  << survivor_err;
+    ASSERT_TRUE(code == 0 || code == 1) << "survivor exit " << code << ": " << survivor_err;
 
     // Both are gone now: the simulator must notice and hold nothing.
     auto status = SimProvider::status(sim);

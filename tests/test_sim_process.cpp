@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "grant/sim/instance.h"
@@ -262,6 +264,38 @@ TEST_F(SimProcess, DeathWhileHoldingTheLockIsRepaired) {
   ASSERT_TRUE(map.ok()) << map.error().describe();
   EXPECT_EQ(status().grants.size(), 4u);  // the child's 3 were reclaimed
   EXPECT_TRUE(map->unmap().ok());
+  EXPECT_TRUE(share->end().ok());
+  expect_clean();
+}
+
+// The holder dies while another process waits for the lock (not before it
+// asks): the waiter takes the lock over and repairs the state.
+TEST_F(SimProcess, DeathOfTheHolderWhileAnotherWaitsIsRepaired) {
+  auto d0 = open(0);
+  auto share = d0->share(1, 2, Access::kReadWrite);
+  ASSERT_TRUE(share.ok());
+  Pipe up;
+  const pid_t pid = spawn([&] {
+    auto child = child_open(2);
+    auto s = child->share(0, 3, Access::kReadWrite);
+    auto in = sim::Instance::open(path, false, 0);
+    if (!in.ok() || !(*in)->lock().ok()) return 91;
+    up.put("l", 1);
+    pause();
+    return 0;
+  });
+  char c;
+  ASSERT_TRUE(up.get(&c, 1));
+  std::thread killer([pid] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    kill(pid, SIGKILL);
+  });
+  auto more = d0->share(1, 1, Access::kReadWrite);  // waits until the holder is gone
+  killer.join();
+  wait_for(pid);
+  ASSERT_TRUE(more.ok()) << more.error().describe();
+  EXPECT_EQ(status().grants.size(), 3u);  // the child's 3 were reclaimed
+  EXPECT_TRUE(more->end().ok());
   EXPECT_TRUE(share->end().ok());
   expect_clean();
 }
