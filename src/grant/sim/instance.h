@@ -169,7 +169,7 @@ class Instance {
 
 // The lock timeout: $SHBUF_SIM_LOCK_TIMEOUT_MS, else kSimLockTimeoutMs.
 Result<unsigned> lock_timeout_ms();
-// pthread_mutex_timedlock for `ms` milliseconds.
+// Takes the mutex, waiting at most `ms` milliseconds; returns what pthread_mutex_trylock would.
 int lock_within(pthread_mutex_t& mutex, unsigned ms);
 
 // "domain N", as messages name domains.
