@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "shbuf/core/xen_types.h"
 
@@ -16,6 +17,10 @@ namespace shbuf::sim {
 inline constexpr char kMagic[8] = {'S', 'H', 'B', 'U', 'F', 'S', 'I', 'M'};
 inline constexpr std::uint32_t kVersion = 2;                      // 2: Header::holder
 inline constexpr std::uint32_t kEntriesPerFrame = kPageSize / 8;  // v1 entries are 8 bytes
+// The PV services' files beside `state`: the xenstore tree and the event
+// channel table (src/pv/sim), which reset removes with the rest.
+inline constexpr std::string_view kXenstoreFile = "xenstore";
+inline constexpr std::string_view kEvtchnFile = "evtchn";
 inline constexpr std::uint32_t kMaxGrantFramesLimit = 16384;
 inline constexpr std::uint32_t kMaxSlots = 1024;
 inline constexpr std::uint32_t kMaxDomains = 256;

@@ -166,16 +166,19 @@ Result<SimStatus> SimProvider::status(const std::string& path) {
 
 namespace {
 
-// The names of the files an instance makes, but `state`: lives,
-// dom<id>.gnt and dom<id>.mem for a valid domid, and state.tmp.<pid>.<n> of a
-// creation that did not finish.
+// The names of the files an instance makes, but `state`: lives, the
+// xenstore tree and the event channel table of the PV services,
+// dom<id>.gnt and dom<id>.mem for a valid domid, and <state or
+// xenstore>.tmp.<pid>.<n> of a write that did not finish.
 bool instance_file(std::string_view name) {
-  if (name == "lives") return true;
+  if (name == "lives" || name == kXenstoreFile || name == kEvtchnFile) return true;
   unsigned a = 0;
   unsigned b = 0;
-  if (name.starts_with("state.tmp.")) {
-    const std::vector<std::string_view> parts = split(name.substr(10), '.');
-    return parts.size() == 2 && parse_uint(parts[0], a) && parse_uint(parts[1], b);
+  for (const std::string_view base : {std::string_view("state"), kXenstoreFile}) {
+    if (name.starts_with(base) && name.substr(base.size()).starts_with(".tmp.")) {
+      const std::vector<std::string_view> parts = split(name.substr(base.size() + 5), '.');
+      return parts.size() == 2 && parse_uint(parts[0], a) && parse_uint(parts[1], b);
+    }
   }
   if (name.size() < 8 || !name.starts_with("dom") ||
       !(name.ends_with(".gnt") || name.ends_with(".mem"))) {

@@ -1,0 +1,186 @@
+// Xenstore through libxenstore.
+#include <xenstore.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <memory>
+
+#include "pv/platform.h"
+
+namespace shbuf::pv {
+namespace {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+unsigned to_xs(Perm p) {
+  switch (p) {
+    case Perm::kNone:
+      return XS_PERM_NONE;
+    case Perm::kRead:
+      return XS_PERM_READ;
+    case Perm::kWrite:
+      return XS_PERM_WRITE;
+    case Perm::kBoth:
+      return XS_PERM_READ | XS_PERM_WRITE;
+  }
+  return XS_PERM_NONE;
+}
+
+Perm from_xs(unsigned bits) {
+  const bool r = (bits & XS_PERM_READ) != 0;
+  const bool w = (bits & XS_PERM_WRITE) != 0;
+  return r && w ? Perm::kBoth : r ? Perm::kRead : w ? Perm::kWrite : Perm::kNone;
+}
+
+class XenXenstore final : public Xenstore {
+ public:
+  XenXenstore(xs_handle* h, DomId self) : h_(h), self_(self) {}
+  ~XenXenstore() override { xs_close(h_); }
+  XenXenstore(const XenXenstore&) = delete;
+  XenXenstore& operator=(const XenXenstore&) = delete;
+
+  Result<std::string> read(Transaction t, const std::string& path) override {
+    if (Status s = check_path(path); !s.ok()) return s.error();
+    unsigned len = 0;
+    std::unique_ptr<char, FreeDeleter> v(static_cast<char*>(xs_read(h_, t, path.c_str(), &len)));
+    if (!v) return errno_error("xenstore read " + path);
+    return std::string(v.get(), len);
+  }
+
+  Status write(Transaction t, const std::string& path, std::string_view value) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (value.size() > kXenstorePayloadMax) return too_big(path, value.size());
+    if (!xs_write(h_, t, path.c_str(), value.data(), unsigned(value.size()))) {
+      return errno_error("xenstore write " + path);
+    }
+    return {};
+  }
+
+  Status mkdir(Transaction t, const std::string& path) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (!xs_mkdir(h_, t, path.c_str())) return errno_error("xenstore mkdir " + path);
+    return {};
+  }
+
+  Status rm(Transaction t, const std::string& path) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (!xs_rm(h_, t, path.c_str()) && errno != ENOENT) return errno_error("xenstore rm " + path);
+    return {};
+  }
+
+  Result<std::vector<std::string>> list(Transaction t, const std::string& path) override {
+    if (Status s = check_path(path); !s.ok()) return s.error();
+    unsigned n = 0;
+    std::unique_ptr<char*, FreeDeleter> d(xs_directory(h_, t, path.c_str(), &n));
+    if (!d) return errno_error("xenstore directory " + path);
+    std::vector<std::string> out(d.get(), d.get() + n);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  Result<std::vector<Permission>> permissions(Transaction t, const std::string& path) override {
+    if (Status s = check_path(path); !s.ok()) return s.error();
+    unsigned n = 0;
+    std::unique_ptr<xs_permissions, FreeDeleter> p(xs_get_permissions(h_, t, path.c_str(), &n));
+    if (!p) return errno_error("xenstore get permissions " + path);
+    std::vector<Permission> out;
+    for (unsigned i = 0; i < n; ++i)
+      out.push_back({DomId(p.get()[i].id), from_xs(p.get()[i].perms)});
+    return out;
+  }
+
+  Status set_permissions(Transaction t, const std::string& path,
+                         const std::vector<Permission>& perms) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (perms.empty())
+      return make_error(EINVAL, "xenstore permissions of " + path + ": none given");
+    std::vector<xs_permissions> xp;
+    for (const Permission& p : perms) xp.push_back({p.domid, to_xs(p.perm)});
+    if (!xs_set_permissions(h_, t, path.c_str(), xp.data(), unsigned(xp.size()))) {
+      return errno_error("xenstore set permissions " + path);
+    }
+    return {};
+  }
+
+  Result<Transaction> begin() override {
+    const xs_transaction_t t = xs_transaction_start(h_);
+    if (t == XBT_NULL) return errno_error("xenstore transaction start");
+    return Transaction(t);
+  }
+
+  Status end(Transaction t, bool commit) override {
+    if (!xs_transaction_end(h_, t, !commit)) {
+      return errno_error(commit ? "xenstore transaction commit" : "xenstore transaction abort");
+    }
+    return {};
+  }
+
+  Status watch(const std::string& path, const std::string& token) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (!xs_watch(h_, path.c_str(), token.c_str())) return errno_error("xenstore watch " + path);
+    return {};
+  }
+
+  Status unwatch(const std::string& path, const std::string& token) override {
+    if (Status s = check_path(path); !s.ok()) return s;
+    if (!xs_unwatch(h_, path.c_str(), token.c_str())) {
+      return errno_error("xenstore unwatch " + path);
+    }
+    return {};
+  }
+
+  int fd() const override { return xs_fileno(h_); }
+
+  Result<std::optional<WatchEvent>> next_event() override {
+    std::unique_ptr<char*, FreeDeleter> ev(xs_check_watch(h_));
+    if (!ev) {
+      if (errno == EAGAIN) return std::optional<WatchEvent>();
+      return errno_error("xenstore read watch");
+    }
+    return std::optional<WatchEvent>(WatchEvent{ev.get()[XS_WATCH_PATH], ev.get()[XS_WATCH_TOKEN]});
+  }
+
+  Result<bool> domain_exists(DomId domid) override {
+    errno = 0;
+    const bool yes = xs_is_domain_introduced(h_, domid);
+    if (!yes && errno != 0 && errno != ENOENT && errno != ESRCH) {
+      return errno_error("xenstore is domain " + std::to_string(domid) + " introduced");
+    }
+    return yes;
+  }
+
+  DomId self() const override { return self_; }
+
+ private:
+  static Error too_big(const std::string& path, std::size_t n) {
+    return make_error(E2BIG, "xenstore value of " + std::to_string(n) + " bytes for " + path +
+                                 " (at most " + std::to_string(kXenstorePayloadMax) + ")");
+  }
+
+  xs_handle* h_;
+  DomId self_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Xenstore>> open_xen_xenstore() {
+  xs_handle* h = xs_open(0);
+  if (h == nullptr) return errno_error(ENODEV, "cannot open xenstore");
+  // Our own domid, as xenstored tells it.
+  unsigned len = 0;
+  std::unique_ptr<char, FreeDeleter> id(static_cast<char*>(xs_read(h, XBT_NULL, "domid", &len)));
+  DomId self = 0;
+  if (id) {
+    const std::string s(id.get(), len);
+    unsigned v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
+    if (ec == std::errc() && end == s.data() + s.size() && v < kDomIdFirstReserved) self = DomId(v);
+  }
+  return std::unique_ptr<Xenstore>(std::make_unique<XenXenstore>(h, self));
+}
+
+}  // namespace shbuf::pv
