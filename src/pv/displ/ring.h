@@ -1,12 +1,8 @@
 // The backend's view of displif's two shared pages per connector: the
 // request ring (xen/io/ring.h's "back ring" of 64-byte slots) and the event
-// page (xendispl_event_page, the backend produces events into it).
-//
-// Both live in a page the frontend keeps writing. Every index is read once,
-// checked against what the protocol allows, and only our private copies
-// steer where we read and write; each packet is copied out of the ring
-// exactly once (word by word, so a racing peer yields some value, never a
-// torn read on our side) before anyone looks at it.
+// page (xendispl_event_page, the backend produces events into it), as
+// displif packets over the PV layer's rings (pv/ring.h), which read the
+// frontend's indices once, bound them and copy each packet out once.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +11,7 @@
 #include <span>
 
 #include "pv/displ/protocol.h"
+#include "pv/ring.h"
 #include "shbuf/core/result.h"
 #include "shbuf/core/xen_types.h"
 
@@ -23,7 +20,7 @@ namespace shbuf::displ {
 // __RING_SIZE for 64-byte entries in one page after the 64-byte header.
 inline constexpr std::uint32_t kRequestRingSize = 32;
 // XENDISPL_IN_RING_LEN: events in the page after its 64-byte header.
-inline constexpr std::uint32_t kEventRingLen = (kPageSize - 64) / kPacketSize;
+inline constexpr std::uint32_t kEventRingLen = (kPageSize - pv::kEventPageHeader) / kPacketSize;
 
 class RequestRing {
  public:
@@ -47,16 +44,12 @@ class RequestRing {
   // tells whether requests arrived meanwhile. EPROTO as next_request().
   Result<bool> final_check();
 
-  std::uint32_t consumed() const { return req_cons_; }
-  std::uint32_t responded() const { return rsp_prod_pvt_; }
+  std::uint32_t consumed() const { return ring_.consumed(); }
+  std::uint32_t responded() const { return ring_.responded(); }
 
  private:
-  explicit RequestRing(std::byte* page) : page_(page) {}
-  Result<std::uint32_t> unconsumed();
-
-  std::byte* page_ = nullptr;
-  std::uint32_t req_cons_ = 0;
-  std::uint32_t rsp_prod_pvt_ = 0;
+  explicit RequestRing(pv::BackRing ring) : ring_(ring) {}
+  pv::BackRing ring_;
 };
 
 class EventRing {
@@ -72,13 +65,11 @@ class EventRing {
   // index the producer never reached: the event is dropped, never waited for.
   Status push_pg_flip(std::uint64_t fb_cookie);
 
-  std::uint32_t produced() const { return in_prod_; }
+  std::uint32_t produced() const { return events_.produced(); }
 
  private:
-  explicit EventRing(std::byte* page) : page_(page) {}
-
-  std::byte* page_ = nullptr;
-  std::uint32_t in_prod_ = 0;
+  explicit EventRing(pv::EventProducer events) : events_(events) {}
+  pv::EventProducer events_;
   std::uint16_t next_id_ = 0;
 };
 
