@@ -1,6 +1,9 @@
 // Event channels through libxenevtchn.
 #include <fcntl.h>
+// The header does not declare C linkage for C++.
+extern "C" {
 #include <xenevtchn.h>
+}
 
 #include <cerrno>
 

@@ -1,5 +1,8 @@
 // Xenstore through libxenstore.
+// The header does not declare C linkage for C++.
+extern "C" {
 #include <xenstore.h>
+}
 
 #include <algorithm>
 #include <cerrno>
