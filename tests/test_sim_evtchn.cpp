@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "pv/evtchn.h"
@@ -67,6 +68,14 @@ struct Pipe {
   }
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
+  // Each side closes the end it does not use, so that a reader sees the
+  // writer's exit instead of waiting for ever.
+  void reader() { close_end(1); }
+  void writer() { close_end(0); }
+  void close_end(int end) {
+    close(fd[end]);
+    fd[end] = -1;
+  }
   bool put(Port p) { return write(fd[1], &p, sizeof p) == ssize_t(sizeof p); }
   bool get(Port& p) {
     std::size_t done = 0;
@@ -77,6 +86,21 @@ struct Pipe {
     }
     return true;
   }
+};
+
+// Kills and reaps a child the test did not see out (a failed assertion).
+struct Reaper {
+  pid_t pid = -1;
+  explicit Reaper(pid_t p) : pid(p) {}
+  ~Reaper() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      (void)wait_for(pid);
+    }
+  }
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+  int wait() { return wait_for(std::exchange(pid, -1)); }
 };
 
 class SimEvtchn : public SimTest {
@@ -172,7 +196,9 @@ TEST_F(SimEvtchn, BindsAndNotifiesBothWaysAcrossProcesses) {
   EXPECT_EQ(*pa, 1u);
   const Port a_port = *pa;
   Pipe up, down;
-  const pid_t pid = spawn([&] {
+  Reaper child(spawn([&] {
+    up.writer();
+    down.reader();
     auto b = child_events(1);
     auto pb = b->bind_interdomain(0, a_port);
     if (!pb.ok()) return 91;
@@ -184,9 +210,11 @@ TEST_F(SimEvtchn, BindsAndNotifiesBothWaysAcrossProcesses) {
     if (!b->notify(*pb).ok()) return 96;
     Port done = 0;
     return down.get(done) ? 0 : 97;
-  });
+  }));
+  up.reader();
+  down.writer();
   Port b_port = 0;
-  ASSERT_TRUE(up.get(b_port)) << describe_wait(wait_for(pid));
+  ASSERT_TRUE(up.get(b_port)) << describe_wait(child.wait());
   const auto theirs = port_of(1, b_port);
   ASSERT_TRUE(theirs);
   EXPECT_EQ(theirs->state, PortState::kInterdomain);
@@ -202,7 +230,7 @@ TEST_F(SimEvtchn, BindsAndNotifiesBothWaysAcrossProcesses) {
   EXPECT_TRUE(readable(*a, 5000));
   EXPECT_EQ(wait_event(*a, 5000), std::optional<Port>(a_port));
   ASSERT_TRUE(down.put(0));
-  const int st = wait_for(pid);
+  const int st = child.wait();
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
 }
 
@@ -361,7 +389,8 @@ TEST_F(SimEvtchn, AKilledProcessLosesItsPorts) {
   ASSERT_TRUE(pa.ok());
   const Port a_port = *pa;
   Pipe up;
-  const pid_t pid = spawn([&] {
+  Reaper child(spawn([&] {
+    up.writer();
     auto b = child_events(1);
     auto pb = b->bind_interdomain(0, a_port);
     if (!pb.ok()) return 91;
@@ -370,12 +399,13 @@ TEST_F(SimEvtchn, AKilledProcessLosesItsPorts) {
     if (!up.put(*pb)) return 93;
     pause();
     return 94;
-  });
+  }));
+  up.reader();
   Port b_port = 0;
-  ASSERT_TRUE(up.get(b_port)) << describe_wait(wait_for(pid));
+  ASSERT_TRUE(up.get(b_port)) << describe_wait(child.wait());
   EXPECT_EQ(ports().size(), 3u);
-  kill(pid, SIGKILL);
-  const int st = wait_for(pid);
+  kill(child.pid, SIGKILL);
+  const int st = child.wait();
   ASSERT_TRUE(WIFSIGNALED(st)) << describe_wait(st);
 
   // The records stay until someone looks; a bind sweeps them.
@@ -406,18 +436,20 @@ TEST_F(SimEvtchn, NotifyingADeadPeerUnbindsIt) {
   auto pa = a->bind_unbound(1);
   ASSERT_TRUE(pa.ok());
   const Port a_port = *pa;
-  Pipe up;
-  const pid_t pid = spawn([&] {
+  Pipe up, up2;
+  Reaper child(spawn([&] {
+    up.writer();
     auto b = child_events(1);
     auto pb = b->bind_interdomain(0, a_port);
     if (!pb.ok() || !up.put(*pb)) return 91;
     pause();
     return 92;
-  });
+  }));
+  up.reader();
   Port b_port = 0;
-  ASSERT_TRUE(up.get(b_port)) << describe_wait(wait_for(pid));
-  kill(pid, SIGKILL);
-  (void)wait_for(pid);
+  ASSERT_TRUE(up.get(b_port)) << describe_wait(child.wait());
+  kill(child.pid, SIGKILL);
+  (void)child.wait();
   ASSERT_GE(raw_index(1, b_port), 0);
   ASSERT_TRUE(a->notify(a_port).ok());
   EXPECT_LT(raw_index(1, b_port), 0);
@@ -428,19 +460,41 @@ TEST_F(SimEvtchn, NotifyingADeadPeerUnbindsIt) {
   EXPECT_EQ(r.remote_dom, 1);
 
   // And a sweep alone does the same for a port nobody notifies.
-  const pid_t pid2 = spawn([&] {
+  Reaper child2(spawn([&] {
+    up2.writer();
     auto b = child_events(3);
     auto pb = b->bind_unbound(0);
-    if (!pb.ok() || !up.put(*pb)) return 91;
+    if (!pb.ok() || !up2.put(*pb)) return 91;
     pause();
     return 92;
-  });
-  ASSERT_TRUE(up.get(b_port)) << describe_wait(wait_for(pid2));
-  kill(pid2, SIGKILL);
-  (void)wait_for(pid2);
+  }));
+  up2.reader();
+  ASSERT_TRUE(up2.get(b_port)) << describe_wait(child2.wait());
+  kill(child2.pid, SIGKILL);
+  (void)child2.wait();
   ASSERT_GE(raw_index(3, b_port), 0);
   ASSERT_TRUE(pv::sim::sweep_sim_events(path).ok());
   EXPECT_LT(raw_index(3, b_port), 0);
+}
+
+TEST_F(SimEvtchn, ATableLeftEmptyOrZeroedByItsMakerIsMadeAgain) {
+  {
+    auto a = events(0);
+    ASSERT_TRUE(a);
+  }
+  ASSERT_EQ(truncate(table_path().c_str(), 0), 0);
+  auto a = events(0);
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->bind_unbound(1).ok());
+  a.reset();
+  const std::vector<char> zeros(sizeof(pv::sim::EvtchnHeader), 0);
+  write_at(0, zeros.data(), zeros.size());
+  a = events(0);
+  ASSERT_TRUE(a);
+  auto p = a->bind_unbound(1);
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  EXPECT_EQ(*p, 1u);
+  EXPECT_EQ(ports().size(), 1u);
 }
 
 class SimEvtchnDamage : public SimEvtchn {

@@ -79,6 +79,12 @@ class Table {
   PortRec* recs_ = nullptr;
 };
 
+bool header_is_zero(int fd) {
+  char head[sizeof(EvtchnHeader)];
+  if (pread(fd, head, sizeof head, 0) != ssize_t(sizeof head)) return false;
+  return std::all_of(head, head + sizeof head, [](char c) { return c == 0; });
+}
+
 Result<std::unique_ptr<Table>> Table::open(Instance& in, bool create) {
   std::unique_ptr<Table> t(new Table(in, in.dir() + "/" + std::string(shbuf::sim::kEvtchnFile)));
   const int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
@@ -94,7 +100,10 @@ Result<std::unique_ptr<Table>> Table::open(Instance& in, bool create) {
   if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
     return t->damaged("it is not a regular file of uid " + std::to_string(geteuid()));
   }
-  if (sb.st_size == 0 && create) {
+  // Made under the lock: sized (all records free), then given its header. A
+  // maker that died in between left it empty or all zeros.
+  if (create &&
+      (sb.st_size == 0 || (sb.st_size == off_t(kEvtchnFileSize) && header_is_zero(t->fd_.get())))) {
     EvtchnHeader h{};
     std::memcpy(h.magic, kEvtchnMagic, sizeof h.magic);
     h.version = kEvtchnVersion;
