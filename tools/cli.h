@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "pv/platform.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 
@@ -78,8 +79,16 @@ struct ProviderArgs {
   CLI::Option* sim_option = nullptr;
   CLI::Option* domid_option = nullptr;
 
-  void add_to(CLI::App* app, int default_domid);
+  // Adds `flag` (--provider, or --platform for the PV tools), --sim and
+  // --domid.
+  void add_to(CLI::App* app, int default_domid, const std::string& flag = "--provider",
+              const std::string& what = "Grant provider");
   std::unique_ptr<Provider> open() const;
+  // The same choice as a PV platform (grants, xenstore, event channels).
+  pv::PlatformOptions platform() const;
+
+ private:
+  void refuse_sim_options_with_xen() const;
 };
 
 // Each file registers its own subcommands.

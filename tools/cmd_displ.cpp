@@ -1,12 +1,12 @@
 // shbuf displ-be: the headless PV display backend, writing each frame the
-// guest shows as a PNG.
+// guest shows as a PNG, on Xen or on the simulator.
 #include <signal.h>
 
 #include <atomic>
 #include <string>
 
 #include "cli.h"
-#include "pv/displ/xen_backend.h"
+#include "pv/displ/backend.h"
 
 namespace shbuf::cli {
 namespace {
@@ -26,22 +26,19 @@ void install_stop_handlers() {
   for (int sig : {SIGINT, SIGTERM}) sigaction(sig, &sa, nullptr);
 }
 
-// Built without Xen, run_backend() says what is missing (ENODEV).
-void run_displ_backend(const displ::BackendOptions& options) {
-  install_stop_handlers();
-  check(displ::run_backend(options, g_stop));
-}
-
 }  // namespace
 
 // Options map one to one onto BackendOptions.
 void add_displ_commands(CLI::App& app) {
   static displ::BackendOptions options;
+  static ProviderArgs platform;
   static std::uint32_t max_buffer_mib = options.limits.max_buffer_bytes >> 20;
   CLI::App* be = app.add_subcommand(
       "displ-be",
-      "Serve Xen PV display (vdispl) frontends from dom0 and write every frame they show as a "
-      "PNG; runs until SIGINT or SIGTERM");
+      "Serve Xen PV display (vdispl) frontends and write every frame they show as a PNG; runs "
+      "until SIGINT or SIGTERM");
+  platform.provider = "xen";
+  platform.add_to(be, 0, "--platform", "Where the frontends are");
   be->add_option("--out", options.out_dir, "Directory receiving the PNGs (must exist)")
       ->capture_default_str();
   be->add_flag("--last-only", options.last_frame_only,
@@ -55,7 +52,9 @@ void add_displ_commands(CLI::App& app) {
       ->capture_default_str();
   be->callback([] {
     options.limits.max_buffer_bytes = max_buffer_mib << 20;
-    run_displ_backend(options);
+    options.platform = platform.platform();
+    install_stop_handlers();
+    check(displ::run_backend(options, g_stop));
   });
 }
 

@@ -6,16 +6,17 @@
 
 namespace shbuf::cli {
 
-void ProviderArgs::add_to(CLI::App* app, int default_domid) {
+void ProviderArgs::add_to(CLI::App* app, int default_domid, const std::string& flag,
+                          const std::string& what) {
   domid = default_domid;
-  app->add_option("--provider", provider, "Grant provider: sim or xen")
+  app->add_option(flag, provider, what + ": sim or xen")
       ->check(CLI::IsMember({"sim", "xen"}))
       ->capture_default_str();
   sim_option = app->add_option(
       "--sim", sim_path,
-      "Simulator instance directory (default: $SHBUF_SIM or a per-user one); sim provider only");
+      "Simulator instance directory (default: $SHBUF_SIM or a per-user one); sim only");
   domid_option = app->add_option("--domid", domid,
-                                 "Domain to act as (sim provider); with xen, checked against the "
+                                 "Domain to act as (sim); with xen, checked against the "
                                  "domain this runs in")
                      ->check(decimal_in(0, kDomIdSelf - 1))
                      ->capture_default_str();
@@ -24,9 +25,7 @@ void ProviderArgs::add_to(CLI::App* app, int default_domid) {
 // Nothing given on the command line is silently ignored: the xen provider has
 // no instance, and acts as the domain it runs in.
 std::unique_ptr<Provider> ProviderArgs::open() const {
-  if (provider == "xen" && sim_option->count() > 0) {
-    fail(kExitUsage, "--sim is for the sim provider; the xen provider has no instance");
-  }
+  refuse_sim_options_with_xen();
   ProviderOptions options;
   options.name = provider;
   options.self = static_cast<DomId>(domid);
@@ -38,6 +37,26 @@ std::unique_ptr<Provider> ProviderArgs::open() const {
                                  domid, opened->self()));
   }
   return opened;
+}
+
+void ProviderArgs::refuse_sim_options_with_xen() const {
+  if (provider == "xen" && sim_option->count() > 0) {
+    fail(kExitUsage, "--sim is for the sim provider or platform; Xen has no instance");
+  }
+}
+
+pv::PlatformOptions ProviderArgs::platform() const {
+  refuse_sim_options_with_xen();
+  if (provider == "xen" && domid_option->count() > 0) {
+    fail(kExitUsage,
+         "--domid is for the simulator; on Xen the backend acts as the domain it "
+         "runs in");
+  }
+  pv::PlatformOptions options;
+  options.name = provider;
+  options.self = static_cast<DomId>(domid);
+  options.sim_path = sim_path;
+  return options;
 }
 
 }  // namespace shbuf::cli

@@ -58,6 +58,10 @@ Result<Resolution> parse_resolution(const std::string& text);
 // only, no sign or space, at most 2^32 - 1; nullopt for anything else.
 std::optional<std::uint32_t> parse_xenstore_u32(const std::string& text);
 
+// More connectors than any real configuration has; bounds what a frontend's
+// directory can make us map.
+inline constexpr std::size_t kMaxConnectors = 16;
+
 struct DeviceLimits {
   std::uint32_t max_dimension = kMaxImageDimension;
   std::uint32_t max_buffer_bytes = 256u << 20;
