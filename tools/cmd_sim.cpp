@@ -1,4 +1,5 @@
-// shbuf sim status|reset: look at or clear a grant-table simulator instance.
+// shbuf sim status|reset|device: look at or clear a simulator instance, and
+// add or remove PV devices in its xenstore as a toolstack does.
 #include <fmt/format.h>
 #include <sys/stat.h>
 
@@ -8,6 +9,9 @@
 #include <vector>
 
 #include "cli.h"
+#include "pv/displ/device.h"
+#include "pv/platform.h"
+#include "pv/toolstack.h"
 #include "shbuf/grant/sim.h"
 
 namespace shbuf::cli {
@@ -107,10 +111,175 @@ std::string to_table(const SimStatus& s) {
   return t;
 }
 
+struct DeviceArgs {
+  std::string kind;
+  std::string path;
+  int frontend = 1;
+  int backend = 0;
+  std::uint32_t devid = 0;
+  // vdispl
+  bool be_alloc = false;
+  std::string connectors = "640x480";
+  // vsnd
+  std::string short_name = "Card0";
+  std::string long_name = "Xen PV card";
+  std::string sample_rates = "44100,48000";
+  std::string sample_formats = "s16_le";
+  std::uint32_t channels_min = 1;
+  std::uint32_t channels_max = 2;
+  std::uint32_t buffer_size = 65536;
+  std::string streams = "p,c";
+  double timeout = 5;
+};
+
+// The simulator's xenstore as dom0, the toolstack's domain.
+std::unique_ptr<pv::Xenstore> toolstack_xenstore(const std::string& path) {
+  SimOptions o;
+  o.path = path;
+  o.domid = 0;
+  auto grants = take(SimProvider::open(o));
+  return take(pv::open_sim_xenstore(grants->path(), 0));
+}
+
+// libxl's vdispl keys: be-alloc and each connector's resolution and id.
+void vdispl_entries(const DeviceArgs& a, pv::DeviceSpec& spec) {
+  spec.ro_front.emplace_back("be-alloc", a.be_alloc ? "1" : "0");
+  std::size_t i = 0;
+  for (std::string_view rest = a.connectors; !rest.empty(); ++i) {
+    const std::size_t comma = rest.find(',');
+    const std::string one(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const displ::Resolution r = take(displ::parse_resolution(one));
+    spec.ro_front.emplace_back(std::to_string(i) + "/resolution",
+                               fmt::format("{}x{}", r.width, r.height));
+    spec.ro_front.emplace_back(std::to_string(i) + "/unique-id", fmt::format("c{}", i));
+  }
+  if (i == 0 || i > displ::kMaxConnectors) {
+    fail(kExitUsage,
+         fmt::format("--connectors: 1 to {} resolutions, not {}", displ::kMaxConnectors, i));
+  }
+}
+
+// libxl's vsnd keys: the card, one PCM device "pcm0", a stream per type.
+void vsnd_entries(const DeviceArgs& a, pv::DeviceSpec& spec) {
+  if (a.channels_min > a.channels_max) {
+    fail(kExitUsage, fmt::format("--channels-min {} is above --channels-max {}", a.channels_min,
+                                 a.channels_max));
+  }
+  spec.ro_front = {{"short-name", a.short_name},
+                   {"long-name", a.long_name},
+                   {"sample-rates", a.sample_rates},
+                   {"sample-formats", a.sample_formats},
+                   {"channels-min", std::to_string(a.channels_min)},
+                   {"channels-max", std::to_string(a.channels_max)},
+                   {"buffer-size", std::to_string(a.buffer_size)},
+                   {"0/name", "pcm0"}};
+  std::size_t j = 0;
+  for (std::string_view rest = a.streams; !rest.empty(); ++j) {
+    const std::size_t comma = rest.find(',');
+    const std::string type(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (type != "p" && type != "c") {
+      fail(kExitUsage,
+           fmt::format("--streams: '{}' is not p (playback) or c (capture)", printable(type)));
+    }
+    spec.ro_front.emplace_back(fmt::format("0/{}/unique-id", j), fmt::format("s{}{}", j, type));
+    spec.ro_front.emplace_back(fmt::format("0/{}/type", j), type);
+  }
+  if (j == 0 || j > 16) fail(kExitUsage, fmt::format("--streams: 1 to 16 streams, not {}", j));
+}
+
+void add_device_commands(CLI::App* sim) {
+  CLI::App* device = sim->add_subcommand(
+      "device", "Add or remove a PV device in the simulator's xenstore, as xl does on Xen");
+  device->require_subcommand(1);
+  auto add_args = std::make_shared<DeviceArgs>();
+  auto common = [](CLI::App* cmd, DeviceArgs& a) {
+    cmd->add_option("kind", a.kind, "vdispl or vsnd")
+        ->required()
+        ->check(CLI::IsMember({"vdispl", "vsnd"}));
+    cmd->add_option("--sim", a.path,
+                    "Simulator instance directory (default: $SHBUF_SIM or a per-user one)");
+    cmd->add_option("--frontend", a.frontend, "The frontend's domain")
+        ->check(decimal_in(1, kDomIdSelf - 1))
+        ->capture_default_str();
+    cmd->add_option("--backend", a.backend, "The backend's domain")
+        ->check(decimal_in(0, kDomIdSelf - 1))
+        ->capture_default_str();
+    cmd->add_option("--devid", a.devid, "Device number")
+        ->check(decimal_in(0, 65535))
+        ->capture_default_str();
+  };
+  CLI::App* add = device->add_subcommand(
+      "add", "Write the backend's and the frontend's directories, both Initialising");
+  common(add, *add_args);
+  add->add_flag("--be-alloc", add_args->be_alloc, "vdispl: the backend allocates the buffers");
+  add->add_option("--connectors", add_args->connectors,
+                  "vdispl: connector resolutions, comma-separated (640x480,800x600)")
+      ->capture_default_str();
+  add->add_option("--short-name", add_args->short_name, "vsnd: the card's short name")
+      ->capture_default_str();
+  add->add_option("--long-name", add_args->long_name, "vsnd: the card's long name")
+      ->capture_default_str();
+  add->add_option("--sample-rates", add_args->sample_rates, "vsnd: rates, comma-separated")
+      ->capture_default_str();
+  add->add_option("--sample-formats", add_args->sample_formats, "vsnd: formats, comma-separated")
+      ->capture_default_str();
+  add->add_option("--channels-min", add_args->channels_min, "vsnd: fewest channels")
+      ->check(decimal_in(1, 128))
+      ->capture_default_str();
+  add->add_option("--channels-max", add_args->channels_max, "vsnd: most channels")
+      ->check(decimal_in(1, 128))
+      ->capture_default_str();
+  add->add_option("--buffer-size", add_args->buffer_size, "vsnd: the largest buffer, in bytes")
+      ->check(decimal_in(1, 1u << 30))
+      ->capture_default_str();
+  add->add_option("--streams", add_args->streams,
+                  "vsnd: the PCM device's streams, p (playback) or c (capture), comma-separated")
+      ->capture_default_str();
+  add->callback([add_args] {
+    const DeviceArgs& a = *add_args;
+    if (a.frontend == a.backend) fail(kExitUsage, "--frontend and --backend are the same domain");
+    pv::DeviceSpec spec;
+    spec.kind = a.kind;
+    spec.frontend = DomId(a.frontend);
+    spec.backend = DomId(a.backend);
+    spec.devid = a.devid;
+    if (a.kind == "vdispl") {
+      vdispl_entries(a, spec);
+    } else {
+      vsnd_entries(a, spec);
+    }
+    auto xs = toolstack_xenstore(a.path);
+    check(pv::add_device(*xs, spec));
+    std::printf("added %s\n", pv::frontend_path(spec.kind, spec.frontend, spec.devid).c_str());
+  });
+
+  auto remove_args = std::make_shared<DeviceArgs>();
+  CLI::App* remove = device->add_subcommand(
+      "remove",
+      "Tear a device down as xl destroy does: the backend's state to Closing, the frontend's "
+      "directory gone, the backend's once it says Closed (or after --timeout)");
+  common(remove, *remove_args);
+  remove
+      ->add_option("--timeout", remove_args->timeout,
+                   "Seconds to wait for the backend to say Closed")
+      ->check(seconds_in(kMaxTimeoutSeconds))
+      ->capture_default_str();
+  remove->callback([remove_args] {
+    const DeviceArgs& a = *remove_args;
+    auto xs = toolstack_xenstore(a.path);
+    check(pv::remove_device(*xs, a.kind, DomId(a.backend), DomId(a.frontend), a.devid,
+                            std::chrono::milliseconds(seconds_to_ms(a.timeout))));
+    std::printf("removed %s\n", pv::frontend_path(a.kind, DomId(a.frontend), a.devid).c_str());
+  });
+}
+
 }  // namespace
 
 void add_sim_commands(CLI::App& app) {
-  CLI::App* sim = app.add_subcommand("sim", "Inspect or clear the grant-table simulator");
+  CLI::App* sim =
+      app.add_subcommand("sim", "Inspect or clear the simulator, and add or remove its PV devices");
   sim->require_subcommand(1);
 
   struct StatusArgs {
@@ -141,6 +310,7 @@ void add_sim_commands(CLI::App& app) {
     check(SimProvider::reset(*reset_path));
     std::printf(present ? "reset %s\n" : "nothing to reset at %s\n", dir.c_str());
   });
+  add_device_commands(sim);
 }
 
 }  // namespace shbuf::cli
