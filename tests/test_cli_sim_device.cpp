@@ -117,18 +117,32 @@ TEST_F(SimDevice, RefusesWhatCannotBeADevice) {
   EXPECT_NE(missing.err.find("ENOENT"), std::string::npos) << missing.err;
 }
 
-TEST_F(SimDevice, RemoveWithoutABackendWaitsThenRemovesAllTheSame) {
+TEST_F(SimDevice, RemoveWaitsOnlyForAConnectedBackendAndRemovesAllTheSame) {
+  auto gone = [&](DomId fe) {
+    auto dom0 = xenstore(0);
+    const std::string f = "/local/domain/" + std::to_string(fe) + "/device/vdispl/0";
+    const std::string b = "/local/domain/0/backend/vdispl/" + std::to_string(fe) + "/0";
+    return dom0 && dom0->read(pv::kNoTransaction, f).error().code == ENOENT &&
+           dom0->read(pv::kNoTransaction, b).error().code == ENOENT;
+  };
+  // No backend ever came: nothing to wait for.
   ASSERT_EQ(shbuf({"sim", "device", "add", "vdispl", "--sim", path, "--frontend", "1"}).exit_code,
             0);
-  auto r = shbuf(
-      {"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "1", "--timeout", "0.1"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("ETIMEDOUT"), std::string::npos) << r.err;
+  auto quick = shbuf({"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "1"});
+  EXPECT_EQ(quick.exit_code, 0) << quick.err;
+  EXPECT_TRUE(gone(1));
+  // A Connected backend that never answers Closing.
+  ASSERT_EQ(shbuf({"sim", "device", "add", "vdispl", "--sim", path, "--frontend", "2"}).exit_code,
+            0);
   auto dom0 = xenstore(0);
   ASSERT_TRUE(dom0);
-  EXPECT_EQ(dom0->read(pv::kNoTransaction, "/local/domain/1/device/vdispl/0").error().code, ENOENT);
-  EXPECT_EQ(dom0->read(pv::kNoTransaction, "/local/domain/0/backend/vdispl/1/0").error().code,
-            ENOENT);
+  ASSERT_TRUE(
+      dom0->write(pv::kNoTransaction, "/local/domain/0/backend/vdispl/2/0/state", "4").ok());
+  auto r = shbuf(
+      {"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "2", "--timeout", "0.1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ETIMEDOUT"), std::string::npos) << r.err;
+  EXPECT_TRUE(gone(2));
 }
 
 TEST_F(SimDevice, DisplBeOnTheSimAnswersAndClosesAsOnXen) {
@@ -155,18 +169,20 @@ TEST_F(SimDevice, DisplBeOnTheSimAnswersAndClosesAsOnXen) {
     if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(waiting) << "the backend never reached InitWait: " << slurp(log);
-  // Closing -> Closed, then both directories gone.
+  // Not Connected: both directories simply go, and the backend forgets it.
   auto r = shbuf({"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "5"});
   EXPECT_EQ(r.exit_code, 0) << r.err << slurp(log);
   EXPECT_EQ(r.out, "removed /local/domain/5/device/vdispl/0\n");
+  for (int i = 0; i < 500 && slurp(log).find("dom5/0: forgotten") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   kill(be, SIGTERM);
   int st = 0;
   waitpid(be, &st, 0);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(log);
   const std::string text = slurp(log);
   EXPECT_NE(text.find("dom5/0: state 0 -> 2"), std::string::npos) << text;
-  EXPECT_NE(text.find("dom5/0: closing: the toolstack closes the device"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find("dom5/0: forgotten"), std::string::npos) << text;
   EXPECT_NE(text.find("holds at exit: devices=0 connected=0 ring_mappings=0 event_channels=0 "
                       "dbufs=0 buffer_pages=0"),
             std::string::npos)

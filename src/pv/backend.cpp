@@ -211,8 +211,14 @@ bool Backend::update(Slot& s) {
   auto online = xs.read(kNoTransaction, s.info.backend_path + "/online");
   // The toolstack closes a device by writing our state (xl destroy, detach).
   const bool offline = online.ok() && *online == "0";
-  if ((be_state == XenbusState::kClosing || offline) && s.state != XenbusState::kClosed) {
-    close(s, XenbusState::kClosed, "the toolstack closes the device");
+  if (be_state == XenbusState::kClosing || offline) {
+    // Closed already (the frontend went first): say so again over the
+    // toolstack's Closing, which waits for it.
+    if (s.state != XenbusState::kClosed) {
+      close(s, XenbusState::kClosed, "the toolstack closes the device");
+    } else if (be_state == XenbusState::kClosing) {
+      set_state(s, XenbusState::kClosed);
+    }
     return true;
   }
   switch (fe_state.value_or(XenbusState::kUnknown)) {

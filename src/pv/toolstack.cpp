@@ -130,6 +130,11 @@ Status remove_device(Xenstore& xs, const std::string& kind, DomId backend, DomId
     }
     return state.error();
   }
+  // As libxl: only a Connected backend is asked to close and waited for.
+  if (parse_xenbus_state(*state) != XenbusState::kConnected) {
+    SHBUF_TRY(xs.rm(kNoTransaction, fe));
+    return xs.rm(kNoTransaction, be);
+  }
   SHBUF_TRY(xs.write(kNoTransaction, be + "/state", state_text(XenbusState::kClosing)));
   SHBUF_TRY(xs.rm(kNoTransaction, fe));
   // The backend answers Closing with Closed once it has let go.

@@ -46,11 +46,12 @@ Status release_domain(Xenstore& xs, DomId domid);
 // `front` entries), both states Initialising. EEXIST when the device exists.
 Status add_device(Xenstore& xs, const DeviceSpec& spec);
 
-// Tears the device down as xl destroy does: the backend's state becomes
-// Closing and the frontend's directory goes; then, once the backend says
-// Closed (or after `wait`), its directory goes too. ENOENT when there is no
-// such device; ETIMEDOUT (everything removed all the same) when the backend
-// did not close in time.
+// Tears the device down as xl destroy does: a Connected backend's state
+// becomes Closing and the frontend's directory goes; then, once the backend
+// says Closed (or after `wait`), its directory goes too. A backend in any
+// other state is not waited for. ENOENT when there is no such device;
+// ETIMEDOUT (everything removed all the same) when the backend did not
+// close in time.
 Status remove_device(Xenstore& xs, const std::string& kind, DomId backend, DomId frontend,
                      std::uint32_t devid, std::chrono::milliseconds wait);
 

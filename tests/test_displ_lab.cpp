@@ -1,0 +1,316 @@
+// The PV display lab on one machine: shbuf displ-be on the simulator, the
+// toolstack's part done by `shbuf sim device`, and our displif frontend
+// drawing pictures in both allocation modes on two connectors of different
+// sizes. Every frame displ-be writes is compared pixel for pixel with what
+// was drawn; a frontend killed with SIGKILL or removed mid-flip, and a
+// hostile one, leave displ-be running, serving the others, holding nothing
+// of them.
+#include <gtest/gtest.h>
+#include <png.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pv/displ/frontend.h"
+#include "pv/toolstack.h"
+#include "run_process.h"
+#include "test_sim_util.h"
+
+namespace shbuf::displ {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using shbuf::testing::slurp;
+
+// The colour of a pixel of frame `frame` of (domain, connector).
+std::array<std::uint8_t, 3> pattern(DomId dom, std::size_t c, int frame, std::uint32_t x,
+                                    std::uint32_t y) {
+  return {std::uint8_t(x * 7 + frame * 31 + dom), std::uint8_t(y * 5 + c * 100),
+          std::uint8_t((x ^ y) + frame * 13)};
+}
+
+void draw(std::span<std::byte> px, std::uint32_t w, std::uint32_t h, DomId dom, std::size_t c,
+          int frame) {
+  for (std::uint32_t y = 0; y < h; ++y) {
+    for (std::uint32_t x = 0; x < w; ++x) {
+      const auto rgb = pattern(dom, c, frame, x, y);
+      // XRGB8888, little-endian: B, G, R, X.
+      std::byte* p = px.data() + (std::size_t(y) * w + x) * 4;
+      p[0] = std::byte(rgb[2]);
+      p[1] = std::byte(rgb[1]);
+      p[2] = std::byte(rgb[0]);
+      p[3] = std::byte{0};
+    }
+  }
+}
+
+// The number of pixels of the PNG at `path` that differ from the frame, or
+// -1 when it cannot be read or has the wrong size.
+long differing_pixels(const std::string& path, std::uint32_t w, std::uint32_t h, DomId dom,
+                      std::size_t c, int frame) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) return -1;
+  image.format = PNG_FORMAT_RGB;
+  std::vector<std::uint8_t> rgb(PNG_IMAGE_SIZE(image));
+  if (image.width != w || image.height != h ||
+      !png_image_finish_read(&image, nullptr, rgb.data(), 0, nullptr)) {
+    png_image_free(&image);
+    return -1;
+  }
+  long bad = 0;
+  for (std::uint32_t y = 0; y < h; ++y) {
+    for (std::uint32_t x = 0; x < w; ++x) {
+      const auto want = pattern(dom, c, frame, x, y);
+      bad += std::memcmp(&rgb[(std::size_t(y) * w + x) * 3], want.data(), 3) != 0;
+    }
+  }
+  return bad;
+}
+
+class DisplLab : public simtest::SimTest {
+ protected:
+  void SetUp() override {
+    SimTest::SetUp();
+    out = path + "-out";
+    std::filesystem::remove_all(out);
+    std::filesystem::create_directories(out);
+    log = path + "-be.log";
+    ASSERT_TRUE(open(0));  // the instance exists before displ-be opens it
+    be = fork();
+    if (be == 0) {
+      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+      execl(SHBUF_BIN, SHBUF_BIN, "displ-be", "--platform", "sim", "--sim", path.c_str(), "--out",
+            out.c_str(), "-v", "2", nullptr);
+      _exit(127);
+    }
+  }
+
+  void TearDown() override {
+    if (be > 0) {
+      kill(be, SIGTERM);
+      int st = 0;
+      waitpid(be, &st, 0);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "displ-be: " << slurp(log);
+      EXPECT_NE(slurp(log).find("holds at exit: devices=0 connected=0 ring_mappings=0 "
+                                "event_channels=0 dbufs=0 buffer_pages=0"),
+                std::string::npos)
+          << slurp(log);
+    }
+    expect_clean();
+    std::filesystem::remove_all(out);
+    std::filesystem::remove(log);
+    SimTest::TearDown();
+  }
+
+  void add(DomId dom, bool be_alloc, const std::string& connectors = "64x48,32x16") {
+    std::vector<std::string> args = {SHBUF_BIN,      "sim",        "device",
+                                     "add",          "vdispl",     "--sim",
+                                     path,           "--frontend", std::to_string(dom),
+                                     "--connectors", connectors};
+    if (be_alloc) args.push_back("--be-alloc");
+    auto r = shbuf::testing::run_process(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  void remove(DomId dom) {
+    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "remove", "vdispl", "--sim",
+                                          path, "--frontend", std::to_string(dom)});
+    EXPECT_EQ(r.exit_code, 0) << r.err << slurp(log);
+  }
+
+  pv::Platform platform(DomId dom) {
+    pv::PlatformOptions o;
+    o.name = "sim";
+    o.self = dom;
+    o.sim_path = path;
+    auto p = pv::open_platform(o);
+    EXPECT_TRUE(p.ok()) << p.error().describe();
+    return p.ok() ? std::move(p).value() : pv::Platform{};
+  }
+
+  // The newest frame file of (dom, connector), or "".
+  std::string newest(DomId dom, std::size_t c) {
+    const std::string prefix = "dom" + std::to_string(dom) + "-dev0-c" + std::to_string(c) + "-";
+    std::string best;
+    for (const auto& e : std::filesystem::directory_iterator(out)) {
+      const std::string name = e.path().filename();
+      if (name.starts_with(prefix) && name.ends_with(".png") && name > best) best = name;
+    }
+    return best.empty() ? best : out + "/" + best;
+  }
+
+  // Shows `frames` frames on each connector, each checked in its PNG.
+  void show_frames(DisplFrontend& fe, DomId dom, int frames) {
+    for (std::size_t c = 0; c < fe.connectors().size(); ++c) {
+      const Resolution r = fe.connectors()[c];
+      auto dbuf = fe.dbuf_create(r.width, r.height, 32);
+      ASSERT_TRUE(dbuf.ok()) << dbuf.error().describe() << slurp(log);
+      auto fb = fe.fb_attach(*dbuf, kFormatXRGB8888);
+      ASSERT_TRUE(fb.ok()) << fb.error().describe();
+      draw(fe.pixels(*dbuf), r.width, r.height, dom, c, 0);
+      ASSERT_TRUE(fe.set_config(c, *fb).ok());
+      for (int f = 1; f <= frames; ++f) {
+        draw(fe.pixels(*dbuf), r.width, r.height, dom, c, f);
+        Status s = fe.page_flip(c, *fb);
+        ASSERT_TRUE(s.ok()) << s.error().describe() << slurp(log);
+        EXPECT_EQ(differing_pixels(newest(dom, c), r.width, r.height, dom, c, f), 0)
+            << "domain " << dom << " connector " << c << " frame " << f << ": " << newest(dom, c);
+      }
+      ASSERT_TRUE(fe.set_config(c, 0).ok());
+      ASSERT_TRUE(fe.fb_detach(*fb).ok());
+      ASSERT_TRUE(fe.dbuf_destroy(*dbuf).ok());
+    }
+  }
+
+  // Waits (bounded) for displ-be's log to hold `text`.
+  bool log_says(const std::string& text, int ms = 5000) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < deadline) {
+      if (slurp(log).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  std::string out;
+  std::string log;
+  pid_t be = -1;
+};
+
+TEST_F(DisplLab, BothModesTwoConnectorsEveryFramePixelForPixel) {
+  add(1, false);
+  add(2, true);
+  auto p1 = platform(1);
+  auto p2 = platform(2);
+  auto fe1 = DisplFrontend::connect(p1, {});
+  ASSERT_TRUE(fe1.ok()) << fe1.error().describe() << slurp(log);
+  auto fe2 = DisplFrontend::connect(p2, {});
+  ASSERT_TRUE(fe2.ok()) << fe2.error().describe() << slurp(log);
+  EXPECT_FALSE((*fe1)->be_alloc());
+  EXPECT_TRUE((*fe2)->be_alloc());
+  show_frames(**fe1, 1, 3);
+  show_frames(**fe2, 2, 3);
+  EXPECT_TRUE(log_says("dom2/0: connected: 2 connector(s) 64x48, 32x16, backend-allocated"));
+  EXPECT_TRUE((*fe1)->close().ok());
+  EXPECT_TRUE((*fe2)->close().ok());
+  remove(1);
+  remove(2);
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
+               "event_channels=0 dbufs=0 buffer_pages=0"));
+}
+
+TEST_F(DisplLab, AFrontendKilledMidFlipThenRemovedLeavesNothingAndOthersGoOn) {
+  add(3, true);
+  add(1, false);
+  int up[2];
+  ASSERT_EQ(pipe(up), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    ::close(up[0]);
+    auto p = platform(3);
+    auto fe = DisplFrontend::connect(p, {});
+    if (!fe.ok()) _exit(91);
+    auto dbuf = (*fe)->dbuf_create(64, 48, 32);
+    if (!dbuf.ok()) _exit(92);
+    auto fb = (*fe)->fb_attach(*dbuf, kFormatXRGB8888);
+    if (!fb.ok() || !(*fe)->set_config(0, *fb).ok()) _exit(93);
+    (void)!::write(up[1], "u", 1);
+    // Flips without waiting, until killed.
+    for (;;) {
+      (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ::close(up[1]);
+  char c = 0;
+  ASSERT_EQ(::read(up[0], &c, 1), 1) << slurp(log);
+  ::close(up[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  // The toolstack notices the dead guest and tears its device down.
+  remove(3);
+  EXPECT_TRUE(log_says("holds after a device went away: devices=1 connected=0"));
+  auto p1 = platform(1);
+  auto fe1 = DisplFrontend::connect(p1, {});
+  ASSERT_TRUE(fe1.ok()) << fe1.error().describe();
+  show_frames(**fe1, 1, 2);
+  EXPECT_TRUE((*fe1)->close().ok());
+  remove(1);
+}
+
+TEST_F(DisplLab, AHostileFrontendCannotHurtDisplBeOrTheOthers) {
+  add(4, false);
+  add(1, true);
+  auto p4 = platform(4);
+  auto bad = DisplFrontend::connect(p4, {});
+  ASSERT_TRUE(bad.ok()) << bad.error().describe();
+  auto p1 = platform(1);
+  auto good = DisplFrontend::connect(p1, {});
+  ASSERT_TRUE(good.ok());
+  // Requests with fields at their limits are refused with a status.
+  DbufCreate huge;
+  huge.dbuf_cookie = 7;
+  huge.width = 0xffffffffu;
+  huge.height = 0xffffffffu;
+  huge.bpp = 32;
+  huge.buffer_sz = 0xffffffffu;
+  huge.gref_directory = 0xffffffffu;
+  auto st = (*bad)->request(0, Request{0, kOpDbufCreate, huge});
+  ASSERT_TRUE(st.ok());
+  EXPECT_LT(*st, 0);
+  auto unknown = (*bad)->request(0, Request{0, 0xee, UnknownOp{}});
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_LT(*unknown, 0);
+  // A directory chain that loops back on itself.
+  auto dir = p4.grants->share(0, 1, Access::kReadOnly);
+  ASSERT_TRUE(dir.ok());
+  const Gref self_gref = dir->grefs()[0];
+  std::vector<Gref> words(1024, self_gref);
+  std::memcpy(dir->memory().data(), words.data(), kPageSize);
+  DbufCreate loop;
+  loop.dbuf_cookie = 8;
+  loop.width = 1024;
+  loop.height = 1024;
+  loop.bpp = 32;
+  loop.buffer_sz = 1024 * 1024 * 4;
+  loop.gref_directory = self_gref;
+  auto looped = (*bad)->request(0, Request{0, kOpDbufCreate, loop});
+  ASSERT_TRUE(looped.ok()) << looped.error().describe();
+  EXPECT_LT(*looped, 0);
+  // An event storm, and xenstore values rewritten after Connected.
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE((*bad)->notify(0).ok());
+  ASSERT_TRUE(p4.xenstore->write(pv::kNoTransaction, "device/vdispl/0/0/req-ring-ref", "1").ok());
+  ASSERT_TRUE(
+      p4.xenstore->write(pv::kNoTransaction, "device/vdispl/0/0/resolution", "1x1").code() ==
+      EACCES);
+  // The well-behaved frontend is served meanwhile.
+  show_frames(**good, 1, 2);
+  // A producer index far ahead ends only the hostile device.
+  std::uint32_t far = 100000;
+  std::memcpy((*bad)->request_page(0).data(), &far, 4);
+  ASSERT_TRUE((*bad)->notify(0).ok());
+  EXPECT_TRUE(log_says("dom4/0: error: the frontend's request producer index 100000"));
+  EXPECT_TRUE(log_says("dom4/0: state 4 -> 6"));
+  show_frames(**good, 1, 1);
+  EXPECT_TRUE(dir->end().ok());
+  EXPECT_TRUE((*good)->close().ok());
+  (void)(*bad)->close();
+  remove(1);
+  remove(4);
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
+               "event_channels=0 dbufs=0 buffer_pages=0"));
+}
+
+}  // namespace
+}  // namespace shbuf::displ
