@@ -2,7 +2,9 @@
 // arrive exactly as the frontend drew them, and every hostile request is
 // refused with the right errno while nothing stays granted or mapped.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <algorithm>
 
 #include <cstring>
 #include <filesystem>
@@ -94,12 +96,16 @@ TEST_F(DisplDevice, FrontendAllocatedFramesArriveExactly) {
   FrontendBuffer a = buffer(64 * 48 * 4), b = buffer(64 * 48 * 4);
   draw(a.memory(), 64, 48, 1);
   draw(b.memory(), 64, 48, 2);
-  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
-  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status,
+            0);
   EXPECT_EQ(dev->dbuf_count(), 2u);
   EXPECT_EQ(dev->pages_held(), 6u);
-  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
-  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatXRGB8888}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{2, 11, 64, 48, kFormatXRGB8888}).response.status,
+            0);
   Outcome set = send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32});
   EXPECT_EQ(set.response.status, 0) << set.error;
   EXPECT_FALSE(set.flip_event);
@@ -139,7 +145,8 @@ TEST_F(DisplDevice, BackendAllocatedBuffersAreGrantedAndShown) {
   ASSERT_EQ(c.response.status, 0) << c.error;
   ASSERT_TRUE(a.map().ok());  // the frontend maps what the backend granted
   draw(a.memory(), 32, 16, 9);
-  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{5, 50, 32, 16, kFormatXRGB8888}).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{5, 50, 32, 16, kFormatXRGB8888}).response.status,
+            0);
   // Connector 1 is 32x16: configure and flip there.
   EXPECT_EQ(send(*dev, 1, kOpSetConfig, SetConfig{50, 0, 0, 32, 16, 32}).response.status, 0);
   EXPECT_EQ(send(*dev, 1, kOpPgFlip, PgFlip{50}).response.status, 0);
@@ -192,16 +199,16 @@ TEST_F(DisplDevice, RefusesHostileDbufCreates) {
       {"bpp 12", DbufCreate{1, 64, 48, 12, 64 * 48 * 4, 0, dir, 0}, 0, EINVAL},
       {"bpp 0", DbufCreate{1, 64, 48, 0, 64 * 48 * 4, 0, dir, 0}, 0, EINVAL},
       {"buffer too small", DbufCreate{1, 64, 48, 32, 64 * 48 * 4 - 1, 0, dir, 0}, 0, EINVAL},
-      {"offset beyond the buffer", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 64 * 48 * 4},
-       0, EINVAL},
+      {"offset beyond the buffer", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 64 * 48 * 4}, 0,
+       EINVAL},
       {"offset pushes the end out", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 4}, 0, EINVAL},
       {"offset near 2^32", DbufCreate{1, 64, 48, 32, 64 * 48 * 4, 0, dir, 0xfffffff0u}, 0, EINVAL},
       // 65536 * 65536 * 4 wraps to 0 in 32 bits.
       {"size wrapping 32 bits", DbufCreate{1, 65536, 65536, 32, 4096, 0, dir, 0}, 0, EINVAL},
       {"row wider than the buffer", DbufCreate{1, 0xffffffffu, 1, 32, 0xffffffffu, 0, dir, 0}, 0,
        EINVAL},
-      {"height wrapping 64 bits", DbufCreate{1, 0x40000000, 0xffffffffu, 32, 0xffffffffu, 0, dir, 0},
-       0, EINVAL},
+      {"height wrapping 64 bits",
+       DbufCreate{1, 0x40000000, 0xffffffffu, 32, 0xffffffffu, 0, dir, 0}, 0, EINVAL},
       {"unknown flag", create_req(1, dir, 64, 48, 32, 2), 0, EINVAL},
       {"backend allocation without be-alloc", create_req(1, dir, 64, 48, 32, kDbufFlagReqAlloc), 0,
        EINVAL},
@@ -241,19 +248,22 @@ TEST_F(DisplDevice, EnforcesItsLimits) {
   DeviceLimits one;
   one.max_dbufs = 1;
   dev = make(false, one);
-  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
   EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status,
             -ENOSPC);
   DeviceLimits pages;
   pages.max_total_pages = 5;
   dev = make(false, pages);
-  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
   EXPECT_EQ(send(*dev, 0, kOpDbufCreate, create_req(2, b.directory_gref(), 64, 48)).response.status,
             -ENOSPC);
   DeviceLimits fbs;
   fbs.max_fbs = 1;
   dev = make(false, fbs);
-  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
   EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 1, 64, 48, kFormatXRGB8888}).response.status, 0);
   EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 2, 64, 48, kFormatXRGB8888}).response.status,
             -ENOSPC);
@@ -266,7 +276,8 @@ TEST_F(DisplDevice, EnforcesItsLimits) {
 TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
   auto dev = make(false);
   FrontendBuffer a = buffer(64 * 48 * 4);
-  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
   struct Case {
     const char* what;
     std::size_t connector;
@@ -277,7 +288,8 @@ TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
   const Case before[] = {
       {"fb on unknown dbuf", 0, kOpFbAttach, FbAttach{2, 10, 64, 48, kFormatXRGB8888}, ENOENT},
       {"fb cookie 0", 0, kOpFbAttach, FbAttach{1, 0, 64, 48, kFormatXRGB8888}, EINVAL},
-      {"unknown format", 0, kOpFbAttach, FbAttach{1, 10, 64, 48, fourcc('Y', 'U', 'Y', 'V')}, EINVAL},
+      {"unknown format", 0, kOpFbAttach, FbAttach{1, 10, 64, 48, fourcc('Y', 'U', 'Y', 'V')},
+       EINVAL},
       {"format of another bpp", 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatRGB565}, EINVAL},
       {"fb wider than dbuf", 0, kOpFbAttach, FbAttach{1, 10, 65, 48, kFormatXRGB8888}, EINVAL},
       {"fb taller than dbuf", 0, kOpFbAttach, FbAttach{1, 10, 64, 49, kFormatXRGB8888}, EINVAL},
@@ -295,7 +307,8 @@ TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
     EXPECT_EQ(o.response.status, -c.code) << c.what << ": " << o.error;
     EXPECT_FALSE(o.flip_event) << c.what;
   }
-  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            0);
   EXPECT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
             -EEXIST);
   const Case after[] = {
@@ -321,7 +334,8 @@ TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
   ASSERT_EQ(send(*dev, 0, kOpFbDetach, FbDetach{10}).response.status, 0);
   EXPECT_EQ(send(*dev, 0, kOpPgFlip, PgFlip{10}).response.status, -EINVAL);
   // Destroying a dbuf takes its framebuffers with it.
-  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 11, 64, 48, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 11, 64, 48, kFormatXRGB8888}).response.status,
+            0);
   ASSERT_EQ(send(*dev, 0, kOpDbufDestroy, DbufDestroy{1}).response.status, 0);
   EXPECT_EQ(dev->fb_count(), 0u);
   EXPECT_EQ(send(*dev, 0, kOpFbDetach, FbDetach{11}).response.status, -ENOENT);
@@ -333,8 +347,10 @@ TEST_F(DisplDevice, RefusesHostileFramebufferAndDisplayRequests) {
 TEST_F(DisplDevice, AFrameThatCannotBeWrittenFailsTheFlipWithoutAnEvent) {
   auto dev = make(false);
   FrontendBuffer a = buffer(64 * 48 * 4);
-  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status, 0);
-  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status, 0);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            0);
   ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
   sink_status = make_error(EIO, "disk full");
   Outcome o = send(*dev, 0, kOpPgFlip, PgFlip{10});
@@ -529,13 +545,14 @@ TEST_F(DisplDevice, WritesEdidIntoTheFrontendsBuffer) {
   ASSERT_TRUE(want.ok());
   EXPECT_EQ(std::memcmp(p, want->data(), 128), 0);
   EXPECT_EQ(p[128], 0xee) << "nothing beyond the block is written";
-  EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize - 1, e.directory_gref()}).response.status,
-            -EINVAL);
+  EXPECT_EQ(
+      send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize - 1, e.directory_gref()}).response.status,
+      -EINVAL);
   EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize, 0}).response.status, -EINVAL);
   EXPECT_EQ(send(*dev, 1, kOpGetEdid, GetEdid{0xffffffffu, e.directory_gref()}).response.status,
             -E2BIG);
-  EXPECT_NE(send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize * 2, e.directory_gref()}).response.status,
-            0);
+  EXPECT_NE(
+      send(*dev, 1, kOpGetEdid, GetEdid{kEdidMaxSize * 2, e.directory_gref()}).response.status, 0);
   dev.reset();
   ASSERT_TRUE(e.free().ok());
   expect_clean();
@@ -564,8 +581,8 @@ TEST_F(DisplDevice, ReleasesEverythingTheFrontendLeftBehind) {
 TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
   EXPECT_EQ(frame_file_name(3, 0, 1, 42, false), "dom3-dev0-c1-000042.png");
   EXPECT_EQ(frame_file_name(3, 2, 0, 42, true), "dom3-dev2-c0-last.png");
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("shbuf-displ-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("shbuf-displ-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   RgbImage img{2, 2, std::vector<std::uint8_t>(12, 0x80)};
   FrameSink each = png_frame_sink(dir.string(), 3, 0, false);
@@ -576,6 +593,26 @@ TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
   EXPECT_TRUE(std::filesystem::exists(dir / "dom3-dev0-c1-last.png"));
   FrameSink nowhere = png_frame_sink((dir / "missing").string(), 3, 0, false);
   EXPECT_EQ(nowhere(Frame{0, 0, 10, &img}).error().code, ENOENT);
+  std::filesystem::remove_all(dir);
+}
+
+// A guest flipping forever fills at most max_frames files per connector,
+// plus the last-frame one.
+TEST_F(DisplDevice, PngSinkCapsTheFilesOfAConnector) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("shbuf-displ-cap-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  RgbImage img{2, 2, std::vector<std::uint8_t>(12, 0x40)};
+  FrameSink capped = png_frame_sink(dir.string(), 5, 1, false, 3);
+  for (std::uint64_t n = 0; n < 50; ++n) ASSERT_TRUE(capped(Frame{0, n, 10, &img}).ok());
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.push_back(e.path().filename());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"dom5-dev1-c0-000000.png", "dom5-dev1-c0-000001.png",
+                                             "dom5-dev1-c0-000002.png", "dom5-dev1-c0-last.png"}));
   std::filesystem::remove_all(dir);
 }
 

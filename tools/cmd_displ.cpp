@@ -43,6 +43,11 @@ void add_displ_commands(CLI::App& app) {
       ->capture_default_str();
   be->add_flag("--last-only", options.last_frame_only,
                "Keep only the last frame of each connector (<...>-last.png)");
+  be->add_option("--max-frames", options.max_frames,
+                 "Frames of each connector written to files of their own; every later frame "
+                 "overwrites the connector's <...>-last.png, so a guest cannot fill the disk")
+      ->check(decimal_in(0, 1000000000))
+      ->capture_default_str();
   be->add_option("--verbose,-v", options.verbosity,
                  "Log level: 0 errors, 1 devices and frames, 2 every request, 3 every scan")
       ->check(decimal_in(0, 3))

@@ -164,7 +164,8 @@ Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop)
   auto platform = pv::open_platform(options.platform);
   if (!platform.ok()) return platform.error();
   DisplProtocol protocol(options.limits, [&options](DomId frontend, std::uint32_t devid) {
-    return png_frame_sink(options.out_dir, frontend, devid, options.last_frame_only);
+    return png_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
+                          options.max_frames);
   });
   pv::BackendConfig config;
   config.verbosity = options.verbosity;

@@ -27,6 +27,9 @@ struct BackendOptions {
   std::string out_dir = ".";
   // One file per connector, overwritten by each frame.
   bool last_frame_only = false;
+  // Frames of a connector with files of their own; later ones overwrite its
+  // last-frame file.
+  std::uint64_t max_frames = kDefaultMaxFramesPerConnector;
   // 0: errors only, 1: devices and frames, 2: every request, 3: every scan.
   int verbosity = 1;
   DeviceLimits limits;

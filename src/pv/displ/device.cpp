@@ -89,12 +89,14 @@ std::string frame_file_name(DomId frontend, std::uint32_t device, std::size_t co
 }
 
 // The sink the backend uses: encode, then write whole.
-FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only) {
-  return [dir = std::move(dir), frontend, device, last_only](const Frame& f) -> Status {
+FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
+                         std::uint64_t max_frames) {
+  return [dir = std::move(dir), frontend, device, last_only, max_frames](const Frame& f) -> Status {
     auto png = encode_png(*f.image);
     if (!png.ok()) return png.error();
+    const bool to_last = last_only || f.number >= max_frames;
     const std::string path =
-        dir + "/" + frame_file_name(frontend, device, f.connector, f.number, last_only);
+        dir + "/" + frame_file_name(frontend, device, f.connector, f.number, to_last);
     return write_file_atomically(path, *png);
   };
 }

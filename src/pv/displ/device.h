@@ -94,8 +94,15 @@ using FrameSink = std::function<Status(const Frame&)>;
 std::string frame_file_name(DomId frontend, std::uint32_t device, std::size_t connector,
                             std::uint64_t frame, bool last_only);
 
-// A sink writing each frame as a PNG into `dir` under frame_file_name().
-FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only);
+// Frames of one connector written to files of their own by default; the
+// later ones all go to its "-last.png", so that a guest cannot fill the disk.
+inline constexpr std::uint64_t kDefaultMaxFramesPerConnector = 10000;
+
+// A sink writing each frame as a PNG into `dir` under frame_file_name():
+// frames numbered below `max_frames` to their own files (none with
+// last_only), every later one to the connector's last-frame file.
+FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
+                         std::uint64_t max_frames = kDefaultMaxFramesPerConnector);
 
 struct Outcome {
   Response response;

@@ -49,13 +49,20 @@ std::uint8_t scale(std::uint32_t v, unsigned bits) {
 // Names in log lines must say which request was refused.
 std::string op_name(std::uint8_t op) {
   switch (op) {
-    case kOpDbufCreate: return "DBUF_CREATE";
-    case kOpDbufDestroy: return "DBUF_DESTROY";
-    case kOpFbAttach: return "FB_ATTACH";
-    case kOpFbDetach: return "FB_DETACH";
-    case kOpSetConfig: return "SET_CONFIG";
-    case kOpPgFlip: return "PG_FLIP";
-    case kOpGetEdid: return "GET_EDID";
+    case kOpDbufCreate:
+      return "DBUF_CREATE";
+    case kOpDbufDestroy:
+      return "DBUF_DESTROY";
+    case kOpFbAttach:
+      return "FB_ATTACH";
+    case kOpFbDetach:
+      return "FB_DETACH";
+    case kOpSetConfig:
+      return "SET_CONFIG";
+    case kOpPgFlip:
+      return "PG_FLIP";
+    case kOpGetEdid:
+      return "GET_EDID";
     default: {
       char buf[16];
       std::snprintf(buf, sizeof buf, "op 0x%02x", op);
@@ -72,23 +79,32 @@ Request decode_request(const Packet& p) {
   constexpr std::size_t b = kOffBody;
   switch (r.operation) {
     case kOpDbufCreate:
-      r.body = DbufCreate{get64(p, b),      get32(p, b + 8),  get32(p, b + 12),
-                          get32(p, b + 16), get32(p, b + 20), get32(p, b + 24),
-                          get32(p, b + 28), get32(p, b + 32)};
+      r.body = DbufCreate{get64(p, b),      get32(p, b + 8),  get32(p, b + 12), get32(p, b + 16),
+                          get32(p, b + 20), get32(p, b + 24), get32(p, b + 28), get32(p, b + 32)};
       break;
-    case kOpDbufDestroy: r.body = DbufDestroy{get64(p, b)}; break;
+    case kOpDbufDestroy:
+      r.body = DbufDestroy{get64(p, b)};
+      break;
     case kOpFbAttach:
       r.body = FbAttach{get64(p, b), get64(p, b + 8), get32(p, b + 16), get32(p, b + 20),
                         get32(p, b + 24)};
       break;
-    case kOpFbDetach: r.body = FbDetach{get64(p, b)}; break;
+    case kOpFbDetach:
+      r.body = FbDetach{get64(p, b)};
+      break;
     case kOpSetConfig:
       r.body = SetConfig{get64(p, b),      get32(p, b + 8),  get32(p, b + 12),
                          get32(p, b + 16), get32(p, b + 20), get32(p, b + 24)};
       break;
-    case kOpPgFlip: r.body = PgFlip{get64(p, b)}; break;
-    case kOpGetEdid: r.body = GetEdid{get32(p, b), get32(p, b + 4)}; break;
-    default: r.body = UnknownOp{}; break;
+    case kOpPgFlip:
+      r.body = PgFlip{get64(p, b)};
+      break;
+    case kOpGetEdid:
+      r.body = GetEdid{get32(p, b), get32(p, b + 4)};
+      break;
+    default:
+      r.body = UnknownOp{};
+      break;
   }
   return r;
 }
@@ -213,7 +229,9 @@ void pixel_to_rgb(const PixelFormat& format, const std::byte* src, std::uint8_t 
       rgb[1] = scale(v >> 5 & 0x1f, 5);
       rgb[2] = scale(v & 0x1f, 5);
       break;
-    default: rgb[0] = rgb[1] = rgb[2] = 0; break;
+    default:
+      rgb[0] = rgb[1] = rgb[2] = 0;
+      break;
   }
 }
 
@@ -221,7 +239,7 @@ void pixel_to_rgb(const PixelFormat& format, const std::byte* src, std::uint8_t 
 // block must be valid: header, version 1.4, one detailed timing, a name and
 // the checksum.
 Result<std::array<std::uint8_t, kEdidBlockSize>> make_edid(std::uint32_t width,
-                                                          std::uint32_t height) {
+                                                           std::uint32_t height) {
   if (width == 0 || height == 0 || width > 4095 || height > 4095) {
     return make_error(EINVAL, "an EDID detailed timing cannot describe " + std::to_string(width) +
                                   "x" + std::to_string(height) + " (1..4095 each)");
@@ -230,8 +248,8 @@ Result<std::array<std::uint8_t, kEdidBlockSize>> make_edid(std::uint32_t width,
   const std::uint8_t header[8] = {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
   std::memcpy(e.data(), header, sizeof header);
   // Manufacturer "XEN": three 5-bit letters, 'A' = 1, big-endian.
-  const std::uint16_t mfg = static_cast<std::uint16_t>(('X' - '@') << 10 | ('E' - '@') << 5 |
-                                                       ('N' - '@'));
+  const std::uint16_t mfg =
+      static_cast<std::uint16_t>(('X' - '@') << 10 | ('E' - '@') << 5 | ('N' - '@'));
   e[8] = static_cast<std::uint8_t>(mfg >> 8);
   e[9] = static_cast<std::uint8_t>(mfg);
   e[10] = 0x01;  // product code

@@ -147,6 +147,6 @@ void pixel_to_rgb(const PixelFormat& format, const std::byte* src, std::uint8_t 
 // width x height at 60 Hz. EINVAL for a size no detailed timing can carry
 // (0, or above 4095 in either direction).
 Result<std::array<std::uint8_t, kEdidBlockSize>> make_edid(std::uint32_t width,
-                                                          std::uint32_t height);
+                                                           std::uint32_t height);
 
 }  // namespace shbuf::displ
