@@ -190,5 +190,41 @@ TEST_F(SimDevice, DisplBeOnTheSimAnswersAndClosesAsOnXen) {
   std::filesystem::remove_all(out);
 }
 
+TEST_F(SimDevice, DisplFeShowsItsPicturesThroughDisplBe) {
+  const std::string out = path + "-fe-out";
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(out);
+  const std::string log = out + "/be.log";
+  ASSERT_TRUE(open(0));
+  auto none = shbuf({"displ-fe", "--platform", "sim", "--sim", path, "--domid", "6"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("ENOENT"), std::string::npos) << none.err;
+  const pid_t be = fork();
+  if (be == 0) {
+    if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+    execl(SHBUF_BIN, SHBUF_BIN, "displ-be", "--platform", "sim", "--sim", path.c_str(), "--out",
+          out.c_str(), nullptr);
+    _exit(127);
+  }
+  ASSERT_EQ(shbuf({"sim", "device", "add", "vdispl", "--sim", path, "--frontend", "6",
+                   "--connectors", "40x30,20x10"})
+                .exit_code,
+            0);
+  auto fe =
+      shbuf({"displ-fe", "--platform", "sim", "--sim", path, "--domid", "6", "--frames", "2"});
+  EXPECT_EQ(fe.exit_code, 0) << fe.err << slurp(log);
+  EXPECT_NE(fe.out.find("connector 0: 40x30: frame 2 shown"), std::string::npos) << fe.out;
+  EXPECT_NE(fe.out.find("connector 1: 20x10: frame 2 shown"), std::string::npos) << fe.out;
+  EXPECT_TRUE(std::filesystem::exists(out + "/dom6-dev0-c0-000002.png"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/dom6-dev0-c1-000002.png"));
+  EXPECT_EQ(
+      shbuf({"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "6"}).exit_code, 0);
+  kill(be, SIGTERM);
+  int st = 0;
+  waitpid(be, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(log);
+  std::filesystem::remove_all(out);
+}
+
 }  // namespace
 }  // namespace shbuf

@@ -1,5 +1,6 @@
 // shbuf displ-be: the headless PV display backend, writing each frame the
-// guest shows as a PNG, on Xen or on the simulator.
+// guest shows as a PNG, on Xen or on the simulator; and shbuf displ-fe, our
+// frontend, drawing test pictures for it.
 #include <signal.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 
 #include "cli.h"
 #include "pv/displ/backend.h"
+#include "pv/displ/frontend.h"
 
 namespace shbuf::cli {
 namespace {
@@ -24,6 +26,56 @@ void install_stop_handlers() {
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM}) sigaction(sig, &sa, nullptr);
+}
+
+struct FrontendArgs {
+  ProviderArgs platform;
+  std::uint32_t devid = 0;
+  std::uint32_t frames = 3;
+  double timeout = 5;
+};
+
+// Frame `frame` of `connector`: bands that move by a few pixels per frame,
+// in XRGB8888.
+void draw_frame(std::span<std::byte> px, const displ::Resolution& r, std::size_t connector,
+                std::uint32_t frame) {
+  for (std::uint32_t y = 0; y < r.height; ++y) {
+    for (std::uint32_t x = 0; x < r.width; ++x) {
+      std::byte* p = px.data() + (std::size_t(y) * r.width + x) * 4;
+      p[0] = std::byte((x + frame * 4) & 0xff);              // blue
+      p[1] = std::byte((y * 255) / std::max(1u, r.height));  // green
+      p[2] = std::byte(connector * 80 + frame * 16);         // red
+      p[3] = std::byte{0};
+    }
+  }
+}
+
+// Connects, shows the frames on every connector, closes.
+void run_frontend(const FrontendArgs& a) {
+  pv::Platform platform = take(pv::open_platform(a.platform.platform()));
+  displ::FrontendOptions options;
+  options.devid = a.devid;
+  options.timeout = std::chrono::milliseconds(seconds_to_ms(a.timeout));
+  auto fe = take(displ::DisplFrontend::connect(platform, options));
+  std::printf("connected to domain %u: %zu connector(s), %s buffers\n", unsigned{fe->backend()},
+              fe->connectors().size(), fe->be_alloc() ? "backend-allocated" : "frontend-allocated");
+  for (std::size_t c = 0; c < fe->connectors().size(); ++c) {
+    const displ::Resolution r = fe->connectors()[c];
+    const std::uint64_t dbuf = take(fe->dbuf_create(r.width, r.height, 32));
+    const std::uint64_t fb = take(fe->fb_attach(dbuf, displ::kFormatXRGB8888));
+    draw_frame(fe->pixels(dbuf), r, c, 0);
+    check(fe->set_config(c, fb));
+    for (std::uint32_t f = 1; f <= a.frames; ++f) {
+      draw_frame(fe->pixels(dbuf), r, c, f);
+      check(fe->page_flip(c, fb));
+      std::printf("connector %zu: %ux%u: frame %u shown\n", c, r.width, r.height, f);
+    }
+    check(fe->set_config(c, 0));
+    check(fe->fb_detach(fb));
+    check(fe->dbuf_destroy(dbuf));
+  }
+  check(fe->close());
+  std::printf("closed\n");
 }
 
 }  // namespace
@@ -61,6 +113,23 @@ void add_displ_commands(CLI::App& app) {
     install_stop_handlers();
     check(displ::run_backend(options, g_stop));
   });
+
+  static FrontendArgs fe_args;
+  CLI::App* fe = app.add_subcommand(
+      "displ-fe",
+      "Be a PV display frontend: connect the domain's vdispl device, show test pictures on every "
+      "connector, close");
+  fe_args.platform.add_to(fe, 1, "--platform", "Where the backend is");
+  fe->add_option("--devid", fe_args.devid, "The vdispl device")
+      ->check(decimal_in(0, 65535))
+      ->capture_default_str();
+  fe->add_option("--frames", fe_args.frames, "Frames shown on each connector")
+      ->check(decimal_in(0, 100000))
+      ->capture_default_str();
+  fe->add_option("--timeout", fe_args.timeout, "Seconds each answer of the backend may take")
+      ->check(seconds_in(kMaxTimeoutSeconds))
+      ->capture_default_str();
+  fe->callback([] { run_frontend(fe_args); });
 }
 
 }  // namespace shbuf::cli
