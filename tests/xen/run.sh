@@ -11,7 +11,7 @@
 #   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (300)
 #   SHBUF_XEN_GNTALLOC_LIMIT  xen-gntalloc limit= in dom0 (32768)
 #   SHBUF_XEN_KERNEL   kernel package to boot (the one linux-image-amd64 depends on)
-#   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider)
+#   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider test_pv_platform)
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
 #   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
 #                      toolstack in dom0, no domU (it runs by default)
@@ -24,7 +24,7 @@ build=$root/$build_rel
 qemu_timeout=${SHBUF_XEN_TIMEOUT:-900}
 step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
 gntalloc_limit=${SHBUF_XEN_GNTALLOC_LIMIT:-32768}
-targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider}
+targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider test_pv_platform}
 xen_pkg=xen-hypervisor-4.17-amd64
 displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
