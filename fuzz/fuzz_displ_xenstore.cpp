@@ -8,6 +8,7 @@
 #include <string>
 
 #include "pv/displ/device.h"
+#include "pv/xenstore.h"
 
 namespace {
 
@@ -25,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace shbuf::displ;
   const std::string text(reinterpret_cast<const char*>(data), size);
 
-  if (const auto v = parse_xenstore_u32(text)) {
+  if (const auto v = shbuf::pv::parse_xenstore_u32(text)) {
     if (!all_digits(text) || std::stoull(text) != *v) std::abort();
   } else if (all_digits(text) && text.size() < 10) {
     std::abort();  // at most 9 digits always fit 32 bits

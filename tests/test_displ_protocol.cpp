@@ -10,6 +10,7 @@
 
 #include "pv/displ/device.h"
 #include "pv/displ/protocol.h"
+#include "pv/xenstore.h"
 
 #if __has_include(<xen/io/displif.h>)
 #include <xen/io/displif.h>
@@ -210,10 +211,10 @@ TEST(DisplProtocol, ResolutionsParseStrictly) {
 }
 
 TEST(DisplProtocol, XenstoreNumbersParseStrictly) {
-  EXPECT_EQ(parse_xenstore_u32("0"), 0u);
-  EXPECT_EQ(parse_xenstore_u32("4294967295"), 4294967295u);
+  EXPECT_EQ(pv::parse_xenstore_u32("0"), 0u);
+  EXPECT_EQ(pv::parse_xenstore_u32("4294967295"), 4294967295u);
   for (const char* bad : {"", " 1", "1 ", "+1", "-1", "0x10", "4294967296", "1.0", "1\n"}) {
-    EXPECT_FALSE(parse_xenstore_u32(bad).has_value()) << bad;
+    EXPECT_FALSE(pv::parse_xenstore_u32(bad).has_value()) << bad;
   }
 }
 

@@ -3,7 +3,6 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 
 namespace shbuf::pv {
@@ -15,13 +14,10 @@ constexpr std::size_t kMaxChannels = 64;
 // Devices served at once, over all frontends.
 constexpr std::size_t kMaxDevices = 256;
 
-std::optional<std::uint32_t> parse_u32(std::string_view s) {
-  std::uint32_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() ||
-      (s.size() > 1 && s[0] == '0')) {
-    return std::nullopt;
-  }
+// A directory name that is a number as we write them (no leading zeros).
+std::optional<std::uint32_t> parse_id(std::string_view s) {
+  const auto v = parse_xenstore_u32(s);
+  if (!v || std::to_string(*v) != s) return std::nullopt;
   return v;
 }
 
@@ -60,7 +56,7 @@ class Backend::Context final : public DeviceContext {
   Result<std::uint32_t> read_u32(const std::string& key) override {
     auto v = read(key);
     if (!v.ok()) return v.error();
-    auto n = parse_u32(*v);
+    auto n = parse_xenstore_u32(*v);
     if (!n) {
       return make_error(EINVAL, s_.info.frontend_path + "/" + key + " is not a decimal number");
     }
@@ -140,14 +136,14 @@ void Backend::rescan() {
   if (doms.ok()) {
     log(3, "rescan: " + std::to_string(doms->size()) + " frontend domain(s) under " + base_);
     for (const std::string& dom : *doms) {
-      auto domid = parse_u32(dom);
+      auto domid = parse_id(dom);
       if (!domid || *domid == platform_.xenstore->self() || *domid >= kDomIdFirstReserved) {
         continue;
       }
       auto devs = xs.list(kNoTransaction, base_ + "/" + dom);
       if (!devs.ok()) continue;
       for (const std::string& dev : *devs) {
-        auto devid = parse_u32(dev);
+        auto devid = parse_id(dev);
         if (!devid) continue;
         const auto key = std::make_pair(DomId(*domid), *devid);
         if (devices_.count(key) == 0) add_device(key.first, key.second);
@@ -184,7 +180,8 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
   s->name = "dom" + std::to_string(domid) + "/" + std::to_string(devid);
   auto fe_id = xs.read(kNoTransaction, s->info.backend_path + "/frontend-id");
   auto fe = xs.read(kNoTransaction, s->info.backend_path + "/frontend");
-  if (!fe_id.ok() || !fe.ok() || parse_u32(*fe_id) != std::optional<std::uint32_t>(domid) ||
+  if (!fe_id.ok() || !fe.ok() ||
+      parse_xenstore_u32(*fe_id) != std::optional<std::uint32_t>(domid) ||
       check_path(*fe).code() != 0 || (*fe)[0] != '/') {
     log(2, s->name + ": " + s->info.backend_path + " has no usable frontend and frontend-id yet");
     return;

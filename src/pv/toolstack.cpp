@@ -1,6 +1,5 @@
 #include "pv/toolstack.h"
 
-#include <charconv>
 #include <thread>
 
 #include "pv/xenbus.h"
@@ -165,9 +164,7 @@ Result<std::vector<std::uint32_t>> list_devices(Xenstore& xs, const std::string&
   }
   std::vector<std::uint32_t> out;
   for (const std::string& n : *names) {
-    std::uint32_t v = 0;
-    const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v, 10);
-    if (ec == std::errc() && end == n.data() + n.size()) out.push_back(v);
+    if (const auto v = parse_xenstore_u32(n)) out.push_back(*v);
   }
   return out;
 }

@@ -1,18 +1,16 @@
 #include "pv/xenbus.h"
 
-#include <charconv>
+#include "pv/xenstore.h"
 
 namespace shbuf::pv {
 
+// One digit: the states run from 0 to 8.
 std::optional<XenbusState> parse_xenbus_state(std::string_view text) {
-  unsigned v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-      v > static_cast<unsigned>(XenbusState::kReconfigured) ||
-      (text.size() > 1 && text[0] == '0')) {
+  const auto v = parse_xenstore_u32(text);
+  if (!v || text.size() != 1 || *v > static_cast<unsigned>(XenbusState::kReconfigured)) {
     return std::nullopt;
   }
-  return static_cast<XenbusState>(v);
+  return static_cast<XenbusState>(*v);
 }
 
 }  // namespace shbuf::pv

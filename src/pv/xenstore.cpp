@@ -4,6 +4,13 @@
 
 namespace shbuf::pv {
 
+std::optional<std::uint32_t> parse_xenstore_u32(std::string_view text) {
+  std::uint32_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
 std::string domain_path(DomId domid) {
   return "/local/domain/" + std::to_string(domid);
 }
@@ -32,13 +39,9 @@ Result<Permission> parse_permission(std::string_view text) {
       return bad();
   }
   const std::string_view id = text.substr(1);
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), value, 10);
-  if (ec != std::errc() || end != id.data() + id.size() || value >= kDomIdFirstReserved ||
-      std::to_string(value) != id) {
-    return bad();
-  }
-  p.domid = DomId(value);
+  const auto value = parse_xenstore_u32(id);
+  if (!value || *value >= kDomIdFirstReserved || std::to_string(*value) != id) return bad();
+  p.domid = DomId(*value);
   return p;
 }
 

@@ -92,6 +92,11 @@ class Xenstore {
   virtual DomId self() const = 0;
 };
 
+// A number read from xenstore (ring-ref, event-channel, state, domain and
+// device ids): decimal digits only, no sign or space, at most 2^32 - 1;
+// nullopt for anything else.
+std::optional<std::uint32_t> parse_xenstore_u32(std::string_view text);
+
 // "/local/domain/<domid>", a domain's home in the tree.
 std::string domain_path(DomId domid);
 

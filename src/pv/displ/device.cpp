@@ -47,13 +47,6 @@ Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb) {
 
 }  // namespace
 
-std::optional<std::uint32_t> parse_xenstore_u32(const std::string& text) {
-  std::uint32_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
-  return v;
-}
-
 // Xenstore text from the frontend's directory: parsed strictly.
 Result<Resolution> parse_resolution(const std::string& text) {
   const auto x = text.find('x');

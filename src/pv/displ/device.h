@@ -53,11 +53,6 @@ struct Resolution {
 // zero, or a dimension above kMaxImageDimension.
 Result<Resolution> parse_resolution(const std::string& text);
 
-// A number the frontend wrote in its xenstore directory (ring-ref,
-// event-channel, be-alloc, state, domain and device ids): decimal digits
-// only, no sign or space, at most 2^32 - 1; nullopt for anything else.
-std::optional<std::uint32_t> parse_xenstore_u32(const std::string& text);
-
 // More connectors than any real configuration has; bounds what a frontend's
 // directory can make us map.
 inline constexpr std::size_t kMaxConnectors = 16;

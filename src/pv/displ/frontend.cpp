@@ -2,7 +2,6 @@
 
 #include <poll.h>
 
-#include <charconv>
 #include <thread>
 
 #include "pv/toolstack.h"
@@ -13,13 +12,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kTransactionAttempts = 32;
-
-std::optional<std::uint32_t> parse_u32(std::string_view s) {
-  std::uint32_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
 
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -51,7 +43,7 @@ Status DisplFrontend::read_config() {
   pv::Xenstore& xs = *platform_.xenstore;
   auto id = xs.read(pv::kNoTransaction, dir_ + "/backend-id");
   if (!id.ok()) return id.error();
-  auto be = parse_u32(*id);
+  auto be = pv::parse_xenstore_u32(*id);
   if (!be || *be >= kDomIdFirstReserved) {
     return make_error(EINVAL, dir_ + "/backend-id '" + *id + "' is not a domain");
   }

@@ -6,7 +6,6 @@ extern "C" {
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdlib>
 #include <memory>
 
@@ -178,10 +177,8 @@ Result<std::unique_ptr<Xenstore>> open_xen_xenstore() {
   std::unique_ptr<char, FreeDeleter> id(static_cast<char*>(xs_read(h, XBT_NULL, "domid", &len)));
   DomId self = 0;
   if (id) {
-    const std::string s(id.get(), len);
-    unsigned v = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
-    if (ec == std::errc() && end == s.data() + s.size() && v < kDomIdFirstReserved) self = DomId(v);
+    const auto v = parse_xenstore_u32(std::string_view(id.get(), len));
+    if (v && *v < kDomIdFirstReserved) self = DomId(*v);
   }
   return std::unique_ptr<Xenstore>(std::make_unique<XenXenstore>(h, self));
 }
