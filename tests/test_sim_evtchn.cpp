@@ -59,35 +59,6 @@ bool quiet(EventChannels& ev, int ms) {
   return p.ok() && !p->has_value();
 }
 
-struct Pipe {
-  int fd[2] = {-1, -1};
-  Pipe() { EXPECT_EQ(pipe(fd), 0); }
-  ~Pipe() {
-    close(fd[0]);
-    close(fd[1]);
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-  // Each side closes the end it does not use, so that a reader sees the
-  // writer's exit instead of waiting for ever.
-  void reader() { close_end(1); }
-  void writer() { close_end(0); }
-  void close_end(int end) {
-    close(fd[end]);
-    fd[end] = -1;
-  }
-  bool put(Port p) { return write(fd[1], &p, sizeof p) == ssize_t(sizeof p); }
-  bool get(Port& p) {
-    std::size_t done = 0;
-    while (done < sizeof p) {
-      const ssize_t got = read(fd[0], reinterpret_cast<char*>(&p) + done, sizeof p - done);
-      if (got <= 0) return false;
-      done += std::size_t(got);
-    }
-    return true;
-  }
-};
-
 // Kills and reaps a child the test did not see out (a failed assertion).
 struct Reaper {
   pid_t pid = -1;

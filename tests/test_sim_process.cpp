@@ -22,25 +22,23 @@ using ::testing::HasSubstr;
 
 class SimProcess : public SimTest {
  protected:
-  // A pipe the child reports through; closed in the destructor.
-  struct Pipe {
-    int fd[2] = {-1, -1};
-    Pipe() { EXPECT_EQ(pipe(fd), 0); }
-    ~Pipe() {
-      close(fd[0]);
-      close(fd[1]);
-    }
-    void put(const void* p, std::size_t n) { EXPECT_EQ(write(fd[1], p, n), ssize_t(n)); }
-    bool get(void* p, std::size_t n) {
-      std::size_t done = 0;
-      while (done < n) {
-        const ssize_t got = read(fd[0], static_cast<char*>(p) + done, n - done);
-        if (got <= 0) return false;
-        done += std::size_t(got);
-      }
-      return true;
-    }
-  };
+  // A child that grants 3 pages as domain 2, then takes the instance lock
+  // and keeps it until killed. Returns once it holds the lock.
+  pid_t spawn_lock_holder() {
+    Pipe up;
+    const pid_t pid = spawn([&] {
+      auto child = child_open(2);
+      auto s = child->share(0, 3, Access::kReadWrite);
+      auto in = sim::Instance::open(path, false, 0);
+      if (!in.ok() || !(*in)->lock().ok()) return 91;
+      up.put("l", 1);
+      pause();
+      return 0;
+    });
+    char c;
+    EXPECT_TRUE(up.get(&c, 1));
+    return pid;
+  }
 
   // In a child: attaches as `domid`, or exits 90.
   std::unique_ptr<SimProvider> child_open(DomId domid) {
@@ -246,18 +244,7 @@ TEST_F(SimProcess, DeathWhileHoldingTheLockIsRepaired) {
   auto d1 = open(1);
   auto share = d0->share(1, 4, Access::kReadWrite);
   ASSERT_TRUE(share.ok());
-  Pipe up;
-  const pid_t pid = spawn([&] {
-    auto child = child_open(2);
-    auto s = child->share(0, 3, Access::kReadWrite);
-    auto in = sim::Instance::open(path, false, 0);
-    if (!in.ok() || !(*in)->lock().ok()) return 91;
-    up.put("l", 1);
-    pause();
-    return 0;
-  });
-  char c;
-  ASSERT_TRUE(up.get(&c, 1));
+  const pid_t pid = spawn_lock_holder();
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   wait_for(pid);
   auto map = d1->map(0, share->grefs(), Access::kReadWrite);
@@ -274,18 +261,7 @@ TEST_F(SimProcess, DeathOfTheHolderWhileAnotherWaitsIsRepaired) {
   auto d0 = open(0);
   auto share = d0->share(1, 2, Access::kReadWrite);
   ASSERT_TRUE(share.ok());
-  Pipe up;
-  const pid_t pid = spawn([&] {
-    auto child = child_open(2);
-    auto s = child->share(0, 3, Access::kReadWrite);
-    auto in = sim::Instance::open(path, false, 0);
-    if (!in.ok() || !(*in)->lock().ok()) return 91;
-    up.put("l", 1);
-    pause();
-    return 0;
-  });
-  char c;
-  ASSERT_TRUE(up.get(&c, 1));
+  const pid_t pid = spawn_lock_holder();
   std::thread killer([pid] {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     kill(pid, SIGKILL);

@@ -71,6 +71,48 @@ class SimTest : public ::testing::Test {
   std::string path;
 };
 
+// A pipe a forked child reports through; both ends are closed with it. Each
+// side may close the end it does not use, so that a reader sees the writer's
+// exit instead of waiting for ever.
+struct Pipe {
+  int fd[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(pipe(fd), 0); }
+  ~Pipe() {
+    close_end(0);
+    close_end(1);
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  void reader() { close_end(1); }
+  void writer() { close_end(0); }
+  void close_end(int end) {
+    if (fd[end] >= 0) close(fd[end]);
+    fd[end] = -1;
+  }
+  bool put(const void* p, std::size_t n) {
+    const bool ok = write(fd[1], p, n) == ssize_t(n);
+    EXPECT_TRUE(ok);
+    return ok;
+  }
+  bool get(void* p, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t got = read(fd[0], static_cast<char*>(p) + done, n - done);
+      if (got <= 0) return false;
+      done += std::size_t(got);
+    }
+    return true;
+  }
+  template <typename T>
+  bool put(const T& value) {
+    return put(&value, sizeof value);
+  }
+  template <typename T>
+  bool get(T& value) {
+    return get(&value, sizeof value);
+  }
+};
+
 // Child exit status as a short string for assertion messages.
 inline std::string describe_wait(int status) {
   if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));

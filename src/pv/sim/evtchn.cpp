@@ -341,18 +341,9 @@ class SimEvents final : public EventChannels {
     auto locked = hold();
     if (!locked.ok()) return std::move(locked).error();
     table_->sweep(key_);
-    Port port = 0;
-    auto i = table_->alloc(self_, port);
-    if (!i.ok()) return std::move(i).error();
-    PortRec& r = table_->rec(*i);
-    r = PortRec{};
-    r.domid = self_;
-    r.port = port;
-    r.remote_dom = remote;
-    r.owner = mailbox_.address();
-    r.state = std::uint32_t(PortState::kUnbound);
-    ports_.insert(port);
-    return port;
+    auto r = new_port(remote, PortState::kUnbound, 0);
+    if (!r.ok()) return std::move(r).error();
+    return (*r)->port;
   }
 
   Result<Port> bind_interdomain(DomId remote, Port remote_port) override {
@@ -379,22 +370,12 @@ class SimEvents final : public EventChannels {
                                     shbuf::sim::dom_str(self_) + ": it waits for " +
                                     shbuf::sim::dom_str(table_->rec(j).remote_dom));
     }
-    Port port = 0;
-    auto i = table_->alloc(self_, port);
-    if (!i.ok()) return std::move(i).error();
-    PortRec& r = table_->rec(*i);
-    r = PortRec{};
-    r.domid = self_;
-    r.port = port;
-    r.remote_dom = remote;
-    r.remote_port = remote_port;
-    r.owner = mailbox_.address();
-    r.state = std::uint32_t(PortState::kInterdomain);
+    auto r = new_port(remote, PortState::kInterdomain, remote_port);
+    if (!r.ok()) return std::move(r).error();
     PortRec& peer = table_->rec(j);
-    peer.remote_port = port;
+    peer.remote_port = (*r)->port;
     peer.state = std::uint32_t(PortState::kInterdomain);
-    ports_.insert(port);
-    return port;
+    return (*r)->port;
   }
 
   Status unbind(Port port) override {
@@ -467,6 +448,23 @@ class SimEvents final : public EventChannels {
   }
 
  private:
+  // A new port of ours in `state`, owned by this handle. Holds the lock.
+  Result<PortRec*> new_port(DomId remote, PortState state, Port remote_port) {
+    Port port = 0;
+    auto i = table_->alloc(self_, port);
+    if (!i.ok()) return std::move(i).error();
+    PortRec& r = table_->rec(*i);
+    r = PortRec{};
+    r.domid = self_;
+    r.port = port;
+    r.remote_dom = remote;
+    r.remote_port = remote_port;
+    r.owner = mailbox_.address();
+    r.state = std::uint32_t(state);
+    ports_.insert(port);
+    return &r;
+  }
+
   // The instance lock, with the table checked.
   Result<Instance::Locked> hold() {
     auto locked = in_->hold();
