@@ -248,6 +248,49 @@ TEST_F(DisplLab, AFrontendKilledMidFlipThenRemovedLeavesNothingAndOthersGoOn) {
   remove(1);
 }
 
+// The toolstack removes a device whose frontend is still flipping (and then
+// closes mid-request): displ-be lets go of it at once.
+TEST_F(DisplLab, AFrontendRemovedMidFlipIsReleasedAtOnce) {
+  add(5, false);
+  int up[2];
+  ASSERT_EQ(pipe(up), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    ::close(up[0]);
+    auto p = platform(5);
+    auto fe = DisplFrontend::connect(p, {});
+    if (!fe.ok()) _exit(91);
+    auto dbuf = (*fe)->dbuf_create(64, 48, 32);
+    if (!dbuf.ok()) _exit(92);
+    auto fb = (*fe)->fb_attach(*dbuf, kFormatXRGB8888);
+    if (!fb.ok() || !(*fe)->set_config(0, *fb).ok()) _exit(93);
+    (void)!::write(up[1], "u", 1);
+    // Flips without waiting until the device is gone, then closes with a
+    // request in flight.
+    for (int i = 0; i < 20000; ++i) {
+      (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
+      auto dir = p.xenstore->read(pv::kNoTransaction, "device/vdispl/0/state");
+      if (!dir.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
+    (void)(*fe)->close();
+    _exit(0);
+  }
+  ::close(up[1]);
+  char c = 0;
+  ASSERT_EQ(::read(up[0], &c, 1), 1) << slurp(log);
+  ::close(up[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  remove(5);
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
+               "event_channels=0 dbufs=0 buffer_pages=0"));
+  int st = 0;
+  waitpid(child, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 TEST_F(DisplLab, AHostileFrontendCannotHurtDisplBeOrTheOthers) {
   add(4, false);
   add(1, true);

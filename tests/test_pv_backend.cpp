@@ -171,7 +171,8 @@ class PvBackend : public simtest::SimTest {
   // Turns the loop until `done` or a bound.
   template <typename Pred>
   bool turn_until(Pred done) {
-    for (int i = 0; i < 400; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
       if (done()) return true;
       EXPECT_TRUE(backend->turn(std::chrono::milliseconds(5)).ok());
     }
@@ -221,6 +222,14 @@ TEST_F(PvBackend, FindsADeviceWalksTheStatesAndServesIt) {
   EXPECT_EQ(backend->holdings().event_channels, 1u);
   echo(f, 300);
   EXPECT_EQ(backend->holdings().protocol, std::vector<std::size_t>{300});
+  // Idle, the loop sleeps until the next scan instead of spinning: at most a
+  // few turns per 5 ms scan period.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  int turns = 0;
+  for (; std::chrono::steady_clock::now() < end; ++turns) {
+    ASSERT_TRUE(backend->turn(std::chrono::milliseconds(50)).ok());
+  }
+  EXPECT_LT(turns, 200);
 }
 
 TEST_F(PvBackend, AFrontendThatClosesIsReleasedAndMayStartOver) {

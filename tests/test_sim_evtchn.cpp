@@ -152,6 +152,9 @@ class SimEvtchn : public SimTest {
     ASSERT_TRUE(pa.ok()) << pa.error().describe();
     auto pb = b->bind_interdomain(0, *pa);
     ASSERT_TRUE(pb.ok()) << pb.error().describe();
+    // The event a new binding starts with, as on Xen.
+    ASSERT_EQ(wait_event(*b, 5000), std::optional<Port>(*pb));
+    ASSERT_TRUE(b->unmask(*pb).ok());
     a_port = *pa;
     b_port = *pb;
   }
@@ -412,7 +415,11 @@ TEST_F(SimEvtchn, NotifyingADeadPeerUnbindsIt) {
     up.writer();
     auto b = child_events(1);
     auto pb = b->bind_interdomain(0, a_port);
-    if (!pb.ok() || !up.put(*pb)) return 91;
+    // Takes the event the binding starts with, so that the port is unmasked.
+    if (!pb.ok() || wait_event(*b, 5000) != std::optional<Port>(*pb) || !b->unmask(*pb).ok() ||
+        !up.put(*pb)) {
+      return 91;
+    }
     pause();
     return 92;
   }));

@@ -339,8 +339,9 @@ Status Backend::turn(std::chrono::milliseconds wait) {
   for (const auto& [key, s] : devices_) {
     for (const Channel& c : s->channels) busy = busy || c.more;
   }
-  const auto until_scan =
-      std::chrono::duration_cast<std::chrono::milliseconds>(next_scan_ - Clock::now());
+  // Rounded up: a wait rounded down to 0 would spin through the last
+  // millisecond before each scan.
+  const auto until_scan = std::chrono::ceil<std::chrono::milliseconds>(next_scan_ - Clock::now());
   const long ms = busy ? 0 : std::max<long>(0, std::min(wait.count(), long(until_scan.count())));
   pollfd fds[1] = {{platform_.events->fd(), POLLIN, 0}};
   const int n = ::poll(fds, 1, int(ms));

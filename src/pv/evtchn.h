@@ -26,7 +26,9 @@ class EventChannels {
   // Allocates a port that `remote` may bind to (EVTCHNOP_alloc_unbound).
   virtual Result<Port> bind_unbound(DomId remote) = 0;
   // Binds a new local port to `remote`'s `remote_port`, which must be
-  // unbound and allocated for us (EINVAL otherwise, as Xen refuses).
+  // unbound and allocated for us (EINVAL otherwise, as Xen refuses). As on
+  // Xen, the new port starts with one event pending (the other end may have
+  // signalled before it was bound).
   virtual Result<Port> bind_interdomain(DomId remote, Port remote_port) = 0;
   virtual Status unbind(Port port) = 0;
   // Signals the other end (nothing happens while it is unbound).

@@ -363,6 +363,12 @@ void DisplFrontend::release() {
 Status DisplFrontend::close() {
   if (!open_) return {};
   open_ = false;
+  // A device the toolstack removed has nothing left to say Closing in.
+  auto mine = platform_.xenstore->read(pv::kNoTransaction, dir_ + "/state");
+  if (!mine.ok() && mine.error().code == ENOENT) {
+    release();
+    return {};
+  }
   Status result = set_state(pv::XenbusState::kClosing);
   if (result.ok()) result = wait_backend(pv::XenbusState::kClosed);
   release();

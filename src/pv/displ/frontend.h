@@ -77,7 +77,7 @@ class DisplFrontend {
   Status page_flip(std::size_t connector, std::uint64_t fb_cookie);
 
   // Closing, the backend's Closed awaited (bounded), everything let go,
-  // then Closed.
+  // then Closed; only let go when the toolstack removed the device.
   Status close();
 
   // For hostile tests: the raw request ring page, sending a packet without

@@ -372,10 +372,15 @@ class SimEvents final : public EventChannels {
     }
     auto r = new_port(remote, PortState::kInterdomain, remote_port);
     if (!r.ok()) return std::move(r).error();
+    const Port port = (*r)->port;
     PortRec& peer = table_->rec(j);
-    peer.remote_port = (*r)->port;
+    peer.remote_port = port;
     peer.state = std::uint32_t(PortState::kInterdomain);
-    return (*r)->port;
+    // As Xen does, the new port starts with an event, in case the other end
+    // signalled before it was bound; a failure to wake ourselves leaves it
+    // pending for pending() to find.
+    (void)deliver(*table_, key_, table_->find(self_, port));
+    return port;
   }
 
   Status unbind(Port port) override {
