@@ -10,6 +10,7 @@ extern "C" {
 #include <memory>
 
 #include "pv/platform.h"
+#include "pv/xen/xs_watch.h"
 
 namespace shbuf::pv {
 namespace {
@@ -40,7 +41,8 @@ Perm from_xs(unsigned bits) {
 
 class XenXenstore final : public Xenstore {
  public:
-  XenXenstore(xs_handle* h, DomId self) : h_(h), self_(self) {}
+  XenXenstore(xs_handle* h, std::unique_ptr<xen::XsWatchConnection> watches, DomId self)
+      : h_(h), watches_(std::move(watches)), self_(self) {}
   ~XenXenstore() override { xs_close(h_); }
   XenXenstore(const XenXenstore&) = delete;
   XenXenstore& operator=(const XenXenstore&) = delete;
@@ -121,30 +123,16 @@ class XenXenstore final : public Xenstore {
     return {};
   }
 
+  // Watches travel on a connection of their own (see xs_watch.h), so that
+  // requests on h_ never meet an event.
   Status watch(const std::string& path, const std::string& token) override {
-    if (Status s = check_path(path); !s.ok()) return s;
-    if (!xs_watch(h_, path.c_str(), token.c_str())) return errno_error("xenstore watch " + path);
-    return {};
+    return watches_->watch(path, token);
   }
-
   Status unwatch(const std::string& path, const std::string& token) override {
-    if (Status s = check_path(path); !s.ok()) return s;
-    if (!xs_unwatch(h_, path.c_str(), token.c_str())) {
-      return errno_error("xenstore unwatch " + path);
-    }
-    return {};
+    return watches_->unwatch(path, token);
   }
-
-  int fd() const override { return xs_fileno(h_); }
-
-  Result<std::optional<WatchEvent>> next_event() override {
-    std::unique_ptr<char*, FreeDeleter> ev(xs_check_watch(h_));
-    if (!ev) {
-      if (errno == EAGAIN) return std::optional<WatchEvent>();
-      return errno_error("xenstore read watch");
-    }
-    return std::optional<WatchEvent>(WatchEvent{ev.get()[XS_WATCH_PATH], ev.get()[XS_WATCH_TOKEN]});
-  }
+  int fd() const override { return watches_->fd(); }
+  Result<std::optional<WatchEvent>> next_event() override { return watches_->next_event(); }
 
   Result<bool> domain_exists(DomId domid) override {
     errno = 0;
@@ -164,6 +152,7 @@ class XenXenstore final : public Xenstore {
   }
 
   xs_handle* h_;
+  std::unique_ptr<xen::XsWatchConnection> watches_;
   DomId self_;
 };
 
@@ -172,6 +161,11 @@ class XenXenstore final : public Xenstore {
 Result<std::unique_ptr<Xenstore>> open_xen_xenstore() {
   xs_handle* h = xs_open(0);
   if (h == nullptr) return errno_error(ENODEV, "cannot open xenstore");
+  auto watches = xen::XsWatchConnection::open();
+  if (!watches.ok()) {
+    xs_close(h);
+    return watches.error();
+  }
   // Our own domid, as xenstored tells it.
   unsigned len = 0;
   std::unique_ptr<char, FreeDeleter> id(static_cast<char*>(xs_read(h, XBT_NULL, "domid", &len)));
@@ -180,7 +174,7 @@ Result<std::unique_ptr<Xenstore>> open_xen_xenstore() {
     const auto v = parse_xenstore_u32(std::string_view(id.get(), len));
     if (v && *v < kDomIdFirstReserved) self = DomId(*v);
   }
-  return std::unique_ptr<Xenstore>(std::make_unique<XenXenstore>(h, self));
+  return std::unique_ptr<Xenstore>(std::make_unique<XenXenstore>(h, std::move(watches).value(), self));
 }
 
 }  // namespace shbuf::pv
