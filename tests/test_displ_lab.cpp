@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,6 +181,41 @@ class DisplLab : public simtest::SimTest {
     return false;
   }
 
+  // Forks a frontend of `domid` that shows a frame on connector 0, then
+  // flips without waiting for answers while `go_on` says so (for at most
+  // 20 s), sends one more flip and closes. Returns once it is flipping, or
+  // -1 when it failed to get there.
+  pid_t fork_flipper(DomId domid, const std::function<bool(pv::Platform&)>& go_on) {
+    simtest::Pipe up;
+    const pid_t child = fork();
+    if (child == 0) {
+      up.writer();
+      auto p = platform(domid);
+      auto fe = DisplFrontend::connect(p, {});
+      if (!fe.ok()) _exit(91);
+      auto dbuf = (*fe)->dbuf_create(64, 48, 32);
+      if (!dbuf.ok()) _exit(92);
+      auto fb = (*fe)->fb_attach(*dbuf, kFormatXRGB8888);
+      if (!fb.ok() || !(*fe)->set_config(0, *fb).ok()) _exit(93);
+      (void)!::write(up.fd[1], "u", 1);
+      const auto flip = encode_request(Request{0, kOpPgFlip, PgFlip{*fb}});
+      for (int i = 0; i < 20000 && go_on(p); ++i) {
+        (void)(*fe)->send_packet(0, flip);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      (void)(*fe)->send_packet(0, flip);
+      (void)(*fe)->close();
+      _exit(0);
+    }
+    up.reader();
+    char c = 0;
+    if (child < 0 || !up.get(&c, 1)) {
+      if (child > 0) waitpid(child, nullptr, 0);
+      return -1;
+    }
+    return child;
+  }
+
   std::string out;
   std::string log;
   pid_t be = -1;
@@ -211,29 +247,8 @@ TEST_F(DisplLab, BothModesTwoConnectorsEveryFramePixelForPixel) {
 TEST_F(DisplLab, AFrontendKilledMidFlipThenRemovedLeavesNothingAndOthersGoOn) {
   add(3, true);
   add(1, false);
-  int up[2];
-  ASSERT_EQ(pipe(up), 0);
-  const pid_t child = fork();
-  if (child == 0) {
-    ::close(up[0]);
-    auto p = platform(3);
-    auto fe = DisplFrontend::connect(p, {});
-    if (!fe.ok()) _exit(91);
-    auto dbuf = (*fe)->dbuf_create(64, 48, 32);
-    if (!dbuf.ok()) _exit(92);
-    auto fb = (*fe)->fb_attach(*dbuf, kFormatXRGB8888);
-    if (!fb.ok() || !(*fe)->set_config(0, *fb).ok()) _exit(93);
-    (void)!::write(up[1], "u", 1);
-    // Flips without waiting, until killed.
-    for (;;) {
-      (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  ::close(up[1]);
-  char c = 0;
-  ASSERT_EQ(::read(up[0], &c, 1), 1) << slurp(log);
-  ::close(up[0]);
+  const pid_t child = fork_flipper(3, [](pv::Platform&) { return true; });
+  ASSERT_GT(child, 0) << slurp(log);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
@@ -252,35 +267,11 @@ TEST_F(DisplLab, AFrontendKilledMidFlipThenRemovedLeavesNothingAndOthersGoOn) {
 // closes mid-request): displ-be lets go of it at once.
 TEST_F(DisplLab, AFrontendRemovedMidFlipIsReleasedAtOnce) {
   add(5, false);
-  int up[2];
-  ASSERT_EQ(pipe(up), 0);
-  const pid_t child = fork();
-  if (child == 0) {
-    ::close(up[0]);
-    auto p = platform(5);
-    auto fe = DisplFrontend::connect(p, {});
-    if (!fe.ok()) _exit(91);
-    auto dbuf = (*fe)->dbuf_create(64, 48, 32);
-    if (!dbuf.ok()) _exit(92);
-    auto fb = (*fe)->fb_attach(*dbuf, kFormatXRGB8888);
-    if (!fb.ok() || !(*fe)->set_config(0, *fb).ok()) _exit(93);
-    (void)!::write(up[1], "u", 1);
-    // Flips without waiting until the device is gone, then closes with a
-    // request in flight.
-    for (int i = 0; i < 20000; ++i) {
-      (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
-      auto dir = p.xenstore->read(pv::kNoTransaction, "device/vdispl/0/state");
-      if (!dir.ok()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    (void)(*fe)->send_packet(0, encode_request(Request{0, kOpPgFlip, PgFlip{*fb}}));
-    (void)(*fe)->close();
-    _exit(0);
-  }
-  ::close(up[1]);
-  char c = 0;
-  ASSERT_EQ(::read(up[0], &c, 1), 1) << slurp(log);
-  ::close(up[0]);
+  // Flips until the device is gone, then closes with a request in flight.
+  const pid_t child = fork_flipper(5, [](pv::Platform& p) {
+    return p.xenstore->read(pv::kNoTransaction, "device/vdispl/0/state").ok();
+  });
+  ASSERT_GT(child, 0) << slurp(log);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   remove(5);
   EXPECT_TRUE(
