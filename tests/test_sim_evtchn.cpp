@@ -533,6 +533,22 @@ TEST_F(SimEvtchnDamage, BadState) {
   });
 }
 
+// The refusal names the record and what is wrong with it.
+TEST_F(SimEvtchnDamage, NamesTheDamagedRecord) {
+  std::unique_ptr<EventChannels> a, b;
+  Port pa = 0, pb = 0;
+  join(a, pa, b, pb);
+  const int i = raw_index(0, pa);
+  ASSERT_GE(i, 0);
+  const std::uint32_t state = 7;
+  write_at(record_offset(i) + off_t(offsetof(PortRec, state)), &state, sizeof state);
+  const Status st = a->notify(pa);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), EUCLEAN);
+  EXPECT_THAT(st.error().message,
+              HasSubstr("port record " + std::to_string(i) + " has state 7 (0..2)"));
+}
+
 TEST_F(SimEvtchnDamage, HugeRemotePort) {
   expect_refused([&](Port, Port pb) {
     const int i = raw_index(1, pb);

@@ -132,28 +132,29 @@ Result<std::unique_ptr<Table>> Table::open(Instance& in, bool create) {
 
 Status Table::check_record(std::uint32_t i) const {
   const PortRec& r = recs_[i];
-  const std::string rec = "port record " + std::to_string(i);
+  // Named only when refused: this runs for every record at every lock.
+  auto rec = [i] { return "port record " + std::to_string(i); };
   if (r.state > std::uint32_t(PortState::kInterdomain)) {
-    return damaged(rec + " has state " + std::to_string(r.state) + " (0..2)");
+    return damaged(rec() + " has state " + std::to_string(r.state) + " (0..2)");
   }
   if (state_of(r) == PortState::kFree) return {};
   if (r.domid >= kDomIdFirstReserved) {
-    return damaged(rec + " has domid " + std::to_string(r.domid));
+    return damaged(rec() + " has domid " + std::to_string(r.domid));
   }
   if (r.port == 0 || r.port >= kEvtchnPortLimit) {
-    return damaged(rec + " has port " + std::to_string(r.port) + " (1.." +
+    return damaged(rec() + " has port " + std::to_string(r.port) + " (1.." +
                    std::to_string(kEvtchnPortLimit - 1) + ")");
   }
   if (r.remote_dom >= kDomIdFirstReserved) {
-    return damaged(rec + " has remote domid " + std::to_string(r.remote_dom));
+    return damaged(rec() + " has remote domid " + std::to_string(r.remote_dom));
   }
   const bool joined = state_of(r) == PortState::kInterdomain;
   if (joined ? (r.remote_port == 0 || r.remote_port >= kEvtchnPortLimit) : r.remote_port != 0) {
-    return damaged(rec + " has remote port " + std::to_string(r.remote_port));
+    return damaged(rec() + " has remote port " + std::to_string(r.remote_port));
   }
-  if (r.owner == 0) return damaged(rec + " has no owner");
+  if (r.owner == 0) return damaged(rec() + " has no owner");
   if (r.pending > 1 || r.masked > 1) {
-    return damaged(rec + " has pending " + std::to_string(r.pending) + " and masked " +
+    return damaged(rec() + " has pending " + std::to_string(r.pending) + " and masked " +
                    std::to_string(r.masked) + " (0 or 1)");
   }
   return {};
