@@ -252,6 +252,31 @@ TEST_F(PvBackend, AFrontendThatClosesIsReleasedAndMayStartOver) {
   echo(f, 40);
 }
 
+// Watches drive the backend: with scans a minute apart, a new device, the
+// frontend's states and the device's removal are seen at once, and an idle
+// loop sleeps (its own writes do not wake it).
+TEST_F(PvBackend, WatchesDriveItBetweenScans) {
+  backend = std::make_unique<Backend>(be, protocol,
+                                      BackendConfig{std::chrono::minutes(1), 0, "test-be"});
+  ASSERT_TRUE(backend->turn(std::chrono::milliseconds(5)).ok());
+  Frontend& f = add_frontend(1);
+  ASSERT_TRUE(turn_until([&] { return backend_state(1) == XenbusState::kInitWait; }));
+  ASSERT_TRUE(f.publish().ok());
+  ASSERT_TRUE(turn_until([&] { return backend_state(1) == XenbusState::kConnected; }));
+  echo(f, 10);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  int turns = 0;
+  for (; std::chrono::steady_clock::now() < end; ++turns) {
+    ASSERT_TRUE(backend->turn(std::chrono::milliseconds(100)).ok());
+  }
+  EXPECT_LE(turns, 8);
+  ASSERT_TRUE(f.p.xenstore->write(kNoTransaction, f.dir + "/state", "5").ok());
+  ASSERT_TRUE(turn_until([&] { return backend_state(1) == XenbusState::kClosed; }));
+  EXPECT_EQ(backend->holdings().ring_mappings, 0u);
+  ASSERT_TRUE(remove_device(*be.xenstore, "vtest", 0, 1, 0, std::chrono::milliseconds(0)).ok());
+  ASSERT_TRUE(turn_until([&] { return backend->holdings().devices == 0; }));
+}
+
 TEST_F(PvBackend, AHostileRingClosesOnlyItsDevice) {
   Frontend& bad = add_frontend(1);
   Frontend& good = add_frontend(2);

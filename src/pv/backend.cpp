@@ -13,6 +13,14 @@ namespace {
 constexpr std::size_t kMaxChannels = 64;
 // Devices served at once, over all frontends.
 constexpr std::size_t kMaxDevices = 256;
+// Our watches: the backend directory, @releaseDomain and each device's
+// frontend directory. Any of them firing means "scan again".
+constexpr const char* kWatchToken = "pv-backend";
+// Watch events taken per turn, and the least time between two scans they
+// ask for: a frontend rewriting its directory without pause costs a scan
+// every few milliseconds, not a loop.
+constexpr std::size_t kMaxWatchEventsPerTurn = 256;
+constexpr std::chrono::milliseconds kMinScanInterval{5};
 
 // A directory name that is a number as we write them (no leading zeros).
 std::optional<std::uint32_t> parse_id(std::string_view s) {
@@ -157,6 +165,7 @@ void Backend::rescan() {
     if (gone) {
       close(s, XenbusState::kUnknown, "the device or its domain is gone");
       log(1, s.name + ": forgotten");
+      unwatch(s.info.frontend_path);
       it = devices_.erase(it);
       report("after a device went away");
     } else {
@@ -194,6 +203,31 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
   s->device = protocol_.make_device(s->info);
   Slot& slot = *(devices_[{domid, devid}] = std::move(s));
   set_state(slot, XenbusState::kInitWait);
+  watch(slot.info.frontend_path);
+}
+
+void Backend::watch(const std::string& path) {
+  const Status s = platform_.xenstore->watch(path, kWatchToken);
+  if (!s.ok()) log(2, "cannot watch " + path + " (found by scans instead): " + s.error().describe());
+}
+
+void Backend::unwatch(const std::string& path) {
+  (void)platform_.xenstore->unwatch(path, kWatchToken);
+}
+
+// Takes what the watches reported; true when something fired.
+bool Backend::take_watch_events() {
+  bool fired = false;
+  for (std::size_t n = 0; n < kMaxWatchEventsPerTurn; ++n) {
+    auto ev = platform_.xenstore->next_event();
+    if (!ev.ok()) {
+      log(1, "xenstore watch: " + ev.error().describe() + " (scanning on)");
+      return true;
+    }
+    if (!*ev) break;
+    fired = true;
+  }
+  return fired;
 }
 
 // The xenbus state machine, driven by both ends' state nodes. False when
@@ -331,9 +365,17 @@ void Backend::report(const char* when) {
 
 Status Backend::turn(std::chrono::milliseconds wait) {
   using Clock = std::chrono::steady_clock;
-  if (Clock::now() >= next_scan_) {
+  if (!watching_) {
+    watching_ = true;
+    watch(base_);
+    watch("@releaseDomain");
+  }
+  const auto now = Clock::now();
+  if (now >= next_scan_ || (scan_asked_ && now >= last_scan_ + kMinScanInterval)) {
     rescan();
-    next_scan_ = Clock::now() + config_.rescan;
+    last_scan_ = Clock::now();
+    next_scan_ = last_scan_ + config_.rescan;
+    scan_asked_ = false;
   }
   bool busy = false;
   for (const auto& [key, s] : devices_) {
@@ -341,12 +383,14 @@ Status Backend::turn(std::chrono::milliseconds wait) {
   }
   // Rounded up: a wait rounded down to 0 would spin through the last
   // millisecond before each scan.
-  const auto until_scan = std::chrono::ceil<std::chrono::milliseconds>(next_scan_ - Clock::now());
+  const auto scan_at = scan_asked_ ? std::min(next_scan_, last_scan_ + kMinScanInterval) : next_scan_;
+  const auto until_scan = std::chrono::ceil<std::chrono::milliseconds>(scan_at - Clock::now());
   const long ms = busy ? 0 : std::max<long>(0, std::min(wait.count(), long(until_scan.count())));
-  pollfd fds[1] = {{platform_.events->fd(), POLLIN, 0}};
-  const int n = ::poll(fds, 1, int(ms));
+  pollfd fds[2] = {{platform_.events->fd(), POLLIN, 0}, {platform_.xenstore->fd(), POLLIN, 0}};
+  const int n = ::poll(fds, 2, int(ms));
   if (n < 0 && errno != EINTR) return errno_error("poll");
-  if (n > 0) {
+  if (n > 0 && fds[1].revents != 0) scan_asked_ = take_watch_events() || scan_asked_;
+  if (n > 0 && fds[0].revents != 0) {
     // A bounded drain: ports that keep firing wait for the next turn.
     for (std::size_t drained = 0; drained < 4 * kMaxDevices; ++drained) {
       auto port = platform_.events->pending();
@@ -378,8 +422,16 @@ Status Backend::run(const std::atomic<bool>& stop) {
 }
 
 void Backend::close_all(const char* why) {
-  for (auto& [key, s] : devices_) close(*s, XenbusState::kClosed, why);
+  for (auto& [key, s] : devices_) {
+    close(*s, XenbusState::kClosed, why);
+    unwatch(s->info.frontend_path);
+  }
   devices_.clear();
+  if (watching_) {
+    unwatch(base_);
+    unwatch("@releaseDomain");
+    watching_ = false;
+  }
 }
 
 }  // namespace shbuf::pv

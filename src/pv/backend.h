@@ -14,10 +14,10 @@
 // A device whose frontend misbehaves (a bad value, a broken ring, a failed
 // mapping) gets its error written to `error` and is closed; the others go on.
 //
-// The backend directory is rescanned every BackendConfig::rescan: Debian's
-// static libxenstore has no reader thread, and a watch event that overtakes
-// the reply to XS_WATCH closes its connection, so the loop does not depend
-// on watches.
+// The backend watches its directory, @releaseDomain and each device's
+// frontend directory, and scans them again when a watch fires (at most
+// every few milliseconds); it also scans every BackendConfig::rescan, so
+// that a watch that could not be set or an event lost costs only time.
 #pragma once
 
 #include <atomic>
@@ -100,7 +100,7 @@ class Protocol {
 };
 
 struct BackendConfig {
-  std::chrono::milliseconds rescan{200};
+  std::chrono::milliseconds rescan{1000};
   // 0: errors only, 1: devices, 2: every request, 3: every scan.
   int verbosity = 1;
   // Prefix of every log line.
@@ -140,6 +140,9 @@ class Backend {
   class Context;
 
   void rescan();
+  void watch(const std::string& path);
+  void unwatch(const std::string& path);
+  bool take_watch_events();
   void add_device(DomId domid, std::uint32_t devid);
   bool update(Slot& s);
   void connect(Slot& s);
@@ -156,6 +159,9 @@ class Backend {
   std::string base_;
   std::map<std::pair<DomId, std::uint32_t>, std::unique_ptr<Slot>> devices_;
   std::chrono::steady_clock::time_point next_scan_{};
+  std::chrono::steady_clock::time_point last_scan_{};
+  bool scan_asked_ = false;  // a watch fired since the last scan
+  bool watching_ = false;
 };
 
 }  // namespace shbuf::pv
