@@ -6,7 +6,7 @@
 #
 # Environment:
 #   SHBUF_XEN_CACHE    downloaded and unpacked Debian packages ($HOME/.cache/shbuf-xen)
-#   SHBUF_XEN_BUILD    static build directory, relative to the repository (build-xen-static)
+#   SHBUF_XEN_BUILD    build directory, relative to the repository (build-xen)
 #   SHBUF_XEN_TIMEOUT  seconds before QEMU is killed (900)
 #   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (300)
 #   SHBUF_XEN_GNTALLOC_LIMIT  xen-gntalloc limit= in dom0 (32768)
@@ -19,7 +19,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${SHBUF_XEN_CACHE:-${HOME:-/root}/.cache/shbuf-xen}
-build_rel=${SHBUF_XEN_BUILD:-build-xen-static}
+build_rel=${SHBUF_XEN_BUILD:-build-xen}
 build=$root/$build_rel
 qemu_timeout=${SHBUF_XEN_TIMEOUT:-900}
 step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
@@ -130,34 +130,30 @@ log "Xen $(basename "$xen_gz" .gz), dom0 kernel $kver ($(elapsed))"
 xen_elf=$cache/unpacked/$(basename "$xen_gz" .gz)
 [ -s "$xen_elf" ] || gunzip -c "$xen_gz" >"$xen_elf"
 
-# The static build of the tests and the CLI that dom0 runs.
+# The build of the tests and the CLI that dom0 runs from the share; the
+# shared libraries they need go into dom0's initramfs (below).
 if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
   log "building $targets in $build_rel"
-  # The static archives of libxen, named explicitly: find_library prefers .so.
-  xen_libs=()
-  for lib in xengnttab xentoolcore xentoollog; do
-    a=$(g++ -print-file-name="lib$lib.a")
-    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
-    xen_libs+=("-D${lib^^}_LIB=$a")
-  done
-  for lib in xenstore xenevtchn; do
-    a=$(g++ -print-file-name="lib$lib.a")
-    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
-    xen_libs+=("-D${lib^^}_LIB=$a")
-  done
-  zlib_a=$(g++ -print-file-name=libz.a)
-  [ -f "$zlib_a" ] || die "libz.a is missing (apt-get install zlib1g-dev)"
-  png_a=$(g++ -print-file-name=libpng16.a)
-  [ -f "$png_a" ] || die "libpng16.a is missing (apt-get install libpng-dev)"
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" -DZLIB_LIBRARY="$zlib_a" \
-    -DPNG_LIBRARY_RELEASE="$png_a" -DPNG_LIBRARY="$png_a" \
-    -Dfmt_DIR="$root/tests/xen/cmake" -DSHBUF_BENCH=OFF >/dev/null ||
-    die "configuring the static build in $build_rel failed"
+  # A build directory configured by the earlier static build keeps -static
+  # and the .a archives in its cache: configure it afresh.
+  if grep -qs '^CMAKE_EXE_LINKER_FLAGS:STRING=-static' "$build/CMakeCache.txt"; then
+    log "$build_rel was configured for a static build: configuring it again"
+    rm -f "$build/CMakeCache.txt"
+  fi
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHBUF_BENCH=OFF >/dev/null ||
+    die "configuring the build in $build_rel failed"
   # shellcheck disable=SC2086
-  cmake --build "$build" -j"$jobs" --target $targets || die "the static build in $build_rel failed"
-  log "static build done ($(elapsed))"
+  cmake --build "$build" -j"$jobs" --target $targets || die "the build in $build_rel failed"
+  log "build done ($(elapsed))"
 fi
+
+# The executables dom0 runs (tests/xen/dom0-commands.sh, displ-test.sh).
+dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_provider"
+           "$build/tests/test_pv_platform")
+[ "$displ" = 1 ] && dom0_exes+=("$build/shbuf_displ_check")
+for e in "${dom0_exes[@]}"; do
+  [ -x "$e" ] || die "$e is missing: build it (SHBUF_XEN_TARGETS, SHBUF_XEN_SKIP_BUILD)"
+done
 
 run_dir=$build/xen-run
 mkdir -p "$run_dir"
@@ -206,11 +202,10 @@ for m in drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn 
   cp "$mods/$m.ko" "$stage/lib/modules/"
 done
 install -m 755 "$root/tests/xen/dom0-init.sh" "$stage/init"
-# The toolstack for the PV display proof, with the host's copies of its
-# shared libraries (libxen-dev pulls in the same versions).
+# The toolstack for the PV display proof.
+bins=("${dom0_exes[@]}")
 if [ "$displ" = 1 ]; then
   mkdir -p "$stage/usr/lib/xen-4.17/bin" "$stage/usr/bin"
-  bins=()
   for d in "${tool_dirs[@]}"; do
     for b in xl xenstored xenconsoled xen-init-dom0; do
       [ -f "$d/usr/lib/xen-4.17/bin/$b" ] && cp "$d/usr/lib/xen-4.17/bin/$b" "$stage/usr/lib/xen-4.17/bin/" && bins+=("$d/usr/lib/xen-4.17/bin/$b")
@@ -221,14 +216,25 @@ if [ "$displ" = 1 ]; then
     [ -f "$stage/usr/lib/xen-4.17/bin/$b" ] || die "$b is missing from the xen-utils packages"
   done
   for n in read write ls list rm; do ln -sf xenstore "$stage/usr/bin/xenstore-$n"; done
-  libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' | sort -u)
-  [ -n "$libs" ] || die "ldd found no libraries for the toolstack"
-  for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
-    [ -e "$l" ] || die "the toolstack needs $l, missing on this host (apt-get install libxen-dev)"
-    mkdir -p "$stage$(dirname "$l")"
-    cp -L "$l" "$stage$l"
-  done
 fi
+# The shared libraries of our executables (which run from the share) and of
+# the toolstack, with the dynamic loader: the host's copies, at the paths ldd
+# names (libxen-dev pulls in the toolstack's versions). libgcc_s.so.1 too:
+# glibc loads it at run time for pthread_cancel and unwinding.
+ldd_out=$(for b in "${bins[@]}"; do
+  ldd "$b" || die "ldd $b failed"
+done) || exit 1
+grep -q 'not found' <<<"$ldd_out" &&
+  die "a library of dom0's executables is missing on this host: $(grep 'not found' <<<"$ldd_out" | sort -u | tr -s ' \t\n' ' ')"
+libs=$(awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' <<<"$ldd_out" | sort -u)
+[ -n "$libs" ] || die "ldd found no libraries for dom0's executables"
+for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+  [ -e "$l" ] || die "dom0's executables need $l, missing on this host"
+  case $l in "$root"/*) die "$l is in the repository: dom0 would not find it at that path" ;; esac
+  mkdir -p "$stage$(dirname "$l")"
+  cp -L "$l" "$stage$l"
+done
+log "dom0 initramfs: $(wc -w <<<"$libs") shared libraries from ldd"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
 
 # Boot. Arguments after the kernel path in the second -initrd module form the
