@@ -15,6 +15,8 @@
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
 #   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
 #                      toolstack in dom0, no domU (it runs by default)
+#   SHBUF_XEN_SND=1    also run the PV sound proof (tests/xen/snd-test.sh; off by
+#                      default): the toolstack and a domU running snd_client
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +30,10 @@ targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider test
 xen_pkg=xen-hypervisor-4.17-amd64
 displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
+snd=${SHBUF_XEN_SND:-0}
+# Either proof needs the toolstack in dom0 and the domU's kernel and initramfs.
+guests=0
+{ [ "$displ" = 1 ] || [ "$snd" = 1 ]; } && guests=1
 jobs=$(nproc)
 
 log() { echo "xen-run: $*" >&2; }
@@ -101,9 +107,10 @@ kernel_dir=$(unpack "$kernel_deb" './boot/vmlinuz-*' './lib/modules/*/kernel/dri
   './lib/modules/*/kernel/fs/fscache/*')
 busybox_dir=$(unpack "$busybox_deb" './bin/busybox')
 
-# The PV display proof also needs the toolstack in dom0 and, for the domU,
-# the kernel's DRM modules and Linux's PV display frontend.
-if [ "$displ" = 1 ]; then
+# The PV display and sound proofs also need the toolstack in dom0 and, for
+# the domU, the kernel's DRM and sound modules with Linux's PV display and
+# sound frontends.
+if [ "$guests" = 1 ]; then
   tool_dirs=("$(unpack "$(fetch xen-utils-4.17)" './usr/lib/xen-4.17/bin/*')"
              "$(unpack "$(fetch xenstore-utils)" './usr/bin/*')")
   drm_dir=$cache/unpacked/$(basename "$kernel_deb" .deb)-drm
@@ -117,6 +124,20 @@ if [ "$displ" = 1 ]; then
       './lib/modules/*/kernel/drivers/xen/xen-front-pgdir-shbuf.ko' ||
       die "unpacking the DRM modules from $kernel_deb failed"
     touch "$drm_dir/.done"
+  fi
+  snd_dir=$cache/unpacked/$(basename "$kernel_deb" .deb)-snd
+  if [ ! -e "$snd_dir/.done" ]; then
+    rm -rf "$snd_dir"
+    mkdir -p "$snd_dir"
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$snd_dir" --wildcards \
+      './lib/modules/*/kernel/sound/soundcore.ko' \
+      './lib/modules/*/kernel/sound/core/snd.ko' \
+      './lib/modules/*/kernel/sound/core/snd-timer.ko' \
+      './lib/modules/*/kernel/sound/core/snd-pcm.ko' \
+      './lib/modules/*/kernel/sound/xen/snd_xen_front.ko' \
+      './lib/modules/*/kernel/drivers/xen/xen-front-pgdir-shbuf.ko' ||
+      die "unpacking the sound modules from $kernel_deb failed"
+    touch "$snd_dir/.done"
   fi
 fi
 
@@ -158,9 +179,11 @@ done
 run_dir=$build/xen-run
 mkdir -p "$run_dir"
 
-# The domU for the PV display proof: the same kernel, an initramfs with
-# busybox, the display frontend's modules and our static DRM client.
-if [ "$displ" = 1 ]; then
+# The domU for the PV display and sound proofs: the same kernel, an
+# initramfs with busybox, the display and sound frontends' modules and our
+# static DRM and sound clients; its /init runs one of them (role= on the
+# guest's command line).
+if [ "$guests" = 1 ]; then
   guest=$run_dir/guest
   rm -rf "$guest"
   mkdir -p "$guest/root/bin" "$guest/root/lib/modules"
@@ -176,11 +199,15 @@ if [ "$displ" = 1 ]; then
   [ "$(head -c 4 "$guest/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ] ||
     die "the kernel in $vmlinuz is not an ELF image"
   cp "$busybox_dir/bin/busybox" "$guest/root/bin/busybox"
-  find "$drm_dir" -name '*.ko' -exec cp {} "$guest/root/lib/modules/" \;
-  [ "$(ls "$guest/root/lib/modules" | wc -l)" = 4 ] || die "DRM modules missing in $kernel_pkg"
+  find "$drm_dir" "$snd_dir" -name '*.ko' -exec cp {} "$guest/root/lib/modules/" \;
+  [ "$(ls "$guest/root/lib/modules" | wc -l)" = 9 ] ||
+    die "DRM or sound modules missing in $kernel_pkg: $(ls "$guest/root/lib/modules" | tr '\n' ' ')"
   gcc -static -O2 -Wall -Wextra -Werror -I/usr/include/libdrm -I"$root/tests/xen" \
     "$root/tests/xen/drm_client.c" -o "$guest/root/bin/drm_client" ||
     die "building tests/xen/drm_client.c failed (apt-get install libdrm-dev)"
+  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" \
+    "$root/tests/xen/snd_client.c" -o "$guest/root/bin/snd_client" ||
+    die "building tests/xen/snd_client.c failed (apt-get install linux-libc-dev)"
   install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
   (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
   rm -rf "$guest/root"
@@ -202,9 +229,9 @@ for m in drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn 
   cp "$mods/$m.ko" "$stage/lib/modules/"
 done
 install -m 755 "$root/tests/xen/dom0-init.sh" "$stage/init"
-# The toolstack for the PV display proof.
+# The toolstack for the PV display and sound proofs.
 bins=("${dom0_exes[@]}")
-if [ "$displ" = 1 ]; then
+if [ "$guests" = 1 ]; then
   mkdir -p "$stage/usr/lib/xen-4.17/bin" "$stage/usr/bin"
   for d in "${tool_dirs[@]}"; do
     for b in xl xenstored xenconsoled xen-init-dom0; do
@@ -252,7 +279,7 @@ xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false
 xen_cmdline+=" spec-ctrl=eager-fpu"
 dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
 dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
-dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ"
+dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ SHBUF_SND=$snd"
 log "booting Xen under QEMU (TCG), serial log $serial ($(elapsed))"
 t_boot=$(date +%s)
 set +e
