@@ -56,7 +56,9 @@ holds_nothing() {
   [ -n "$line" ] && ! echo "$line" | tr ' ' '\n' | grep '=' | grep -qv '=0$'
 }
 
-if "$B/shbuf" snd-be --help >/dev/null 2>&1; then
+# (`shbuf UNKNOWN --help` prints the general help and exits 0: look for the
+# subcommand in it.)
+if "$B/shbuf" --help 2>/dev/null | grep -q '^ *snd-be '; then
   have_be=1
 else
   have_be=0
