@@ -168,13 +168,6 @@ if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
   log "build done ($(elapsed))"
 fi
 
-# The sound proof's checks in dom0 (tests/xen/snd-test.sh): plain C, static
-# like the guest's clients.
-if [ "$snd" = 1 ]; then
-  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" "$root/tests/xen/snd_check.c" \
-    -o "$build/snd_check" || die "building tests/xen/snd_check.c failed"
-fi
-
 # The executables dom0 runs (tests/xen/dom0-commands.sh, displ-test.sh).
 dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_provider"
            "$build/tests/test_pv_platform")
@@ -182,6 +175,13 @@ dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_pro
 for e in "${dom0_exes[@]}"; do
   [ -x "$e" ] || die "$e is missing: build it (SHBUF_XEN_TARGETS, SHBUF_XEN_SKIP_BUILD)"
 done
+
+# The sound proof's checks in dom0 (tests/xen/snd-test.sh): plain C, static
+# like the guest's clients.
+if [ "$snd" = 1 ]; then
+  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" "$root/tests/xen/snd_check.c" \
+    -o "$build/snd_check" || die "building tests/xen/snd_check.c failed"
+fi
 
 run_dir=$build/xen-run
 mkdir -p "$run_dir"
