@@ -70,6 +70,7 @@ if [ "$have_be" = 1 ]; then
   [ -x "$B/snd_check" ] || fail "$B/snd_check is missing (run.sh builds it with SHBUF_XEN_SND=1)"
   "$B/snd_check" wav "$out/capture.wav" "$capture_first" $((record * 2)) ||
     fail "cannot write the capture WAV"
+  mkdir -p "$out/be"
   "$B/shbuf" snd-be --platform xen --out "$out/be" --capture-wav "$out/capture.wav" -v 2 \
     2>"$out/backend.log" &
   bepid=$!
