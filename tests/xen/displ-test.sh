@@ -1,5 +1,5 @@
 # The PV display proof, run in dom0 by tests/xen/dom0-commands.sh: starts the
-# toolstack and `shbuf displ-be`, creates two PV domUs at once whose
+# toolstack (tests/xen/toolstack.sh) and `shbuf displ-be`, creates two PV domUs at once whose
 # initramfs runs Linux's xen-drm-front and our DRM client (tests/xen/
 # drm_client.c), one with frontend-allocated and one with backend-allocated
 # buffers, each with two connectors of different resolutions; waits for
@@ -25,8 +25,6 @@ frames=4
 switch=2
 guest=$B/xen-run/guest
 out=$B/xen-run/displ
-xenbin=/usr/lib/xen-4.17/bin
-PATH=$xenbin:/usr/bin:$PATH
 
 say() { echo "displ-test: $*"; }
 fail() {
@@ -40,44 +38,11 @@ fail() {
   [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null
   exit 1
 }
-# Waits up to $1 seconds for the shell condition $2.
-wait_for() {
-  t=$1
-  shift
-  while ! eval "$1"; do
-    t=$((t - 1))
-    [ "$t" -ge 0 ] || return 1
-    sleep 1
-  done
-}
+. tests/xen/toolstack.sh
 
-# xl was seen to abort inside glibc ("tpp.c: ... __pthread_tpp_change_priority:
-# Assertion ... failed") while Xen switched the FPU lazily (see run.sh); a call
-# that aborts (exit 134) is repeated, up to 3 times, so that the toolstack
-# alone cannot fail the test.
-xl_() {
-  n=1
-  while :; do
-    xl "$@"
-    rc=$?
-    [ "$rc" -eq 134 ] && [ "$n" -lt 3 ] || return "$rc"
-    say "xl $1 aborted; again" >&2
-    n=$((n + 1))
-    sleep 1
-  done
-}
-
-[ -x "$xenbin/xl" ] || fail "the toolstack is not in this dom0 (run.sh builds it in with the display test)"
 [ -f "$guest/vmlinux" ] && [ -f "$guest/domu.cpio.gz" ] || fail "guest kernel or initramfs missing in $guest"
 
-# The toolstack, in the order it needs: xenstored, dom0's entries, consoles.
-mkdir -p /dev/pts
-mount -t devpts devpts /dev/pts 2>/dev/null
-mkdir -p /run/xenstored /var/run/xen /var/log/xen/console /var/lib/xen /var/lock /etc/xen
-printf 'autoballoon="off"\n' >/etc/xen/xl.conf
-XENSTORED_ROOTDIR=/run/xenstored xenstored --pid-file /run/xenstore.pid || fail "xenstored"
-xen-init-dom0 >/dev/null || fail "xen-init-dom0"
-xenconsoled --log=guest --log-dir=/var/log/xen/console || fail "xenconsoled"
+toolstack_start
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -105,18 +70,11 @@ ramdisk="/tmp/domu.cpio.gz"
 memory=128
 vcpus=1
 tsc_mode="$tsc"
-extra="console=hvc0 loglevel=4 frames=$frames"
+extra="console=hvc0 loglevel=4 role=displ frames=$frames"
 vdispl=[ 'backend=0,be-alloc=$alloc,connectors=c0:640x480;c1:800x600' ]
 CFG
   t0=$(date +%s)
-  # A create that failed (or aborted, see xl_) leaves a domain to destroy.
-  tries=0
-  until xl create "/tmp/displ$alloc.cfg"; do
-    tries=$((tries + 1))
-    [ "$tries" -lt 3 ] || fail "xl create displ$alloc failed 3 times"
-    xl_ destroy "displ$alloc" 2>/dev/null
-    sleep 1
-  done
+  xl_create "/tmp/displ$alloc.cfg" "displ$alloc"
   say "displ$alloc created in $(($(date +%s) - t0))s ($type, be-alloc=$alloc)"
 done
 dom0id=$(xl_ domid displ0) || fail "no domid for displ0"

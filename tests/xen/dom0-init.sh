@@ -7,7 +7,7 @@
 /bin/busybox --install -s /bin
 export PATH=/bin
 export HOME=/tmp
-B=${SHBUF_BUILD:-build-xen-static}
+B=${SHBUF_BUILD:-build-xen}
 limit=${SHBUF_GNTALLOC_LIMIT:-32768}
 step_timeout=${SHBUF_STEP_TIMEOUT:-300}
 

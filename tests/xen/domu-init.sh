@@ -1,8 +1,13 @@
 #!/bin/busybox sh
-# /init of the PV domU that tests/xen/displ-test.sh starts: loads Linux's PV
-# display frontend (xen-drm-front) and runs the DRM client against it. The
-# frontend's insmod waits until the backend connects, so it runs in the
-# background. Output goes to the domain's console (hvc0).
+# /init of the PV domUs that tests/xen/displ-test.sh and snd-test.sh start.
+# The guest's kernel command line chooses what runs:
+#   role=displ (the default)  Linux's PV display frontend (xen-drm-front) and
+#                             the DRM client (frames=N: frames it draws first)
+#   role=snd                  Linux's PV sound frontend (snd_xen_front) and the
+#                             sound client (snd_play=FRAMES, snd_record=FRAMES,
+#                             snd_wait=SECONDS: see snd_client.c)
+# A frontend's insmod waits until the backend connects (at most about 30 s),
+# so it runs in the background. Output goes to the domain's console (hvc0).
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -10,16 +15,44 @@ mkdir -p /proc /sys /dev /tmp
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+role=displ
 frames=4
+snd_play=
+snd_record=
+snd_wait=
 for w in $(cat /proc/cmdline); do
-  case $w in frames=*) frames=${w#frames=} ;; esac
+  case $w in
+    role=*) role=${w#role=} ;;
+    frames=*) frames=${w#frames=} ;;
+    snd_play=*) snd_play=${w#snd_play=} ;;
+    snd_record=*) snd_record=${w#snd_record=} ;;
+    snd_wait=*) snd_wait=${w#snd_wait=} ;;
+  esac
 done
 
-echo "DOMU: up, $(uname -r)"
-for m in drm drm_kms_helper xen-front-pgdir-shbuf; do
-  insmod "/lib/modules/$m.ko" || echo "DOMU: FAIL: insmod $m"
-done
-insmod /lib/modules/drm_xen_front.ko &
-/bin/drm_client "$frames"
-echo "DOMU: drm_client exited with $?"
+# Loads the modules in order; the last one (the frontend) in the background.
+load() {
+  while [ $# -gt 1 ]; do
+    insmod "/lib/modules/$1.ko" || echo "DOMU: FAIL: insmod $1"
+    shift
+  done
+  (insmod "/lib/modules/$1.ko" && echo "DOMU: $1 loaded" || echo "DOMU: FAIL: insmod $1") &
+}
+
+echo "DOMU: up, $(uname -r), role $role"
+case $role in
+  displ)
+    load drm drm_kms_helper xen-front-pgdir-shbuf drm_xen_front
+    /bin/drm_client "$frames"
+    echo "DOMU: drm_client exited with $?"
+    ;;
+  snd)
+    load soundcore snd snd-timer snd-pcm xen-front-pgdir-shbuf snd_xen_front
+    # Defaults: three seconds of the signal, one second recorded, and up to
+    # 60 s for the card to appear.
+    /bin/snd_client "${snd_play:-144000}" "${snd_record:-48000}" "${snd_wait:-60}"
+    echo "DOMU: snd_client exited with $?"
+    ;;
+  *) echo "DOMU: FAIL: unknown role $role (displ or snd)" ;;
+esac
 while :; do sleep 60; done

@@ -66,7 +66,10 @@ static void draw(struct output* o, const struct fbset* s, unsigned c, unsigned k
   }
 }
 
-/* Finds each connected connector, its mode and a CRTC its encoder can drive. */
+/* Finds each connected connector, its mode and a CRTC its encoder can drive.
+ * Returns -1 if a connector the card lists cannot be looked up yet: the card
+ * node appears before its connectors are registered (GETCONNECTOR then fails
+ * with ENOENT), so the caller asks again. */
 static int find_outputs(int fd, struct output* out) {
   struct drm_mode_card_res res;
   memset(&res, 0, sizeof res);
@@ -90,7 +93,10 @@ static int find_outputs(int fd, struct output* out) {
     uint32_t enc_ids[8];
     memset(&gc, 0, sizeof gc);
     gc.connector_id = conns[i];
-    xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &gc, "GETCONNECTOR");
+    while (ioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &gc) != 0) {
+      if (errno == ENOENT) return -1;
+      if (errno != EINTR) die("GETCONNECTOR");
+    }
     if (gc.count_modes == 0 || gc.count_modes > 16 || gc.count_encoders == 0 ||
         gc.count_encoders > 8) {
       continue;
@@ -206,7 +212,17 @@ int main(int argc, char** argv) {
   if (fd < 0) die("open /dev/dri/card0");
   struct output out[MAX_CONN];
   memset(out, 0, sizeof out);
-  const int n = find_outputs(fd, out);
+  /* Up to 10 s for the card's connectors to be registered and connected. */
+  int n = find_outputs(fd, out);
+  for (int i = 0; i < 100 && n <= 0; ++i) {
+    usleep(100000);
+    memset(out, 0, sizeof out);
+    n = find_outputs(fd, out);
+  }
+  if (n < 0) {
+    errno = ENOENT;
+    die("GETCONNECTOR: a listed connector is still not registered after 10 s");
+  }
   if (n == 0) {
     errno = ENODEV;
     die("no connected connector");

@@ -6,7 +6,7 @@
 #
 # Environment:
 #   SHBUF_XEN_CACHE    downloaded and unpacked Debian packages ($HOME/.cache/shbuf-xen)
-#   SHBUF_XEN_BUILD    static build directory, relative to the repository (build-xen-static)
+#   SHBUF_XEN_BUILD    build directory, relative to the repository (build-xen)
 #   SHBUF_XEN_TIMEOUT  seconds before QEMU is killed (900)
 #   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (300)
 #   SHBUF_XEN_GNTALLOC_LIMIT  xen-gntalloc limit= in dom0 (32768)
@@ -15,11 +15,13 @@
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
 #   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
 #                      toolstack in dom0, no domU (it runs by default)
+#   SHBUF_XEN_SND=1    also run the PV sound proof (tests/xen/snd-test.sh; off by
+#                      default): the toolstack and a domU running snd_client
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${SHBUF_XEN_CACHE:-${HOME:-/root}/.cache/shbuf-xen}
-build_rel=${SHBUF_XEN_BUILD:-build-xen-static}
+build_rel=${SHBUF_XEN_BUILD:-build-xen}
 build=$root/$build_rel
 qemu_timeout=${SHBUF_XEN_TIMEOUT:-900}
 step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
@@ -28,6 +30,10 @@ targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider test
 xen_pkg=xen-hypervisor-4.17-amd64
 displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
+snd=${SHBUF_XEN_SND:-0}
+# Either proof needs the toolstack in dom0 and the domU's kernel and initramfs.
+guests=0
+{ [ "$displ" = 1 ] || [ "$snd" = 1 ]; } && guests=1
 jobs=$(nproc)
 
 log() { echo "xen-run: $*" >&2; }
@@ -101,9 +107,10 @@ kernel_dir=$(unpack "$kernel_deb" './boot/vmlinuz-*' './lib/modules/*/kernel/dri
   './lib/modules/*/kernel/fs/fscache/*')
 busybox_dir=$(unpack "$busybox_deb" './bin/busybox')
 
-# The PV display proof also needs the toolstack in dom0 and, for the domU,
-# the kernel's DRM modules and Linux's PV display frontend.
-if [ "$displ" = 1 ]; then
+# The PV display and sound proofs also need the toolstack in dom0 and, for
+# the domU, the kernel's DRM and sound modules with Linux's PV display and
+# sound frontends.
+if [ "$guests" = 1 ]; then
   tool_dirs=("$(unpack "$(fetch xen-utils-4.17)" './usr/lib/xen-4.17/bin/*')"
              "$(unpack "$(fetch xenstore-utils)" './usr/bin/*')")
   drm_dir=$cache/unpacked/$(basename "$kernel_deb" .deb)-drm
@@ -118,6 +125,20 @@ if [ "$displ" = 1 ]; then
       die "unpacking the DRM modules from $kernel_deb failed"
     touch "$drm_dir/.done"
   fi
+  snd_dir=$cache/unpacked/$(basename "$kernel_deb" .deb)-snd
+  if [ ! -e "$snd_dir/.done" ]; then
+    rm -rf "$snd_dir"
+    mkdir -p "$snd_dir"
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$snd_dir" --wildcards \
+      './lib/modules/*/kernel/sound/soundcore.ko' \
+      './lib/modules/*/kernel/sound/core/snd.ko' \
+      './lib/modules/*/kernel/sound/core/snd-timer.ko' \
+      './lib/modules/*/kernel/sound/core/snd-pcm.ko' \
+      './lib/modules/*/kernel/sound/xen/snd_xen_front.ko' \
+      './lib/modules/*/kernel/drivers/xen/xen-front-pgdir-shbuf.ko' ||
+      die "unpacking the sound modules from $kernel_deb failed"
+    touch "$snd_dir/.done"
+  fi
 fi
 
 xen_gz=$(ls "$xen_dir"/boot/xen-*-amd64.gz | head -1)
@@ -130,41 +151,46 @@ log "Xen $(basename "$xen_gz" .gz), dom0 kernel $kver ($(elapsed))"
 xen_elf=$cache/unpacked/$(basename "$xen_gz" .gz)
 [ -s "$xen_elf" ] || gunzip -c "$xen_gz" >"$xen_elf"
 
-# The static build of the tests and the CLI that dom0 runs.
+# The build of the tests and the CLI that dom0 runs from the share; the
+# shared libraries they need go into dom0's initramfs (below).
 if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
   log "building $targets in $build_rel"
-  # The static archives of libxen, named explicitly: find_library prefers .so.
-  xen_libs=()
-  for lib in xengnttab xentoolcore xentoollog; do
-    a=$(g++ -print-file-name="lib$lib.a")
-    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
-    xen_libs+=("-D${lib^^}_LIB=$a")
-  done
-  for lib in xenstore xenevtchn; do
-    a=$(g++ -print-file-name="lib$lib.a")
-    [ -f "$a" ] || die "lib$lib.a is missing (apt-get install libxen-dev)"
-    xen_libs+=("-D${lib^^}_LIB=$a")
-  done
-  zlib_a=$(g++ -print-file-name=libz.a)
-  [ -f "$zlib_a" ] || die "libz.a is missing (apt-get install zlib1g-dev)"
-  png_a=$(g++ -print-file-name=libpng16.a)
-  [ -f "$png_a" ] || die "libpng16.a is missing (apt-get install libpng-dev)"
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_EXE_LINKER_FLAGS=-static "${xen_libs[@]}" -DZLIB_LIBRARY="$zlib_a" \
-    -DPNG_LIBRARY_RELEASE="$png_a" -DPNG_LIBRARY="$png_a" \
-    -Dfmt_DIR="$root/tests/xen/cmake" -DSHBUF_BENCH=OFF >/dev/null ||
-    die "configuring the static build in $build_rel failed"
+  # A build directory configured by the earlier static build keeps -static
+  # and the .a archives in its cache: configure it afresh.
+  if grep -qs '^CMAKE_EXE_LINKER_FLAGS:STRING=-static' "$build/CMakeCache.txt"; then
+    log "$build_rel was configured for a static build: configuring it again"
+    rm -f "$build/CMakeCache.txt"
+  fi
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHBUF_BENCH=OFF >/dev/null ||
+    die "configuring the build in $build_rel failed"
   # shellcheck disable=SC2086
-  cmake --build "$build" -j"$jobs" --target $targets || die "the static build in $build_rel failed"
-  log "static build done ($(elapsed))"
+  cmake --build "$build" -j"$jobs" --target $targets || die "the build in $build_rel failed"
+  log "build done ($(elapsed))"
+fi
+
+# The executables dom0 runs (tests/xen/dom0-commands.sh, displ-test.sh).
+dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_provider"
+           "$build/tests/test_pv_platform")
+[ "$displ" = 1 ] && dom0_exes+=("$build/shbuf_displ_check")
+for e in "${dom0_exes[@]}"; do
+  [ -x "$e" ] || die "$e is missing: build it (SHBUF_XEN_TARGETS, SHBUF_XEN_SKIP_BUILD)"
+done
+
+# The sound proof's checks in dom0 (tests/xen/snd-test.sh): plain C, static
+# like the guest's clients.
+if [ "$snd" = 1 ]; then
+  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" "$root/tests/xen/snd_check.c" \
+    -o "$build/snd_check" || die "building tests/xen/snd_check.c failed"
 fi
 
 run_dir=$build/xen-run
 mkdir -p "$run_dir"
 
-# The domU for the PV display proof: the same kernel, an initramfs with
-# busybox, the display frontend's modules and our static DRM client.
-if [ "$displ" = 1 ]; then
+# The domU for the PV display and sound proofs: the same kernel, an
+# initramfs with busybox, the display and sound frontends' modules and our
+# static DRM and sound clients; its /init runs one of them (role= on the
+# guest's command line).
+if [ "$guests" = 1 ]; then
   guest=$run_dir/guest
   rm -rf "$guest"
   mkdir -p "$guest/root/bin" "$guest/root/lib/modules"
@@ -180,11 +206,15 @@ if [ "$displ" = 1 ]; then
   [ "$(head -c 4 "$guest/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ] ||
     die "the kernel in $vmlinuz is not an ELF image"
   cp "$busybox_dir/bin/busybox" "$guest/root/bin/busybox"
-  find "$drm_dir" -name '*.ko' -exec cp {} "$guest/root/lib/modules/" \;
-  [ "$(ls "$guest/root/lib/modules" | wc -l)" = 4 ] || die "DRM modules missing in $kernel_pkg"
+  find "$drm_dir" "$snd_dir" -name '*.ko' -exec cp {} "$guest/root/lib/modules/" \;
+  [ "$(ls "$guest/root/lib/modules" | wc -l)" = 9 ] ||
+    die "DRM or sound modules missing in $kernel_pkg: $(ls "$guest/root/lib/modules" | tr '\n' ' ')"
   gcc -static -O2 -Wall -Wextra -Werror -I/usr/include/libdrm -I"$root/tests/xen" \
     "$root/tests/xen/drm_client.c" -o "$guest/root/bin/drm_client" ||
     die "building tests/xen/drm_client.c failed (apt-get install libdrm-dev)"
+  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" \
+    "$root/tests/xen/snd_client.c" -o "$guest/root/bin/snd_client" ||
+    die "building tests/xen/snd_client.c failed (apt-get install linux-libc-dev)"
   install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
   (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
   rm -rf "$guest/root"
@@ -206,11 +236,10 @@ for m in drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn 
   cp "$mods/$m.ko" "$stage/lib/modules/"
 done
 install -m 755 "$root/tests/xen/dom0-init.sh" "$stage/init"
-# The toolstack for the PV display proof, with the host's copies of its
-# shared libraries (libxen-dev pulls in the same versions).
-if [ "$displ" = 1 ]; then
+# The toolstack for the PV display and sound proofs.
+bins=("${dom0_exes[@]}")
+if [ "$guests" = 1 ]; then
   mkdir -p "$stage/usr/lib/xen-4.17/bin" "$stage/usr/bin"
-  bins=()
   for d in "${tool_dirs[@]}"; do
     for b in xl xenstored xenconsoled xen-init-dom0; do
       [ -f "$d/usr/lib/xen-4.17/bin/$b" ] && cp "$d/usr/lib/xen-4.17/bin/$b" "$stage/usr/lib/xen-4.17/bin/" && bins+=("$d/usr/lib/xen-4.17/bin/$b")
@@ -221,14 +250,25 @@ if [ "$displ" = 1 ]; then
     [ -f "$stage/usr/lib/xen-4.17/bin/$b" ] || die "$b is missing from the xen-utils packages"
   done
   for n in read write ls list rm; do ln -sf xenstore "$stage/usr/bin/xenstore-$n"; done
-  libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' | sort -u)
-  [ -n "$libs" ] || die "ldd found no libraries for the toolstack"
-  for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
-    [ -e "$l" ] || die "the toolstack needs $l, missing on this host (apt-get install libxen-dev)"
-    mkdir -p "$stage$(dirname "$l")"
-    cp -L "$l" "$stage$l"
-  done
 fi
+# The shared libraries of our executables (which run from the share) and of
+# the toolstack, with the dynamic loader: the host's copies, at the paths ldd
+# names (libxen-dev pulls in the toolstack's versions). libgcc_s.so.1 too:
+# glibc loads it at run time for pthread_cancel and unwinding.
+ldd_out=$(for b in "${bins[@]}"; do
+  ldd "$b" || die "ldd $b failed"
+done) || exit 1
+grep -q 'not found' <<<"$ldd_out" &&
+  die "a library of dom0's executables is missing on this host: $(grep 'not found' <<<"$ldd_out" | sort -u | tr -s ' \t\n' ' ')"
+libs=$(awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' <<<"$ldd_out" | sort -u)
+[ -n "$libs" ] || die "ldd found no libraries for dom0's executables"
+for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+  [ -e "$l" ] || die "dom0's executables need $l, missing on this host"
+  case $l in "$root"/*) die "$l is in the repository: dom0 would not find it at that path" ;; esac
+  mkdir -p "$stage$(dirname "$l")"
+  cp -L "$l" "$stage$l"
+done
+log "dom0 initramfs: $(wc -w <<<"$libs") shared libraries from ldd"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
 
 # Boot. Arguments after the kernel path in the second -initrd module form the
@@ -246,7 +286,7 @@ xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false
 xen_cmdline+=" spec-ctrl=eager-fpu"
 dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
 dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
-dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ"
+dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ SHBUF_SND=$snd"
 log "booting Xen under QEMU (TCG), serial log $serial ($(elapsed))"
 t_boot=$(date +%s)
 set +e
