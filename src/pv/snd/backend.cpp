@@ -20,6 +20,7 @@ struct StreamRings {
   pv::BackRing req;
   pv::EventProducer evt;
   std::uint16_t next_event_id = 0;  // for the life of the connection
+  bool dropping = false;            // the frontend is not consuming
 };
 
 class SndDevice final : public pv::Device {
@@ -100,10 +101,15 @@ class SndDevice final : public pv::Device {
       StreamRings& r = rings_[e.stream];
       Status pushed = r.evt.push(encode_cur_pos_event({r.next_event_id, e.position}));
       if (!pushed.ok()) {
-        ctx.log(2, "s" + std::to_string(e.stream) + ": position event dropped: " +
-                       pushed.error().describe());
+        // Once per run of drops, not once per event.
+        if (!r.dropping) {
+          ctx.log(1, "s" + std::to_string(e.stream) + ": position events dropped: " +
+                         pushed.error().describe());
+        }
+        r.dropping = true;
         continue;
       }
+      r.dropping = false;
       ++r.next_event_id;
       SHBUF_TRY(ctx.notify(2 * e.stream + 1));
     }
