@@ -141,6 +141,7 @@ TEST_F(SndDevice, RecordedBytesReachTheFrontendsBufferExactly) {
     ASSERT_EQ(b.memory()[1024 + i], std::byte(i % 251)) << i;
   }
   EXPECT_EQ(b.memory()[0], std::byte{0});
+  ASSERT_EQ(send(*d, 1, kOpRead, Read{4096, 0}).response.status, 0);
   EXPECT_EQ(d->bytes_recorded(), 2048u);
   d.reset();
   ASSERT_TRUE(b.free().ok());
@@ -211,6 +212,8 @@ TEST_F(SndDevice, EveryBadRequestIsRefusedWithItsErrnoAndTheDeviceGoesOn) {
   EXPECT_EQ(send(*d, 0, 0xee, UnknownOp{}).response.status, -ENOTSUP);
   EXPECT_EQ(send(*d, 2, kOpClose, Close{}).response.status, -EINVAL);
   EXPECT_TRUE(played.bytes.empty());
+  // Empty transfers are answered and move nothing.
+  EXPECT_EQ(send(*d, 0, kOpWrite, Write{32768, 0}).response.status, 0);
   // Still serving.
   ASSERT_EQ(send(*d, 0, kOpWrite, Write{32764, 4}).response.status, 0);
   EXPECT_EQ(played.bytes.size(), 4u);

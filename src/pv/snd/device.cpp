@@ -185,6 +185,7 @@ Status SoundDevice::write(std::size_t index, const Write& r) {
   Stream& s = streams_[index];
   SHBUF_TRY(check_range(s, r.offset, r.length, "WRITE"));
   if (!s.sink) return make_error(EINVAL, "WRITE on a capture stream");
+  if (r.length == 0) return {};
   const std::span<std::byte> mem = s.buffer.memory();
   std::vector<std::byte> copy(mem.begin() + r.offset, mem.begin() + r.offset + r.length);
   SHBUF_TRY(s.sink->write(copy));
@@ -197,6 +198,7 @@ Status SoundDevice::read(std::size_t index, const Read& r) {
   Stream& s = streams_[index];
   SHBUF_TRY(check_range(s, r.offset, r.length, "READ"));
   if (!s.source) return make_error(EINVAL, "READ on a playback stream");
+  if (r.length == 0) return {};
   std::vector<std::byte> frames(r.length);
   SHBUF_TRY(s.source->fill(frames));
   std::memcpy(s.buffer.memory().data() + r.offset, frames.data(), frames.size());
