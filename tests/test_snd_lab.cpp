@@ -210,6 +210,18 @@ TEST_F(SndLab, WhatIsPlayedIsWrittenSampleForSample) {
   ASSERT_TRUE((*fe)->close_stream(0).ok());
   EXPECT_TRUE(std::filesystem::exists(out + "/d1-v0-p0-s0-1.wav"));
   EXPECT_TRUE((*fe)->close().ok());
+  // Another frontend of the same domain connects the closed device again;
+  // its files go on numbering, its event ids start over.
+  auto fe2 = SndFrontend::connect(p, {});
+  ASSERT_TRUE(fe2.ok()) << fe2.error().describe() << slurp(log);
+  ASSERT_TRUE((*fe2)->open(0, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok());
+  ASSERT_TRUE((*fe2)->trigger(0, kTriggerStart).ok());
+  auto first = (*fe2)->next_event(0);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  EXPECT_EQ(first->id, 0);
+  ASSERT_TRUE((*fe2)->close_stream(0).ok());
+  EXPECT_TRUE(std::filesystem::exists(out + "/d1-v0-p0-s0-2.wav"));
+  EXPECT_TRUE((*fe2)->close().ok());
   remove(1);
   EXPECT_TRUE(
       log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "

@@ -33,7 +33,12 @@ Result<std::unique_ptr<SndFrontend>> SndFrontend::connect(pv::Platform& platform
   fe->options_ = options;
   fe->dir_ = pv::frontend_path("vsnd", platform.xenstore->self(), options.devid);
   SHBUF_TRY(fe->read_config());
-  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kInitWait));
+  // A device closed by an earlier frontend starts over from Initialising,
+  // as Linux's frontends do; the backend then leaves Closed for InitWait.
+  auto mine = platform.xenstore->read(pv::kNoTransaction, fe->dir_ + "/state");
+  const bool again = mine.ok() && pv::parse_xenbus_state(*mine) == pv::XenbusState::kClosed;
+  if (again) SHBUF_TRY(fe->set_state(pv::XenbusState::kInitialising));
+  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kInitWait, /*closed_refuses=*/!again));
   fe->open_ = true;
   SHBUF_TRY(fe->publish());
   SHBUF_TRY(fe->wait_backend(pv::XenbusState::kConnected));
@@ -128,13 +133,13 @@ Status SndFrontend::set_state(pv::XenbusState state) {
                                    std::to_string(static_cast<int>(state)));
 }
 
-Status SndFrontend::wait_backend(pv::XenbusState want) {
+Status SndFrontend::wait_backend(pv::XenbusState want, bool closed_refuses) {
   const auto deadline = Clock::now() + options_.timeout;
   for (;;) {
     auto v = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/state");
     const auto state = v.ok() ? pv::parse_xenbus_state(*v) : std::nullopt;
     if (state == want) return {};
-    if (state == pv::XenbusState::kClosed && want != pv::XenbusState::kClosed) {
+    if (state == pv::XenbusState::kClosed && want != pv::XenbusState::kClosed && closed_refuses) {
       auto why = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/error");
       return make_error(ECONNREFUSED,
                         "the backend closed the device" + (why.ok() ? ": " + *why : std::string()));

@@ -35,8 +35,9 @@ struct FrontendOptions {
 
 class SndFrontend {
  public:
-  // Connects device `devid` of the platform's domain: Initialised once its
-  // rings are published, Connected once the backend is. ETIMEDOUT when the
+  // Connects device `devid` of the platform's domain (from Initialising
+  // again when an earlier frontend closed it): Initialised once its rings
+  // are published, Connected once the backend is. ETIMEDOUT when the
   // backend does not answer in time, ECONNREFUSED (with the backend's error
   // node) when it closes instead.
   static Result<std::unique_ptr<SndFrontend>> connect(pv::Platform& platform,
@@ -103,7 +104,9 @@ class SndFrontend {
   Status read_config();
   Status publish();
   Status set_state(pv::XenbusState state);
-  Status wait_backend(pv::XenbusState want);
+  // Waits for the backend's state to be `want`; its Closed is ECONNREFUSED
+  // unless the device is starting over from Closed.
+  Status wait_backend(pv::XenbusState want, bool closed_refuses = true);
   Status wait_events(int ms);
   Status check_stream(std::size_t stream) const;
   Status expect_ok(const char* what, const Result<Response>& r);
