@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(make cmake g++ pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-          libcli11-dev libfmt-dev nlohmann-json3-dev libxen-dev clang libclang-rt-14-dev gnuplot-nox zlib1g-dev libpng-dev libdrm-dev)
+          libcli11-dev libfmt-dev nlohmann-json3-dev libxen-dev clang libclang-rt-14-dev gnuplot-nox zlib1g-dev libpng-dev libdrm-dev libsndfile1-dev)
 [ "$#" -gt 0 ] && packages+=("$@")
 
 missing=()

@@ -7,6 +7,7 @@
 #include <poll.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,55 @@ class EchoProtocol final : public Protocol {
     return std::make_unique<EchoDevice>();
   }
   std::vector<std::string> holding_names() const override { return {"served"}; }
+};
+
+// The echo device with a timer: asks for tick() `ticks_wanted` times, each
+// `interval` after the last, from the moment it is made; the last tick fails
+// when `fail_last` is set.
+struct TimerCounts {
+  int ticks = 0;
+  int ticks_wanted = 3;
+  bool fail_last = false;
+};
+
+class TimerDevice final : public Device {
+ public:
+  explicit TimerDevice(TimerCounts& counts)
+      : counts_(counts), due_(std::chrono::steady_clock::now()) {}
+  Status connect(DeviceContext& ctx) override { return echo_.connect(ctx); }
+  Result<bool> serve(DeviceContext& ctx, std::size_t channel) override {
+    return echo_.serve(ctx, channel);
+  }
+  void disconnect() override { echo_.disconnect(); }
+  std::vector<std::size_t> holdings() const override { return echo_.holdings(); }
+  std::optional<std::chrono::steady_clock::time_point> next_wakeup() const override {
+    if (counts_.ticks >= counts_.ticks_wanted) return std::nullopt;
+    return due_;
+  }
+  Status tick(DeviceContext&) override {
+    if (std::chrono::steady_clock::now() < due_) return make_error(EINVAL, "ticked early");
+    ++counts_.ticks;
+    due_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(3);
+    if (counts_.fail_last && counts_.ticks == counts_.ticks_wanted) {
+      return make_error(EPROTO, "the timed work failed");
+    }
+    return {};
+  }
+
+ private:
+  TimerCounts& counts_;
+  EchoDevice echo_;
+  std::chrono::steady_clock::time_point due_;
+};
+
+class TimerProtocol final : public Protocol {
+ public:
+  std::string kind() const override { return "vtest"; }
+  std::unique_ptr<Device> make_device(const DeviceInfo& info) override {
+    return std::make_unique<TimerDevice>(counts[info.frontend]);
+  }
+  std::vector<std::string> holding_names() const override { return {"served"}; }
+  std::map<DomId, TimerCounts> counts;
 };
 
 // A frontend of the echo protocol in domain `domid`.
@@ -208,6 +258,7 @@ class PvBackend : public simtest::SimTest {
   }
 
   EchoProtocol protocol;
+  TimerProtocol timers;
   Platform be;
   std::unique_ptr<Backend> backend;
   std::vector<std::unique_ptr<Frontend>> fes;
@@ -327,6 +378,45 @@ TEST_F(PvBackend, ABadConfigurationIsAnErrorOfThatDevice) {
   ASSERT_TRUE(error.ok());
   EXPECT_NE(error->find("ring-ref is not a decimal number"), std::string::npos) << *error;
   EXPECT_EQ(backend->holdings().ring_mappings, 0u);
+}
+
+// Only a connected device is ticked, each time its wakeup has passed, never
+// early, and no more once it asks for none.
+TEST_F(PvBackend, ATimerTicksAConnectedDeviceWhenItsWakeupPasses) {
+  backend = std::make_unique<Backend>(be, timers,
+                                      BackendConfig{std::chrono::milliseconds(5), 0, "test-be"});
+  Frontend& f = add_frontend(1);
+  ASSERT_TRUE(turn_until([&] { return backend_state(1) == XenbusState::kInitWait; }));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(backend->turn(std::chrono::milliseconds(1)).ok());
+  EXPECT_EQ(timers.counts[1].ticks, 0);
+  ASSERT_TRUE(f.publish().ok());
+  ASSERT_TRUE(turn_until([&] { return timers.counts[1].ticks == 3; }));
+  EXPECT_EQ(backend_state(1), XenbusState::kConnected);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(backend->turn(std::chrono::milliseconds(1)).ok());
+  EXPECT_EQ(timers.counts[1].ticks, 3);
+  echo(f, 5);
+}
+
+TEST_F(PvBackend, AFailingTickClosesOnlyItsDevice) {
+  timers.counts[1].fail_last = true;
+  timers.counts[2].ticks_wanted = 1000000;
+  backend = std::make_unique<Backend>(be, timers,
+                                      BackendConfig{std::chrono::milliseconds(5), 0, "test-be"});
+  Frontend& bad = add_frontend(1);
+  Frontend& good = add_frontend(2);
+  ASSERT_TRUE(turn_until([&] {
+    return backend_state(1) == XenbusState::kInitWait && backend_state(2) == XenbusState::kInitWait;
+  }));
+  ASSERT_TRUE(bad.publish().ok());
+  ASSERT_TRUE(good.publish().ok());
+  ASSERT_TRUE(turn_until([&] { return backend_state(1) == XenbusState::kClosed; }));
+  auto error = be.xenstore->read(kNoTransaction, backend_path("vtest", 0, 1, 0) + "/error");
+  ASSERT_TRUE(error.ok());
+  EXPECT_NE(error->find("the timed work failed"), std::string::npos) << *error;
+  EXPECT_EQ(backend_state(2), XenbusState::kConnected);
+  const int before = timers.counts[2].ticks;
+  ASSERT_TRUE(turn_until([&] { return timers.counts[2].ticks > before + 2; }));
+  echo(good, 5);
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 
 namespace shbuf::cli {
 
+// tools/cmd_snd.cpp: snd-be and snd-fe.
+void add_snd_commands(CLI::App& app);
+
 void ProviderArgs::add_to(CLI::App* app, int default_domid, const std::string& flag,
                           const std::string& what) {
   domid = default_domid;
@@ -70,6 +73,7 @@ int main(int argc, char** argv) {
   add_sim_commands(app);
   add_peer_commands(app);
   add_displ_commands(app);
+  add_snd_commands(app);
   add_bench_commands(app);
   try {
     app.parse(argc, argv);

@@ -330,6 +330,16 @@ void Backend::serve(Slot& s, std::size_t channel) {
   s.channels[channel].more = *more;
 }
 
+// Timed work of one device, when the time it asked for has come.
+void Backend::tick(Slot& s) {
+  if (!s.connected || !s.device) return;
+  const auto due = s.device->next_wakeup();
+  if (!due || *due > std::chrono::steady_clock::now()) return;
+  Context ctx(*this, s);
+  Status st = s.device->tick(ctx);
+  if (!st.ok()) fail(s, st.error());
+}
+
 BackendHoldings Backend::holdings() const {
   BackendHoldings h;
   h.devices = devices_.size();
@@ -378,14 +388,19 @@ Status Backend::turn(std::chrono::milliseconds wait) {
     scan_asked_ = false;
   }
   bool busy = false;
+  Clock::time_point until = next_scan_;
   for (const auto& [key, s] : devices_) {
     for (const Channel& c : s->channels) busy = busy || c.more;
+    if (s->connected && s->device) {
+      const auto due = s->device->next_wakeup();
+      if (due) until = std::min(until, *due);
+    }
   }
   // Rounded up: a wait rounded down to 0 would spin through the last
-  // millisecond before each scan.
-  const auto scan_at = scan_asked_ ? std::min(next_scan_, last_scan_ + kMinScanInterval) : next_scan_;
-  const auto until_scan = std::chrono::ceil<std::chrono::milliseconds>(scan_at - Clock::now());
-  const long ms = busy ? 0 : std::max<long>(0, std::min(wait.count(), long(until_scan.count())));
+  // millisecond before each scan or wakeup.
+  if (scan_asked_) until = std::min(until, last_scan_ + kMinScanInterval);
+  const auto until_next = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+  const long ms = busy ? 0 : std::max<long>(0, std::min(wait.count(), long(until_next.count())));
   pollfd fds[2] = {{platform_.events->fd(), POLLIN, 0}, {platform_.xenstore->fd(), POLLIN, 0}};
   const int n = ::poll(fds, 2, int(ms));
   if (n < 0 && errno != EINTR) return errno_error("poll");
@@ -409,6 +424,7 @@ Status Backend::turn(std::chrono::milliseconds wait) {
       if (s->channels[i].more) serve(*s, i);
     }
   }
+  for (auto& [key, s] : devices_) tick(*s);
   return {};
 }
 

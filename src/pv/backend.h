@@ -8,7 +8,9 @@
 // For each device: Initialising -> InitWait as soon as it is seen; once the
 // frontend is Initialised, Device::connect() reads the frontend's
 // configuration and connects its channels through the DeviceContext, then
-// Connected. A frontend that closes, a device the toolstack closes (state
+// Connected. A device may also ask for a timer: the loop wakes up when its
+// next_wakeup() passes and calls tick() (sound devices pace their position
+// events this way). A frontend that closes, a device the toolstack closes (state
 // Closing or online 0) or removes, and a domain that goes away are released
 // at once: Device::disconnect(), then every ring mapping and event channel.
 // A device whose frontend misbehaves (a bad value, a broken ring, a failed
@@ -27,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -77,6 +80,18 @@ class Device {
   // do: serve a bounded amount of work, and say whether more remains. An
   // error closes the device.
   virtual Result<bool> serve(DeviceContext& ctx, std::size_t channel) = 0;
+  // When the connected device next wants tick(), if ever. Asked again after
+  // every call into the device; the loop's wait ends no later than the
+  // first millisecond at or after it (never early).
+  virtual std::optional<std::chrono::steady_clock::time_point> next_wakeup() const {
+    return std::nullopt;
+  }
+  // The time next_wakeup() named has passed: do the timed work, a bounded
+  // amount per call. An error closes the device.
+  virtual Status tick(DeviceContext& ctx) {
+    (void)ctx;
+    return {};
+  }
   // Lets go of everything the protocol holds (buffers); the layer then
   // unmaps the rings and unbinds the channels.
   virtual void disconnect() = 0;
@@ -127,7 +142,9 @@ class Backend {
   // Serves until `stop` becomes true (looked at least every rescan period),
   // then closes every device and releases everything.
   Status run(const std::atomic<bool>& stop);
-  // One turn of the loop, waiting at most `wait` for an event.
+  // One turn of the loop, waiting at most `wait` for an event or the
+  // earliest Device::next_wakeup(), then ticking every device whose wakeup
+  // has passed.
   Status turn(std::chrono::milliseconds wait);
   // Closes every device (state Closed) and releases everything.
   void close_all(const char* why);
@@ -150,6 +167,7 @@ class Backend {
   void fail(Slot& s, const Error& e);
   void set_state(Slot& s, XenbusState state);
   void serve(Slot& s, std::size_t channel);
+  void tick(Slot& s);
   void report(const char* when);
   void log(int level, const std::string& line) const;
 

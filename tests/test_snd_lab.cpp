@@ -1,0 +1,342 @@
+// The PV sound lab on one machine: shbuf snd-be on the simulator, the
+// toolstack's part done by `shbuf sim device`, and our sndif frontend. What
+// is played comes out in snd-be's WAV file sample for sample; what is
+// recorded is exactly the WAV file snd-be serves; OPEN twice, bad requests
+// and a frontend killed with SIGKILL leave snd-be running, serving the
+// others, holding nothing of what went away.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sndfile.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pv/snd/frontend.h"
+#include "pv/toolstack.h"
+#include "run_process.h"
+#include "test_sim_util.h"
+
+namespace shbuf::snd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using shbuf::testing::slurp;
+
+// A known stereo signal: sample i of the interleaved stream.
+short sample(std::size_t i) {
+  return short((i * 2654435761u) >> 16);
+}
+
+std::vector<short> read_wav(const std::string& path, SF_INFO& info) {
+  info = SF_INFO{};
+  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
+  if (f == nullptr) return {};
+  std::vector<short> s(std::size_t(info.frames * info.channels));
+  if (sf_readf_short(f, s.data(), info.frames) != info.frames) s.clear();
+  sf_close(f);
+  return s;
+}
+
+// 10000 stereo frames of the known signal, reversed, for capture.
+constexpr std::size_t kCaptureFrames = 10000;
+short capture_sample(std::size_t i) {
+  return sample(2 * kCaptureFrames - 1 - i);
+}
+
+class SndLab : public simtest::SimTest {
+ protected:
+  void SetUp() override {
+    SimTest::SetUp();
+    out = path + "-out";
+    std::filesystem::remove_all(out);
+    std::filesystem::create_directories(out);
+    log = path + "-be.log";
+    capture = path + "-capture.wav";
+    SF_INFO info{};
+    info.samplerate = 48000;
+    info.channels = 2;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
+    SNDFILE* f = sf_open(capture.c_str(), SFM_WRITE, &info);
+    ASSERT_NE(f, nullptr);
+    std::vector<short> s(2 * kCaptureFrames);
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = capture_sample(i);
+    ASSERT_EQ(sf_writef_short(f, s.data(), kCaptureFrames), sf_count_t(kCaptureFrames));
+    sf_close(f);
+    ASSERT_TRUE(open(0));  // the instance exists before snd-be opens it
+    be = fork();
+    if (be == 0) {
+      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+      execl(SHBUF_BIN, SHBUF_BIN, "snd-be", "--platform", "sim", "--sim", path.c_str(), "--out",
+            out.c_str(), "--capture-wav", capture.c_str(), "-v", "2", nullptr);
+      _exit(127);
+    }
+  }
+
+  void TearDown() override {
+    if (be > 0) {
+      kill(be, SIGTERM);
+      int st = 0;
+      waitpid(be, &st, 0);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "snd-be: " << slurp(log);
+      EXPECT_NE(slurp(log).find("holds at exit: devices=0 connected=0 ring_mappings=0 "
+                                "event_channels=0 open_streams=0 buffer_pages=0"),
+                std::string::npos)
+          << slurp(log);
+    }
+    expect_clean();
+    std::filesystem::remove_all(out);
+    std::filesystem::remove(log);
+    std::filesystem::remove(capture);
+    SimTest::TearDown();
+  }
+
+  void add(DomId dom) {
+    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "add", "vsnd", "--sim", path,
+                                          "--frontend", std::to_string(dom)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  void remove(DomId dom) {
+    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "remove", "vsnd", "--sim",
+                                          path, "--frontend", std::to_string(dom)});
+    EXPECT_EQ(r.exit_code, 0) << r.err << slurp(log);
+  }
+
+  pv::Platform platform(DomId dom) {
+    pv::PlatformOptions o;
+    o.name = "sim";
+    o.self = dom;
+    o.sim_path = path;
+    auto p = pv::open_platform(o);
+    EXPECT_TRUE(p.ok()) << p.error().describe();
+    return p.ok() ? std::move(p).value() : pv::Platform{};
+  }
+
+  // Waits (bounded) for snd-be's log to hold `text`.
+  bool log_says(const std::string& text, int ms = 5000) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < deadline) {
+      if (slurp(log).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // Pages snd-be (domain 0) maps right now.
+  std::size_t backend_pages() {
+    std::size_t n = 0;
+    for (const auto& m : status().mappings) n += m.mapper == 0 ? m.count : 0;
+    return n;
+  }
+
+  // A request's status.
+  static std::int32_t status_of(SndFrontend& fe, std::size_t stream, Request r) {
+    auto rsp = fe.request(stream, std::move(r));
+    EXPECT_TRUE(rsp.ok()) << rsp.error().describe();
+    return rsp.ok() ? rsp->status : 1;
+  }
+
+  std::string out;
+  std::string log;
+  std::string capture;
+  pid_t be = -1;
+};
+
+constexpr std::uint32_t kBuffer = 16384;
+constexpr std::uint32_t kPeriod = 4096;
+
+TEST_F(SndLab, WhatIsPlayedIsWrittenSampleForSample) {
+  add(1);
+  auto p = platform(1);
+  auto fe = SndFrontend::connect(p, {});
+  ASSERT_TRUE(fe.ok()) << fe.error().describe() << slurp(log);
+  ASSERT_EQ((*fe)->streams().size(), 2u);
+  ASSERT_FALSE((*fe)->streams()[0].capture);
+  // What ALSA would ask first: everything, narrowed to the card.
+  auto hw = (*fe)->query(0, {~0ull, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX},
+                             {0, UINT32_MAX}});
+  ASSERT_TRUE(hw.ok()) << hw.error().describe();
+  EXPECT_EQ(hw->formats, format_bit(kFormatS16LE));
+  EXPECT_EQ(hw->rates, (Interval{44100, 48000}));
+  EXPECT_EQ(hw->channels, (Interval{1, 2}));
+  ASSERT_TRUE((*fe)->open(0, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok()) << slurp(log);
+  // A quarter of a second of the known signal, a period at a time through
+  // the ring buffer.
+  constexpr std::size_t kBytes = 48000;
+  for (std::size_t done = 0; done < kBytes; done += kPeriod) {
+    const std::uint32_t len = std::uint32_t(std::min<std::size_t>(kPeriod, kBytes - done));
+    const std::uint32_t off = std::uint32_t(done % kBuffer);
+    std::vector<short> chunk(len / 2);
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = sample(done / 2 + i);
+    std::memcpy((*fe)->buffer(0).data() + off, chunk.data(), len);
+    ASSERT_TRUE((*fe)->write(0, off, len).ok()) << slurp(log);
+    if (done == 0) {
+      ASSERT_TRUE((*fe)->trigger(0, kTriggerStart).ok());
+    }
+  }
+  // Position events: ids 0, 1, 2, ... and positions that never go back.
+  std::uint64_t last_position = 0;
+  std::uint16_t next_id = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto e = (*fe)->next_event(0);
+    ASSERT_TRUE(e.ok()) << e.error().describe();
+    EXPECT_EQ(e->id, next_id++);
+    EXPECT_GE(e->position, last_position);
+    EXPECT_EQ(e->position % 4, 0u);
+    last_position = e->position;
+  }
+  ASSERT_TRUE((*fe)->trigger(0, kTriggerStop).ok());
+  ASSERT_TRUE((*fe)->close_stream(0).ok());
+  SF_INFO info;
+  const std::vector<short> got = read_wav(out + "/d1-v0-p0-s0-0.wav", info);
+  EXPECT_EQ(info.channels, 2);
+  EXPECT_EQ(info.samplerate, 48000);
+  ASSERT_EQ(got.size(), kBytes / 2);
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], sample(i)) << i;
+  // Event ids go on across OPENs: the frontend counts them per channel.
+  auto drained = (*fe)->drain_events(0);
+  ASSERT_TRUE(drained.ok());
+  for (const CurPosEvent& e : *drained) EXPECT_EQ(e.id, next_id++);
+  ASSERT_TRUE((*fe)->open(0, 44100, kFormatS16LE, 1, kBuffer, kPeriod).ok());
+  ASSERT_TRUE((*fe)->trigger(0, kTriggerStart).ok());
+  auto again = (*fe)->next_event(0);
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_EQ(again->id, next_id);
+  ASSERT_TRUE((*fe)->close_stream(0).ok());
+  EXPECT_TRUE(std::filesystem::exists(out + "/d1-v0-p0-s0-1.wav"));
+  EXPECT_TRUE((*fe)->close().ok());
+  // Another frontend of the same domain connects the closed device again;
+  // its files go on numbering, its event ids start over.
+  auto fe2 = SndFrontend::connect(p, {});
+  ASSERT_TRUE(fe2.ok()) << fe2.error().describe() << slurp(log);
+  ASSERT_TRUE((*fe2)->open(0, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok());
+  ASSERT_TRUE((*fe2)->trigger(0, kTriggerStart).ok());
+  auto first = (*fe2)->next_event(0);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  EXPECT_EQ(first->id, 0);
+  ASSERT_TRUE((*fe2)->close_stream(0).ok());
+  EXPECT_TRUE(std::filesystem::exists(out + "/d1-v0-p0-s0-2.wav"));
+  EXPECT_TRUE((*fe2)->close().ok());
+  remove(1);
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
+               "event_channels=0 open_streams=0 buffer_pages=0"));
+}
+
+TEST_F(SndLab, WhatIsRecordedIsExactlyTheWavServed) {
+  add(1);
+  auto p = platform(1);
+  auto fe = SndFrontend::connect(p, {});
+  ASSERT_TRUE(fe.ok()) << fe.error().describe() << slurp(log);
+  ASSERT_TRUE((*fe)->streams()[1].capture);
+  ASSERT_TRUE((*fe)->open(1, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok()) << slurp(log);
+  ASSERT_TRUE((*fe)->trigger(1, kTriggerStart).ok());
+  std::vector<short> got;
+  const std::size_t bytes = kCaptureFrames * 4 + kPeriod;  // the file, then silence
+  for (std::size_t done = 0; done < bytes; done += kPeriod) {
+    const std::uint32_t off = std::uint32_t(done % kBuffer);
+    ASSERT_TRUE((*fe)->read(1, off, kPeriod).ok()) << slurp(log);
+    const short* s = reinterpret_cast<const short*>((*fe)->buffer(1).data() + off);
+    got.insert(got.end(), s, s + kPeriod / 2);
+  }
+  ASSERT_GE(got.size(), 2 * kCaptureFrames);
+  for (std::size_t i = 0; i < 2 * kCaptureFrames; ++i) {
+    ASSERT_EQ(got[i], capture_sample(i)) << i;
+  }
+  for (std::size_t i = 2 * kCaptureFrames; i < got.size(); ++i) ASSERT_EQ(got[i], 0) << i;
+  ASSERT_TRUE((*fe)->close_stream(1).ok());
+  EXPECT_TRUE((*fe)->close().ok());
+  remove(1);
+}
+
+TEST_F(SndLab, OpenTwiceAndBadRequestsAreAnsweredWhileSndBeServes) {
+  add(1);
+  auto p = platform(1);
+  auto fe = SndFrontend::connect(p, {});
+  ASSERT_TRUE(fe.ok()) << fe.error().describe() << slurp(log);
+  SndFrontend& f = **fe;
+  const std::size_t rings = backend_pages();
+  EXPECT_EQ(rings, 4u);  // two pages per stream
+  // Before OPEN.
+  EXPECT_EQ(status_of(f, 0, {0, kOpWrite, Write{0, 4}}), -EPROTO);
+  EXPECT_EQ(status_of(f, 1, {0, kOpRead, Read{0, 4}}), -EPROTO);
+  EXPECT_EQ(status_of(f, 0, {0, kOpTrigger, Trigger{kTriggerStart}}), -EPROTO);
+  // A buffer of 0, and one above the card's buffer-size of 65536.
+  EXPECT_EQ(f.open(0, 48000, kFormatS16LE, 2, 0, 0).code(), EINVAL);
+  EXPECT_EQ(f.open(0, 48000, kFormatS16LE, 2, 65537, 0).code(), E2BIG);
+  EXPECT_EQ(f.open(0, 22050, kFormatS16LE, 2, 4096, 0).code(), EINVAL);
+  EXPECT_EQ(backend_pages(), rings);
+  // The largest allowed, then OPEN again on the open stream.
+  ASSERT_TRUE(f.open(0, 48000, kFormatS16LE, 2, 65536, 0).ok()) << slurp(log);
+  EXPECT_EQ(backend_pages(), rings + 16);
+  ASSERT_TRUE(f.open(0, 48000, kFormatS16LE, 2, 8192, 0).ok()) << slurp(log);
+  EXPECT_EQ(backend_pages(), rings + 2);
+  // Out of bounds.
+  EXPECT_EQ(status_of(f, 0, {0, kOpWrite, Write{8192, 4}}), -EINVAL);
+  EXPECT_EQ(status_of(f, 0, {0, kOpWrite, Write{4, 0xfffffffcu}}), -EINVAL);
+  EXPECT_EQ(status_of(f, 0, {0, kOpRead, Read{0, 4}}), -EINVAL);
+  EXPECT_EQ(status_of(f, 0, {0, kOpSetVolume, UnknownOp{}}), -ENOTSUP);
+  EXPECT_TRUE(log_says("s0: refused: WRITE: "));
+  // Still serving: the last 4 bytes of the buffer are played.
+  std::memset(f.buffer(0).data() + 8188, 0x11, 4);
+  ASSERT_TRUE(f.write(0, 8188, 4).ok());
+  ASSERT_TRUE(f.close_stream(0).ok());
+  EXPECT_EQ(backend_pages(), rings);
+  SF_INFO info;
+  EXPECT_EQ(read_wav(out + "/d1-v0-p0-s0-1.wav", info), (std::vector<short>{0x1111, 0x1111}));
+  EXPECT_TRUE(f.close().ok());
+  remove(1);
+}
+
+TEST_F(SndLab, AFrontendKilledWithSigkillLeavesSndBeRunningAndHoldingNothing) {
+  add(3);
+  add(1);
+  int up[2];
+  ASSERT_EQ(pipe(up), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    ::close(up[0]);
+    auto p = platform(3);
+    auto fe = SndFrontend::connect(p, {});
+    if (!fe.ok()) _exit(91);
+    if (!(*fe)->open(0, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok()) _exit(92);
+    if (!(*fe)->open(1, 48000, kFormatS16LE, 2, kBuffer, kPeriod).ok()) _exit(93);
+    if (!(*fe)->trigger(0, kTriggerStart).ok()) _exit(94);
+    (void)!::write(up[1], "u", 1);
+    // Plays and records without pause, until killed.
+    for (std::uint32_t i = 0;; ++i) {
+      (void)(*fe)->write(0, (i * kPeriod) % kBuffer, kPeriod);
+      (void)(*fe)->read(1, (i * kPeriod) % kBuffer, kPeriod);
+    }
+  }
+  ::close(up[1]);
+  char c = 0;
+  ASSERT_EQ(::read(up[0], &c, 1), 1) << slurp(log);
+  ::close(up[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  // The toolstack notices the dead guest and tears its device down.
+  remove(3);
+  EXPECT_TRUE(log_says("holds after a device went away: devices=1 connected=0 ring_mappings=0 "
+                       "event_channels=0 open_streams=0 buffer_pages=0"));
+  EXPECT_EQ(kill(be, 0), 0);
+  EXPECT_EQ(backend_pages(), 0u);
+  // The other domain is served.
+  auto p1 = platform(1);
+  auto fe1 = SndFrontend::connect(p1, {});
+  ASSERT_TRUE(fe1.ok()) << fe1.error().describe() << slurp(log);
+  ASSERT_TRUE((*fe1)->open(0, 44100, kFormatS16LE, 2, kBuffer, kPeriod).ok());
+  ASSERT_TRUE((*fe1)->write(0, 0, kPeriod).ok());
+  ASSERT_TRUE((*fe1)->close_stream(0).ok());
+  EXPECT_TRUE((*fe1)->close().ok());
+  remove(1);
+}
+
+}  // namespace
+}  // namespace shbuf::snd
