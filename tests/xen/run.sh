@@ -31,6 +31,7 @@ xen_pkg=xen-hypervisor-4.17-amd64
 displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
 snd=${SHBUF_XEN_SND:-0}
+[ "$snd" = 1 ] && targets="$targets shbuf_snd_check"
 # Either proof needs the toolstack in dom0 and the domU's kernel and initramfs.
 guests=0
 { [ "$displ" = 1 ] || [ "$snd" = 1 ]; } && guests=1
@@ -172,16 +173,10 @@ fi
 dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_provider"
            "$build/tests/test_pv_platform")
 [ "$displ" = 1 ] && dom0_exes+=("$build/shbuf_displ_check")
+[ "$snd" = 1 ] && dom0_exes+=("$build/shbuf_snd_check")
 for e in "${dom0_exes[@]}"; do
   [ -x "$e" ] || die "$e is missing: build it (SHBUF_XEN_TARGETS, SHBUF_XEN_SKIP_BUILD)"
 done
-
-# The sound proof's checks in dom0 (tests/xen/snd-test.sh): plain C, static
-# like the guest's clients.
-if [ "$snd" = 1 ]; then
-  gcc -static -O2 -Wall -Wextra -Werror -I"$root/tests/xen" "$root/tests/xen/snd_check.c" \
-    -o "$build/snd_check" || die "building tests/xen/snd_check.c failed"
-fi
 
 run_dir=$build/xen-run
 mkdir -p "$run_dir"

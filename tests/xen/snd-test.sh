@@ -8,11 +8,6 @@
 # backend wrote equals the signal played, and that what the guest recorded
 # equals the WAV the backend was given for capture.
 #
-# Until the build has `shbuf snd-be`, the parts that need it are left out
-# (marked "needs snd-be" below) and a stand-in only moves the backend's
-# xenbus state to InitWait (and to Closed on removal), so that xl creates the
-# guest: the test then proves the guest side up to snd_xen_front publishing
-# its rings, and the client's bounded wait for a card that never comes.
 # Usage (busybox sh, repository as working directory): snd-test.sh BUILD_DIR
 set -u
 B=$1
@@ -36,7 +31,6 @@ fail() {
     tail -n 30 /var/log/xen/console/guest-snd0.log | sed 's/^/snd-test: guest-snd0.log: /'
   [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null
   xl destroy snd0 >/dev/null 2>&1
-  [ -n "${stubpid:-}" ] && kill "$stubpid" 2>/dev/null
   exit 1
 }
 . tests/xen/toolstack.sh
@@ -56,49 +50,17 @@ holds_nothing() {
   [ -n "$line" ] && ! echo "$line" | tr ' ' '\n' | grep '=' | grep -qv '=0$'
 }
 
-# (`shbuf UNKNOWN --help` prints the general help and exits 0: look for the
-# subcommand in it.)
-if "$B/shbuf" --help 2>/dev/null | grep -q '^ *snd-be '; then
-  have_be=1
-else
-  have_be=0
-  say "this build has no 'shbuf snd-be': the guest side only, with a stand-in for the backend's states"
-fi
+[ -x "$B/shbuf_snd_check" ] || fail "$B/shbuf_snd_check is missing (run.sh builds it with SHBUF_XEN_SND=1)"
+"$B/shbuf_snd_check" wav "$out/capture.wav" "$capture_first" $((record * 2)) ||
+  fail "cannot write the capture WAV"
+mkdir -p "$out/be"
+"$B/shbuf" snd-be --platform xen --out "$out/be" --capture-wav "$out/capture.wav" -v 2 \
+  2>"$out/backend.log" &
+bepid=$!
+wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "snd-be did not start"
 
-if [ "$have_be" = 1 ]; then
-  # --- needs snd-be ---------------------------------------------------------
-  [ -x "$B/snd_check" ] || fail "$B/snd_check is missing (run.sh builds it with SHBUF_XEN_SND=1)"
-  "$B/snd_check" wav "$out/capture.wav" "$capture_first" $((record * 2)) ||
-    fail "cannot write the capture WAV"
-  mkdir -p "$out/be"
-  "$B/shbuf" snd-be --platform xen --out "$out/be" --capture-wav "$out/capture.wav" -v 2 \
-    2>"$out/backend.log" &
-  bepid=$!
-  wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "snd-be did not start"
-  # --- end of needs snd-be --------------------------------------------------
-else
-  # The stand-in: InitWait for every new vsnd device (libxl waits 10 s for
-  # it), Closed when libxl asks for Closing. Nothing ever connects.
-  (
-    while :; do
-      for d in $(xenstore-list /local/domain/0/backend/vsnd 2>/dev/null); do
-        for n in $(xenstore-list "/local/domain/0/backend/vsnd/$d" 2>/dev/null); do
-          p=/local/domain/0/backend/vsnd/$d/$n
-          case $(xenstore-read "$p/state" 2>/dev/null) in
-            1) xenstore-write "$p/state" 2 ;;
-            5) xenstore-write "$p/state" 6 ;;
-          esac
-        done
-      done
-      sleep 1
-    done
-  ) &
-  stubpid=$!
-fi
-
-# Without a backend the client waits for the card only briefly.
+# How long the client waits for its card.
 wait_s=60
-[ "$have_be" = 1 ] || wait_s=20
 cat >/tmp/snd0.cfg <<CFG
 name="snd0"
 type="pv"
@@ -128,54 +90,35 @@ for s in 0 1; do
 done
 say "snd_xen_front published the rings of both streams (frontend state $(xenstore-read "$fe/state"))"
 
-if [ "$have_be" = 1 ]; then
-  # --- needs snd-be ---------------------------------------------------------
-  wait_for 180 "grep -aq 'SNDCLIENT: recorded\|SNDCLIENT: FAIL' $console" ||
-    fail "the client reported nothing within 180 s"
-  grep -a 'SNDCLIENT' "$console" | sed 's/^/snd-test: guest: /'
-  grep -aq 'SNDCLIENT: FAIL' "$console" && fail "the client failed: $(grep -a 'SNDCLIENT: FAIL' "$console" | head -n 1)"
-  grep -aq "SNDCLIENT: played $play frames" "$console" || fail "the client did not play $play frames"
-  got=$(grep -a 'SNDCLIENT: recorded' "$console" | sed -n 's/.*fnv1a64 \([0-9a-f]*\).*/\1/p' | head -n 1)
-  want=$("$B/snd_check" digest "$capture_first" "$record")
-  grep -aq "SNDCLIENT: recorded $record frames" "$console" ||
-    fail "the client did not record $record frames"
-  [ "$got" = "$want" ] ||
-    fail "the guest recorded fnv1a64 $got, the capture WAV's first $record frames are $want"
-  say "the guest recorded the capture WAV's first $record frames"
+wait_for 180 "grep -aq 'SNDCLIENT: recorded\|SNDCLIENT: FAIL' $console" ||
+  fail "the client reported nothing within 180 s"
+grep -a 'SNDCLIENT' "$console" | sed 's/^/snd-test: guest: /'
+grep -aq 'SNDCLIENT: FAIL' "$console" && fail "the client failed: $(grep -a 'SNDCLIENT: FAIL' "$console" | head -n 1)"
+grep -aq "SNDCLIENT: played $play frames, xruns 0" "$console" ||
+  fail "the client did not play $play frames without an xrun"
+got=$(grep -a 'SNDCLIENT: recorded' "$console" | sed -n 's/.*fnv1a64 \([0-9a-f]*\).*/\1/p' | head -n 1)
+want=$("$B/shbuf_snd_check" digest "$capture_first" "$record")
+grep -aq "SNDCLIENT: recorded $record frames, xruns 0" "$console" ||
+  fail "the client did not record $record frames without an xrun"
+[ "$got" = "$want" ] ||
+  fail "the guest recorded fnv1a64 $got, the capture WAV's first $record frames are $want"
+say "the guest recorded the capture WAV's first $record frames"
 
-  xl_ destroy snd0 || fail "xl destroy snd0"
-  wait_for 30 'holds_nothing "holds after a device went away"' ||
-    fail "the backend did not end up holding nothing after xl destroy"
-  wait_for 30 '[ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
-    fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
-  kill -TERM "$bepid"
-  wait "$bepid"
-  rc=$?
-  bepid=
-  [ "$rc" -eq 0 ] || fail "snd-be exited with $rc"
-  holds_nothing "holds at exit" || fail "snd-be's exit report is missing or not empty"
-  # What the backend wrote of the playback stream: one WAV.
-  wavs=$(ls "$out/be/"*.wav 2>/dev/null)
-  [ "$(echo "$wavs" | grep -c .)" = 1 ] || fail "expected one WAV in $out/be, found: $wavs"
-  "$B/snd_check" compare "$wavs" "$play" || fail "the WAV snd-be wrote is not the signal played"
-  grep "refused\|error" "$out/backend.log" | sed 's/^/snd-test: be| /'
-  # --- end of needs snd-be --------------------------------------------------
-else
-  # The client waits for a card that never comes, and says so.
-  wait_for $((wait_s + 60)) "grep -aq 'SNDCLIENT: FAIL' $console" ||
-    fail "the client reported no failure without a backend within $((wait_s + 60)) s"
-  grep -a 'SNDCLIENT' "$console" | sed 's/^/snd-test: guest: /'
-  grep -aq "SNDCLIENT: FAIL: no /dev/snd/pcmC0D0p after ${wait_s}s" "$console" ||
-    fail "the client's failure is not the missing card"
-  xl_ destroy snd0 || fail "xl destroy snd0"
-  wait_for 30 '[ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
-    fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
-  kill "$stubpid"
-  stubpid=
-fi
+xl_ destroy snd0 || fail "xl destroy snd0"
+wait_for 30 'holds_nothing "holds after a device went away"' ||
+  fail "the backend did not end up holding nothing after xl destroy"
+wait_for 30 '[ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
+  fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
+kill -TERM "$bepid"
+wait "$bepid"
+rc=$?
+bepid=
+[ "$rc" -eq 0 ] || fail "snd-be exited with $rc"
+holds_nothing "holds at exit" || fail "snd-be's exit report is missing or not empty"
+# What the backend wrote of the playback stream: one WAV.
+wavs=$(ls "$out/be/"*.wav 2>/dev/null)
+[ "$(echo "$wavs" | grep -c .)" = 1 ] || fail "expected one WAV in $out/be, found: $wavs"
+"$B/shbuf_snd_check" compare "$wavs" "$play" || fail "the WAV snd-be wrote is not the signal played"
+grep "refused\|error" "$out/backend.log" | sed 's/^/snd-test: be| /'
 grep -a "DOMU\|SNDCLIENT\|snd\|xen" "$console" | head -n 20 | sed 's/^/snd-test: guest-snd0.log: /'
-if [ "$have_be" = 1 ]; then
-  say "PASS"
-else
-  say "PASS (guest side only: no snd-be in this build)"
-fi
+say "PASS"
