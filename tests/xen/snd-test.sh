@@ -74,6 +74,7 @@ CFG
 t0=$(date +%s)
 xl_create /tmp/snd0.cfg snd0
 domid=$(xl_ domid snd0) || fail "no domid for snd0"
+first=$domid
 say "snd0 created as domain $domid in $(($(date +%s) - t0))s"
 
 wait_for 120 "grep -aq 'DOMU: up' $console" || fail "the guest did not boot within 120 s"
@@ -109,6 +110,26 @@ wait_for 30 'holds_nothing "holds after a device went away"' ||
   fail "the backend did not end up holding nothing after xl destroy"
 wait_for 30 '[ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
   fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
+
+# A second guest is destroyed while it plays (a minute of signal): the
+# backend lets go of everything at once and goes on.
+sed -e 's/^name="snd0"/name="snd1"/' -e "s/snd_play=$play/snd_play=$((60 * 48000))/" \
+  /tmp/snd0.cfg >/tmp/snd1.cfg
+console=/var/log/xen/console/guest-snd1.log
+rm -f "$console"
+xl_create /tmp/snd1.cfg snd1
+domid=$(xl_ domid snd1) || fail "no domid for snd1"
+wait_for 120 "grep -q 'dom$domid/0: s0: WRITE id [0-9]*: ok' $out/backend.log" ||
+  fail "domain $domid did not start playing within 120 s"
+sleep 1
+gone=$(grep -c "holds after a device went away" "$out/backend.log")
+xl_ destroy snd1 || fail "xl destroy snd1"
+wait_for 30 '[ "$(grep -c "holds after a device went away" "$out/backend.log")" -gt "$gone" ] &&
+  holds_nothing "holds after a device went away"' ||
+  fail "the backend did not end up holding nothing after xl destroy mid-playback"
+wait_for 30 '[ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
+  fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
+say "a guest destroyed mid-playback left the backend holding nothing"
 kill -TERM "$bepid"
 wait "$bepid"
 rc=$?
@@ -116,8 +137,8 @@ bepid=
 [ "$rc" -eq 0 ] || fail "snd-be exited with $rc"
 holds_nothing "holds at exit" || fail "snd-be's exit report is missing or not empty"
 # What the backend wrote of the playback stream: one WAV.
-wavs=$(ls "$out/be/"*.wav 2>/dev/null)
-[ "$(echo "$wavs" | grep -c .)" = 1 ] || fail "expected one WAV in $out/be, found: $wavs"
+wavs=$(ls "$out/be/d$first-"*.wav 2>/dev/null)
+[ "$(echo "$wavs" | grep -c .)" = 1 ] || fail "expected one WAV of domain $first in $out/be, found: $wavs"
 "$B/shbuf_snd_check" compare "$wavs" "$play" || fail "the WAV snd-be wrote is not the signal played"
 grep "refused\|error" "$out/backend.log" | sed 's/^/snd-test: be| /'
 grep -a "DOMU\|SNDCLIENT\|snd\|xen" "$console" | head -n 20 | sed 's/^/snd-test: guest-snd0.log: /'
