@@ -363,14 +363,14 @@ TEST_F(SndLab, AHostileFrontendCannotHurtSndBeOrTheOthers) {
   EXPECT_EQ(query_status({~0ull, any, {0, 0}, any, any}), -EINVAL);
   EXPECT_EQ(query_status({~0ull, any, any, {UINT32_MAX, UINT32_MAX}, any}), -EINVAL);
   // Unknown operations.
-  for (const std::uint8_t op : {kOpSetVolume, kOpGetVolume, kOpMute, kOpUnmute,
-                                std::uint8_t{0x0a}, std::uint8_t{0xee}, std::uint8_t{0xff}}) {
+  for (const std::uint8_t op : {kOpSetVolume, kOpGetVolume, kOpMute, kOpUnmute, std::uint8_t{0x0a},
+                                std::uint8_t{0xee}, std::uint8_t{0xff}}) {
     EXPECT_EQ(status_of(h, 0, Request{0, op, UnknownOp{}}), -ENOTSUP) << int(op);
   }
   // Huge offsets and lengths on an open stream.
   ASSERT_TRUE(h.open(0, 48000, kFormatS16LE, 2, 8192, 4096).ok()) << slurp(log);
-  for (const Write w : {Write{0xffffffffu, 0xffffffffu}, Write{0xfffffffcu, 8},
-                        Write{8192, 4}, Write{0, 0xffffffffu}, Write{4, 8192}}) {
+  for (const Write w : {Write{0xffffffffu, 0xffffffffu}, Write{0xfffffffcu, 8}, Write{8192, 4},
+                        Write{0, 0xffffffffu}, Write{4, 8192}}) {
     EXPECT_EQ(status_of(h, 0, Request{0, kOpWrite, w}), -EINVAL) << w.offset << "+" << w.length;
   }
   EXPECT_EQ(status_of(h, 0, Request{0, kOpRead, Read{0, 4}}), -EINVAL);

@@ -448,7 +448,6 @@ void run_bench(const Flags& flags) {
     fail(kExitFailure, "performance targets missed (see FAIL above)");
 }
 
-
 // ---- shbuf bench snd ----
 
 using Clock = std::chrono::steady_clock;
@@ -574,13 +573,13 @@ const snd::PlaybackFormat kSndFormat{48000, snd::kFormatS16LE, 2, 16384, 4096};
 
 struct SndResults {
   Machine machine;
-  double seconds = 0;          // asked for
-  double played_s = 0;         // whole periods of it
-  double wall_s = 0;           // OPEN to CLOSE
-  double elapsed_s = 0;        // START sent to the last position event
-  double position_s = 0;       // the last event's position, in time
-  double error_ms = 0;         // position_s - elapsed_s
-  double error_pct = 0;        // of the seconds played
+  double seconds = 0;     // asked for
+  double played_s = 0;    // whole periods of it
+  double wall_s = 0;      // OPEN to CLOSE
+  double elapsed_s = 0;   // START sent to the last position event
+  double position_s = 0;  // the last event's position, in time
+  double error_ms = 0;    // position_s - elapsed_s
+  double error_pct = 0;   // of the seconds played
   std::uint64_t events = 0;
   double events_per_s = 0;
   double expected_events_per_s = 0;  // snd-be's: four per period
@@ -610,9 +609,9 @@ SndResults measure_snd(double seconds) {
   so.path = work.sim();
   so.domid = 0;
   auto instance = take(SimProvider::open(so));
-  SelfChild be({"shbuf", "snd-be", "--platform", "sim", "--sim", work.sim(), "--out", work.out(),
-                "-v", "1"},
-               work.log());
+  SelfChild be(
+      {"shbuf", "snd-be", "--platform", "sim", "--sim", work.sim(), "--out", work.out(), "-v", "1"},
+      work.log());
   run_self({"shbuf", "sim", "device", "add", "vsnd", "--sim", work.sim(), "--frontend",
             std::to_string(kSndFrontendDom)});
   pv::PlatformOptions po;
@@ -636,9 +635,8 @@ SndResults measure_snd(double seconds) {
   const double cpu_before = cpu_seconds(be.pid());
   const auto t0 = Clock::now();
   const snd::Playback p = take(snd::play_paced(
-      *fe, stream, kSndFormat, bytes, [](std::span<std::byte> out, std::uint64_t) {
-        std::memset(out.data(), 0, out.size());
-      }));
+      *fe, stream, kSndFormat, bytes,
+      [](std::span<std::byte> out, std::uint64_t) { std::memset(out.data(), 0, out.size()); }));
   res.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
   res.be_cpu_s = cpu_seconds(be.pid()) - cpu_before;
   check(fe->close());
@@ -663,17 +661,16 @@ SndResults measure_snd(double seconds) {
                          fmt::format("{:+.2f} ms ({:+.3f}%), tolerance {:.0f} ms", res.error_ms,
                                      res.error_pct, tolerance_ms),
                          std::fabs(res.error_ms) <= tolerance_ms});
-  res.targets.push_back({"snd-be exits 0 on SIGTERM", fmt::format("{}", res.be_exit),
-                         res.be_exit == 0});
+  res.targets.push_back(
+      {"snd-be exits 0 on SIGTERM", fmt::format("{}", res.be_exit), res.be_exit == 0});
   for (const Target& t : res.targets) res.all_pass = res.all_pass && t.pass;
   return res;
 }
 
 Json to_json(const SndResults& res) {
   Json j;
-  j["machine"] = {{"cpu", res.machine.cpu},
-                  {"cores", res.machine.cores},
-                  {"kernel", res.machine.kernel}};
+  j["machine"] = {
+      {"cpu", res.machine.cpu}, {"cores", res.machine.cores}, {"kernel", res.machine.kernel}};
   j["legend"] = Json::array();
   for (const char* l : kSndLegend) j["legend"].push_back(l);
   j["seconds"] = res.seconds;
@@ -712,8 +709,7 @@ void print_tables(const SndResults& res) {
   fmt::print("{:<34} {:>+12.3f}\n", "pacing error %", res.error_pct);
   fmt::print("{:<34} {:>12}\n", "position events", res.events);
   fmt::print("{:<34} {:>12.1f}\n", "events/s", res.events_per_s);
-  fmt::print("{:<34} {:>12.1f}\n", "events/s expected (4 per period)",
-             res.expected_events_per_s);
+  fmt::print("{:<34} {:>12.1f}\n", "events/s expected (4 per period)", res.expected_events_per_s);
   fmt::print("{:<34} {:>12.3f}\n", "snd-be CPU s per stream", res.be_cpu_s);
   fmt::print("{:<34} {:>12.2f}\n", "snd-be CPU % per stream", 100 * res.be_cpu_s / res.wall_s);
   fmt::print("\ntargets:\n");

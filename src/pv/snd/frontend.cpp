@@ -205,8 +205,8 @@ Status SndFrontend::rewrite(const std::string& key, const std::string& value) {
 
 std::string SndFrontend::stream_key(std::size_t stream, const std::string& name) const {
   if (stream >= configs_.size()) return name;
-  return std::to_string(configs_[stream].pcm) + "/" + std::to_string(configs_[stream].index) +
-         "/" + name;
+  return std::to_string(configs_[stream].pcm) + "/" + std::to_string(configs_[stream].index) + "/" +
+         name;
 }
 
 Result<Response> SndFrontend::request(std::size_t stream, Request r) {
