@@ -1,19 +1,33 @@
 // shbuf bench: ours against the limit and the naive per-page way, in one run,
-// with the performance targets checked (exit 1 when one is missed).
+// with the performance targets checked (exit 1 when one is missed); and
+// shbuf bench snd, snd-be's pacing of a played stream on a private
+// simulator instance.
 #include <fmt/format.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_cases.h"
 #include "cli.h"
+#include "pv/platform.h"
+#include "pv/snd/frontend.h"
+#include "pv/snd/playback.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf::cli {
 namespace {
@@ -402,6 +416,16 @@ void print_tables(const Results& res) {
   }
 }
 
+// Prints (and writes) the results as JSON (on stdout and/or into a file).
+void report(const std::string& json, bool json_only, const std::string& json_file) {
+  if (json_only) std::fputs(json.c_str(), stdout);
+  if (!json_file.empty()) {
+    std::ofstream out(json_file);
+    out << json;
+    if (!out.flush()) fail(kExitFailure, "cannot write " + json_file);
+  }
+}
+
 void run_bench(const Flags& flags) {
   Results res;
   res.quick = flags.quick;
@@ -417,17 +441,290 @@ void run_bench(const Flags& flags) {
   for (const Target& t : res.targets) res.all_pass = res.all_pass && t.pass;
   res.naive_note = naive_note(res);
 
-  const std::string json = json_text(to_json(res));
-  if (flags.json) std::fputs(json.c_str(), stdout);
-  if (!flags.json_file.empty()) {
-    std::ofstream out(flags.json_file);
-    out << json;
-    if (!out.flush()) fail(kExitFailure, "cannot write " + flags.json_file);
-  }
+  report(json_text(to_json(res)), flags.json, flags.json_file);
   if (!flags.json) print_tables(res);
   std::fflush(stdout);
   if (!res.quick && !res.all_pass)
     fail(kExitFailure, "performance targets missed (see FAIL above)");
+}
+
+// ---- shbuf bench snd ----
+
+using Clock = std::chrono::steady_clock;
+
+// The bench's private directory under /dev/shm (or /tmp): the simulator
+// instance and snd-be's output, reset and removed on every way out.
+class SndWorkDir {
+ public:
+  SndWorkDir() {
+    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::string path = fmt::format("{}/shbuf-bench-snd-{}-XXXXXX", base, ::getpid());
+    if (::mkdtemp(path.data()) == nullptr) {
+      fail(kExitFailure,
+           errno_error(fmt::format("cannot create a directory under {}", base)).message);
+    }
+    path_ = std::move(path);
+    std::filesystem::create_directory(out());
+  }
+  SndWorkDir(const SndWorkDir&) = delete;
+  SndWorkDir& operator=(const SndWorkDir&) = delete;
+  ~SndWorkDir() {
+    (void)SimProvider::reset(sim());
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string sim() const { return path_ + "/sim"; }
+  std::string out() const { return path_ + "/out"; }
+  std::string log() const { return path_ + "/snd-be.log"; }
+
+ private:
+  std::string path_;
+};
+
+// This executable run as a child (stdout to /dev/null, stderr to `err` or
+// kept), killed if still running when it goes.
+class SelfChild {
+ public:
+  SelfChild(const std::vector<std::string>& argv, const std::string& err) {
+    const pid_t pid = ::fork();
+    if (pid < 0) fail(kExitFailure, errno_error("fork").message);
+    if (pid == 0) {
+      // Our stdout is the report's.
+      if (std::freopen("/dev/null", "w", stdout) == nullptr) ::_exit(126);
+      if (!err.empty() && std::freopen(err.c_str(), "w", stderr) == nullptr) ::_exit(126);
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv("/proc/self/exe", args.data());
+      ::_exit(127);
+    }
+    pid_ = pid;
+  }
+  SelfChild(const SelfChild&) = delete;
+  SelfChild& operator=(const SelfChild&) = delete;
+  ~SelfChild() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+
+  // The exit status once it ended (within timeout_ms, else killed: -1).
+  int wait(int timeout_ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      int status = 0;
+      const pid_t got = ::waitpid(pid_, &status, WNOHANG);
+      if (got == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (got < 0 && errno != EINTR) {
+        pid_ = -1;
+        return -1;
+      }
+      if (Clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// A shbuf command run to its end (bounded); its failure is ours.
+void run_self(const std::vector<std::string>& argv) {
+  SelfChild c(argv, "");
+  const int code = c.wait(10000);
+  if (code != 0) fail(kExitFailure, fmt::format("shbuf {} exited with {}", argv[1], code));
+}
+
+// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat;
+  std::getline(in, stat);
+  const std::size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return NAN;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+  unsigned long long utime = 0, stime = 0;
+  if (!(fields >> utime >> stime)) return NAN;
+  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+struct SndFlags {
+  double seconds = 10;
+  bool json = false;
+  std::string json_file;
+};
+
+// Frontend domain of the benched device; snd-be is domain 0.
+constexpr DomId kSndFrontendDom = 1;
+constexpr double kPacingTolerance = 0.02;  // of the seconds played
+const snd::PlaybackFormat kSndFormat{48000, snd::kFormatS16LE, 2, 16384, 4096};
+
+struct SndResults {
+  Machine machine;
+  double seconds = 0;     // asked for
+  double played_s = 0;    // whole periods of it
+  double wall_s = 0;      // OPEN to CLOSE
+  double elapsed_s = 0;   // START sent to the last position event
+  double position_s = 0;  // the last event's position, in time
+  double error_ms = 0;    // position_s - elapsed_s
+  double error_pct = 0;   // of the seconds played
+  std::uint64_t events = 0;
+  double events_per_s = 0;
+  double expected_events_per_s = 0;  // snd-be's: four per period
+  double be_cpu_s = 0;               // snd-be's CPU over the playback (one stream)
+  int be_exit = 0;
+  std::vector<Target> targets;
+  bool all_pass = true;
+};
+
+constexpr const char* kSndLegend[] = {
+    "snd-be on a private simulator instance (a child process), our sndif frontend in this "
+    "process as domain 1: one playback stream, 48 kHz stereo S16_LE, buffer 16384 bytes, "
+    "period 4096 bytes, written a period at a time as the CUR_POS events let room",
+    "wall: OPEN to CLOSE; elapsed: START sent to the last position event's arrival; pacing "
+    "error: the last event's position as time minus elapsed",
+    "snd-be CPU: user + system time from /proc/<pid>/stat, before OPEN to after CLOSE "
+    "(clock ticks)",
+};
+
+SndResults measure_snd(double seconds) {
+  SndResults res;
+  res.machine = machine();
+  res.seconds = seconds;
+  SndWorkDir work;
+  // The instance exists before snd-be opens it.
+  SimOptions so;
+  so.path = work.sim();
+  so.domid = 0;
+  auto instance = take(SimProvider::open(so));
+  SelfChild be(
+      {"shbuf", "snd-be", "--platform", "sim", "--sim", work.sim(), "--out", work.out(), "-v", "1"},
+      work.log());
+  run_self({"shbuf", "sim", "device", "add", "vsnd", "--sim", work.sim(), "--frontend",
+            std::to_string(kSndFrontendDom)});
+  pv::PlatformOptions po;
+  po.name = "sim";
+  po.self = kSndFrontendDom;
+  po.sim_path = work.sim();
+  pv::Platform platform = take(pv::open_platform(po));
+  auto fe = take(snd::SndFrontend::connect(platform, {}));
+  std::size_t stream = fe->streams().size();
+  for (std::size_t i = 0; i < fe->streams().size() && stream == fe->streams().size(); ++i) {
+    if (!fe->streams()[i].capture) stream = i;
+  }
+  if (stream == fe->streams().size()) fail(kExitFailure, "the card has no playback stream");
+  const std::uint32_t frame = 2 * kSndFormat.channels;
+  const double byte_rate = double(kSndFormat.rate) * frame;
+  // N seconds, rounded up to whole periods.
+  const std::uint64_t period = kSndFormat.period_bytes;
+  const auto bytes = (std::uint64_t(std::llround(seconds * kSndFormat.rate)) * frame + period - 1) /
+                     period * period;
+
+  const double cpu_before = cpu_seconds(be.pid());
+  const auto t0 = Clock::now();
+  const snd::Playback p = take(snd::play_paced(
+      *fe, stream, kSndFormat, bytes,
+      [](std::span<std::byte> out, std::uint64_t) { std::memset(out.data(), 0, out.size()); }));
+  res.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  res.be_cpu_s = cpu_seconds(be.pid()) - cpu_before;
+  check(fe->close());
+  fe.reset();
+  run_self({"shbuf", "sim", "device", "remove", "vsnd", "--sim", work.sim(), "--frontend",
+            std::to_string(kSndFrontendDom)});
+  ::kill(be.pid(), SIGTERM);
+  res.be_exit = be.wait(10000);
+
+  res.played_s = double(p.bytes) / byte_rate;
+  res.elapsed_s = std::chrono::duration<double>(p.elapsed).count();
+  res.position_s = double(p.last_position) / byte_rate;
+  res.error_ms = (res.position_s - res.elapsed_s) * 1e3;
+  res.error_pct = 100 * (res.position_s - res.elapsed_s) / res.played_s;
+  res.events = p.events;
+  res.events_per_s = double(p.events) / res.elapsed_s;
+  res.expected_events_per_s = 4 * byte_rate / kSndFormat.period_bytes;
+
+  const double tolerance_ms = kPacingTolerance * res.played_s * 1e3;
+  res.targets.push_back({fmt::format("|pacing error| at most {:.0f}% of the {:.3f} s played",
+                                     100 * kPacingTolerance, res.played_s),
+                         fmt::format("{:+.2f} ms ({:+.3f}%), tolerance {:.0f} ms", res.error_ms,
+                                     res.error_pct, tolerance_ms),
+                         std::fabs(res.error_ms) <= tolerance_ms});
+  res.targets.push_back(
+      {"snd-be exits 0 on SIGTERM", fmt::format("{}", res.be_exit), res.be_exit == 0});
+  for (const Target& t : res.targets) res.all_pass = res.all_pass && t.pass;
+  return res;
+}
+
+Json to_json(const SndResults& res) {
+  Json j;
+  j["machine"] = {
+      {"cpu", res.machine.cpu}, {"cores", res.machine.cores}, {"kernel", res.machine.kernel}};
+  j["legend"] = Json::array();
+  for (const char* l : kSndLegend) j["legend"].push_back(l);
+  j["seconds"] = res.seconds;
+  j["played_s"] = figure(res.played_s);
+  j["wall_s"] = figure(res.wall_s);
+  j["elapsed_s"] = figure(res.elapsed_s);
+  j["position_s"] = figure(res.position_s);
+  j["pacing_error_ms"] = figure(res.error_ms);
+  j["pacing_error_pct"] = figure(res.error_pct);
+  j["events"] = res.events;
+  j["events_per_s"] = figure(res.events_per_s);
+  j["expected_events_per_s"] = figure(res.expected_events_per_s);
+  j["streams"] = 1;
+  j["snd_be_cpu_s_per_stream"] = figure(res.be_cpu_s);
+  j["snd_be_cpu_pct_per_stream"] = figure(100 * res.be_cpu_s / res.wall_s);
+  j["targets"] = Json::array();
+  for (const Target& t : res.targets) {
+    j["targets"].push_back({{"name", t.name}, {"measured", t.measured}, {"pass", t.pass}});
+  }
+  j["pass"] = res.all_pass;
+  return j;
+}
+
+void print_tables(const SndResults& res) {
+  fmt::print("shbuf bench snd on {}, {} cores, {}\n", res.machine.cpu, res.machine.cores,
+             res.machine.kernel);
+  for (const char* l : kSndLegend) fmt::print("  {}\n", l);
+  fmt::print("\n{:<34} {:>12}\n", "figure", "value");
+  fmt::print("{:<34} {:>12.3f}\n", "seconds asked (N)", res.seconds);
+  fmt::print("{:<34} {:>12.3f}\n", "seconds played (whole periods)", res.played_s);
+  fmt::print("{:<34} {:>12.3f}\n", "wall s (OPEN to CLOSE)", res.wall_s);
+  fmt::print("{:<34} {:>12.3f}\n", "wall / N", res.wall_s / res.seconds);
+  fmt::print("{:<34} {:>12.3f}\n", "elapsed s (START to last event)", res.elapsed_s);
+  fmt::print("{:<34} {:>12.3f}\n", "last position s", res.position_s);
+  fmt::print("{:<34} {:>+12.2f}\n", "pacing error ms", res.error_ms);
+  fmt::print("{:<34} {:>+12.3f}\n", "pacing error %", res.error_pct);
+  fmt::print("{:<34} {:>12}\n", "position events", res.events);
+  fmt::print("{:<34} {:>12.1f}\n", "events/s", res.events_per_s);
+  fmt::print("{:<34} {:>12.1f}\n", "events/s expected (4 per period)", res.expected_events_per_s);
+  fmt::print("{:<34} {:>12.3f}\n", "snd-be CPU s per stream", res.be_cpu_s);
+  fmt::print("{:<34} {:>12.2f}\n", "snd-be CPU % per stream", 100 * res.be_cpu_s / res.wall_s);
+  fmt::print("\ntargets:\n");
+  for (const Target& t : res.targets) {
+    fmt::print("  {}  {}: {}\n", t.pass ? "PASS" : "FAIL", t.name, t.measured);
+  }
+}
+
+void run_bench_snd(const SndFlags& flags) {
+  if (flags.seconds < 0.1) fail(kExitUsage, "--seconds: at least 0.1");
+  const SndResults res = measure_snd(flags.seconds);
+  report(json_text(to_json(res)), flags.json, flags.json_file);
+  if (!flags.json) print_tables(res);
+  std::fflush(stdout);
+  if (!res.all_pass) fail(kExitFailure, "sound pacing targets missed (see FAIL above)");
 }
 
 }  // namespace
@@ -439,7 +736,20 @@ void add_bench_commands(CLI::App& app) {
   cmd->add_flag("--json", flags->json, "Print JSON instead of tables");
   cmd->add_flag("--quick", flags->quick, "Up to 16384 pages, few runs, targets not enforced");
   cmd->add_option("--json-file", flags->json_file, "Also write the JSON to this file");
-  cmd->callback([flags] { run_bench(*flags); });
+  auto snd_flags = std::make_shared<SndFlags>();
+  auto* snd = cmd->add_subcommand(
+      "snd",
+      "Play N seconds through snd-be on a private simulator instance, paced by its position "
+      "events; check the pacing");
+  snd->add_option("--seconds", snd_flags->seconds, "How long to play (N)")
+      ->check(seconds_in(3600))
+      ->capture_default_str();
+  snd->add_flag("--json", snd_flags->json, "Print JSON instead of tables");
+  snd->add_option("--json-file", snd_flags->json_file, "Also write the JSON to this file");
+  snd->callback([snd_flags] { run_bench_snd(*snd_flags); });
+  cmd->callback([flags, cmd, snd] {
+    if (!cmd->got_subcommand(snd)) run_bench(*flags);
+  });
 }
 
 }  // namespace shbuf::cli

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "pv/snd/backend.h"
 #include "pv/snd/frontend.h"
+#include "pv/snd/playback.h"
 
 namespace shbuf::cli {
 namespace {
@@ -59,25 +60,11 @@ void tone(std::span<std::byte> out, std::uint64_t first) {
 // Plays `bytes` of the tone: the buffer filled ahead of the position the
 // backend reports, one period at a time.
 void play(snd::SndFrontend& fe, std::size_t stream, std::uint64_t bytes) {
-  check(fe.open(stream, kRate, snd::kFormatS16LE, 2, kBuffer, kPeriod));
-  std::uint64_t written = 0, position = 0;
-  auto write_ahead = [&] {
-    while (written < bytes && written + kPeriod <= position + kBuffer) {
-      const std::uint32_t off = std::uint32_t(written % kBuffer);
-      tone(fe.buffer(stream).subspan(off, kPeriod), written / kFrame);
-      check(fe.write(stream, off, kPeriod));
-      written += kPeriod;
-    }
-  };
-  write_ahead();
-  check(fe.trigger(stream, snd::kTriggerStart));
-  while (position < written) {
-    position = take(fe.next_event(stream)).position;
-    write_ahead();
-  }
-  check(fe.trigger(stream, snd::kTriggerStop));
-  check(fe.close_stream(stream));
-  std::printf("stream %zu: played %llu bytes\n", stream, static_cast<unsigned long long>(written));
+  const snd::PlaybackFormat format{kRate, snd::kFormatS16LE, 2, kBuffer, kPeriod};
+  const snd::Playback p = take(snd::play_paced(
+      fe, stream, format, bytes,
+      [](std::span<std::byte> out, std::uint64_t first) { tone(out, first / kFrame); }));
+  std::printf("stream %zu: played %llu bytes\n", stream, static_cast<unsigned long long>(p.bytes));
 }
 
 // Records `bytes` into the WAV file at `path`, a period at a time as the

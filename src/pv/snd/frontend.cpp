@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include "pv/toolstack.h"
@@ -106,8 +107,7 @@ Status SndFrontend::publish() {
     Status st;
     for (std::size_t i = 0; i < streams_.size() && st.ok(); ++i) {
       const Stream& s = streams_[i];
-      const std::string p = dir_ + "/" + std::to_string(configs_[i].pcm) + "/" +
-                            std::to_string(configs_[i].index) + "/";
+      const std::string p = dir_ + "/" + stream_key(i, "");
       st = xs.write(*t, p + "ring-ref", std::to_string(s.req_page.grefs()[0]));
       if (st.ok()) st = xs.write(*t, p + "event-channel", std::to_string(s.req_port));
       if (st.ok()) st = xs.write(*t, p + "evt-ring-ref", std::to_string(s.evt_page.grefs()[0]));
@@ -188,6 +188,25 @@ Status SndFrontend::notify(std::size_t stream) {
 std::span<std::byte> SndFrontend::request_page(std::size_t stream) {
   if (stream >= streams_.size()) return {};
   return streams_[stream].req_page.memory();
+}
+
+Status SndFrontend::set_request_producer(std::size_t stream, std::uint32_t index) {
+  SHBUF_TRY(check_stream(stream));
+  // req_prod, the shared ring's first word, as the frontend publishes it.
+  std::atomic_ref<std::uint32_t> prod(
+      *reinterpret_cast<std::uint32_t*>(streams_[stream].req_page.memory().data()));
+  prod.store(index, std::memory_order_release);
+  return {};
+}
+
+Status SndFrontend::rewrite(const std::string& key, const std::string& value) {
+  return platform_.xenstore->write(pv::kNoTransaction, dir_ + "/" + key, value);
+}
+
+std::string SndFrontend::stream_key(std::size_t stream, const std::string& name) const {
+  if (stream >= configs_.size()) return name;
+  return std::to_string(configs_[stream].pcm) + "/" + std::to_string(configs_[stream].index) + "/" +
+         name;
 }
 
 Result<Response> SndFrontend::request(std::size_t stream, Request r) {

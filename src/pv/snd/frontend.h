@@ -8,7 +8,8 @@
 // answered within the timeout, and receives position events.
 //
 // For tests that play a hostile frontend it also sends raw requests, hands
-// out the raw request page, and sends packets without waiting.
+// out the raw request page, sets the request producer index, sends packets
+// without waiting, signals, and rewrites its xenstore values.
 #pragma once
 
 #include <chrono>
@@ -82,10 +83,16 @@ class SndFrontend {
   Status close();
 
   // For hostile tests: a packet sent without waiting, the raw ring page,
-  // and signalling.
+  // the shared request producer index set to anything (without signalling),
+  // signalling, and a value of our xenstore directory rewritten (`key`
+  // relative to it; the toolstack's keys are refused with EACCES).
   Status send_packet(std::size_t stream, const Packet& packet);
   std::span<std::byte> request_page(std::size_t stream);
+  Status set_request_producer(std::size_t stream, std::uint32_t index);
   Status notify(std::size_t stream);
+  Status rewrite(const std::string& key, const std::string& value);
+  // The key of `name` in a stream's directory: "<pcm>/<index>/<name>".
+  std::string stream_key(std::size_t stream, const std::string& name) const;
 
  private:
   struct Stream {
