@@ -12,9 +12,8 @@ run "$B/tests/test_xen_provider" --gtest_color=no
 run_if "$B/shbuf demo --help" -- "$B/shbuf" demo --provider xen --pages 1,1023,1024,1025,16384
 # The PV display backend against Linux's xen-drm-front in two domUs.
 run_if '[ "${SHBUF_DISPL:-0}" = 1 ]' -- sh tests/xen/displ-test.sh "$B"
-# The PV sound backend against Linux's snd_xen_front in a domU; opt-in
-# (SHBUF_XEN_SND=1) while `shbuf snd-be` is not in this branch: without it
-# the test proves the guest side only.
+# The PV sound backend against Linux's snd_xen_front in two domUs, one after
+# the other.
 run_if '[ "${SHBUF_SND:-0}" = 1 ]' -- sh tests/xen/snd-test.sh "$B"
 # The platform services' contract, against xenstored and libxenevtchn: it
 # needs the xenstored the display or sound test started (without one,

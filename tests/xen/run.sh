@@ -15,8 +15,8 @@
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
 #   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
 #                      toolstack in dom0, no domU (it runs by default)
-#   SHBUF_XEN_SND=1    also run the PV sound proof (tests/xen/snd-test.sh; off by
-#                      default): the toolstack and a domU running snd_client
+#   SHBUF_XEN_SND=0    leave out the PV sound proof (tests/xen/snd-test.sh: the
+#                      toolstack and a domU running snd_client; it runs by default)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,7 +30,7 @@ targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider test
 xen_pkg=xen-hypervisor-4.17-amd64
 displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
-snd=${SHBUF_XEN_SND:-0}
+snd=${SHBUF_XEN_SND:-1}
 [ "$snd" = 1 ] && targets="$targets shbuf_snd_check"
 # Either proof needs the toolstack in dom0 and the domU's kernel and initramfs.
 guests=0

@@ -9,6 +9,9 @@
 //   shbuf_snd_check compare FILE FRAMES     checks that the WAV FILE has that
 //                                           format and holds exactly signal
 //                                           frames 0..FRAMES-1 (what was played)
+//   shbuf_snd_check dump FILE FRAMES        prints, for the first FRAMES frames,
+//                                           "n signal_left wav_left" per line
+//                                           (for plotting one against the other)
 // Exit 0 when the check holds, 1 with one line saying why otherwise.
 #include <sndfile.h>
 
@@ -70,25 +73,43 @@ int digest(std::uint32_t first, std::uint32_t frames) {
   return 0;
 }
 
-int compare(const char* path, std::uint32_t frames) {
+// The first `frames` frames of the WAV at `path`, which must be in the
+// signal's format and hold at least that many (exactly, when `exact`).
+bool read_wav(const char* path, std::uint32_t frames, bool exact, std::vector<short>& got) {
   SF_INFO info{};
   SNDFILE* f = sf_open(path, SFM_READ, &info);
-  if (f == nullptr) return fail(std::string("cannot read ") + path + ": " + sf_strerror(nullptr));
   const std::string name(path);
+  if (f == nullptr) return fail("cannot read " + name + ": " + sf_strerror(nullptr)) == 0;
   if (info.format != (SF_FORMAT_WAV | SF_FORMAT_PCM_16) ||
       info.samplerate != int(SND_SIGNAL_RATE) || info.channels != int(SND_SIGNAL_CHANNELS)) {
     sf_close(f);
-    return fail(name + " is not a 16-bit PCM WAV of 2 channels at 48000 Hz");
+    return fail(name + " is not a 16-bit PCM WAV of 2 channels at 48000 Hz") == 0;
   }
-  if (info.frames != sf_count_t(frames)) {
+  if (exact ? info.frames != sf_count_t(frames) : info.frames < sf_count_t(frames)) {
     sf_close(f);
     return fail(name + " holds " + std::to_string(info.frames) + " frames, not " +
-                std::to_string(frames));
+                std::to_string(frames)) == 0;
   }
-  std::vector<short> got(std::size_t(frames) * SND_SIGNAL_CHANNELS);
+  got.assign(std::size_t(frames) * SND_SIGNAL_CHANNELS, 0);
   const sf_count_t read = sf_readf_short(f, got.data(), frames);
   sf_close(f);
-  if (read != sf_count_t(frames)) return fail("cannot read the frames of " + name);
+  if (read != sf_count_t(frames)) return fail("cannot read the frames of " + name) == 0;
+  return true;
+}
+
+int dump(const char* path, std::uint32_t frames) {
+  std::vector<short> got;
+  if (!read_wav(path, frames, false, got)) return 1;
+  for (std::uint32_t n = 0; n < frames; ++n) {
+    std::printf("%u %d %d\n", n, snd_signal_left(n), got[std::size_t(n) * SND_SIGNAL_CHANNELS]);
+  }
+  return 0;
+}
+
+int compare(const char* path, std::uint32_t frames) {
+  const std::string name(path);
+  std::vector<short> got;
+  if (!read_wav(path, frames, true, got)) return 1;
   const std::vector<short> want = signal(0, frames);
   for (std::size_t i = 0; i < want.size(); ++i) {
     if (got[i] != want[i]) {
@@ -111,8 +132,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "digest" && argc == 4 && parse(argv[2], a) && parse(argv[3], b)) return digest(a, b);
   if (cmd == "compare" && argc == 4 && parse(argv[3], a)) return compare(argv[2], a);
+  if (cmd == "dump" && argc == 4 && parse(argv[3], a)) return dump(argv[2], a);
   std::fprintf(stderr,
                "usage: shbuf_snd_check wav FILE FIRST FRAMES | digest FIRST FRAMES |"
-               " compare FILE FRAMES\n");
+               " compare FILE FRAMES | dump FILE FRAMES\n");
   return 2;
 }
