@@ -8,7 +8,7 @@
 #   SHBUF_XEN_CACHE    downloaded and unpacked Debian packages ($HOME/.cache/shbuf-xen)
 #   SHBUF_XEN_BUILD    build directory, relative to the repository (build-xen)
 #   SHBUF_XEN_TIMEOUT  seconds before QEMU is killed (900)
-#   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (300)
+#   SHBUF_XEN_STEP_TIMEOUT  seconds per dom0 step (420)
 #   SHBUF_XEN_GNTALLOC_LIMIT  xen-gntalloc limit= in dom0 (32768)
 #   SHBUF_XEN_KERNEL   kernel package to boot (the one linux-image-amd64 depends on)
 #   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider test_pv_platform)
@@ -24,7 +24,7 @@ cache=${SHBUF_XEN_CACHE:-${HOME:-/root}/.cache/shbuf-xen}
 build_rel=${SHBUF_XEN_BUILD:-build-xen}
 build=$root/$build_rel
 qemu_timeout=${SHBUF_XEN_TIMEOUT:-900}
-step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-300}
+step_timeout=${SHBUF_XEN_STEP_TIMEOUT:-420}
 gntalloc_limit=${SHBUF_XEN_GNTALLOC_LIMIT:-32768}
 targets=${SHBUF_XEN_TARGETS:-shbuf_cli shbuf_xen_selftest test_xen_provider test_pv_platform}
 xen_pkg=xen-hypervisor-4.17-amd64
