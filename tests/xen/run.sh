@@ -162,8 +162,14 @@ if [ "${SHBUF_XEN_SKIP_BUILD:-0}" != 1 ]; then
     log "$build_rel was configured for a static build: configuring it again"
     rm -f "$build/CMakeCache.txt"
   fi
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHBUF_BENCH=OFF >/dev/null ||
-    die "configuring the build in $build_rel failed"
+  # A build directory configured already (e.g. `make test`'s build, as
+  # .ci/run passes it) keeps its configuration, so its objects are reused.
+  if [ -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" >/dev/null || die "configuring the build in $build_rel failed"
+  else
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHBUF_BENCH=OFF >/dev/null ||
+      die "configuring the build in $build_rel failed"
+  fi
   # shellcheck disable=SC2086
   cmake --build "$build" -j"$jobs" --target $targets || die "the build in $build_rel failed"
   log "build done ($(elapsed))"
