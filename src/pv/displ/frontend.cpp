@@ -4,19 +4,12 @@
 
 #include <thread>
 
-#include "pv/toolstack.h"
-
 namespace shbuf::displ {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kTransactionAttempts = 32;
-
-int remaining_ms(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return int(std::max<long>(0, left.count()));
-}
+using pv::remaining_ms;
 
 }  // namespace
 
@@ -24,13 +17,15 @@ Result<std::unique_ptr<DisplFrontend>> DisplFrontend::connect(pv::Platform& plat
                                                               const FrontendOptions& options) {
   std::unique_ptr<DisplFrontend> fe(new DisplFrontend(platform));
   fe->options_ = options;
-  fe->dir_ = pv::frontend_path("vdispl", platform.xenstore->self(), options.devid);
+  auto link = pv::FrontendLink::open(platform, "vdispl", options.devid, options.timeout);
+  if (!link.ok()) return link.error();
+  fe->link_.emplace(std::move(link).value());
   SHBUF_TRY(fe->read_config());
-  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kInitWait));
+  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kInitWait));
   fe->open_ = true;
   SHBUF_TRY(fe->publish());
-  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kConnected));
-  SHBUF_TRY(fe->set_state(pv::XenbusState::kConnected));
+  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kConnected));
+  SHBUF_TRY(fe->link_->set_state(pv::XenbusState::kConnected));
   return fe;
 }
 
@@ -38,128 +33,40 @@ DisplFrontend::~DisplFrontend() {
   if (open_) (void)close();
 }
 
-// What the toolstack wrote: the backend, the mode and the connectors.
+// What the toolstack wrote beyond the backend: the mode and the connectors.
 Status DisplFrontend::read_config() {
-  pv::Xenstore& xs = *platform_.xenstore;
-  auto id = xs.read(pv::kNoTransaction, dir_ + "/backend-id");
-  if (!id.ok()) return id.error();
-  auto be = pv::parse_xenstore_u32(*id);
-  if (!be || *be >= kDomIdFirstReserved) {
-    return make_error(EINVAL, dir_ + "/backend-id '" + *id + "' is not a domain");
-  }
-  backend_ = DomId(*be);
-  auto dir = xs.read(pv::kNoTransaction, dir_ + "/backend");
-  if (!dir.ok()) return dir.error();
-  SHBUF_TRY(pv::check_path(*dir));
-  backend_dir_ = *dir;
-  auto alloc = xs.read(pv::kNoTransaction, dir_ + "/be-alloc");
+  const std::string& dir = link_->dir();
+  auto alloc = link_->read("be-alloc");
   be_alloc_ = alloc.ok() && *alloc == "1";
   for (std::size_t i = 0; i <= kMaxConnectors; ++i) {
-    auto res = xs.read(pv::kNoTransaction, dir_ + "/" + std::to_string(i) + "/resolution");
+    auto res = link_->read(std::to_string(i) + "/resolution");
     if (!res.ok()) break;
     if (i == kMaxConnectors) {
       return make_error(
-          E2BIG, dir_ + " lists more than " + std::to_string(kMaxConnectors) + " connectors");
+          E2BIG, dir + " lists more than " + std::to_string(kMaxConnectors) + " connectors");
     }
     auto r = parse_resolution(*res);
     if (!r.ok()) return r.error();
     resolutions_.push_back(*r);
   }
-  if (resolutions_.empty()) return make_error(EINVAL, dir_ + " lists no connector");
+  if (resolutions_.empty()) return make_error(EINVAL, dir + " lists no connector");
   return {};
 }
 
 // Rings and channels first, then every key and Initialised in one
-// transaction, so that the backend never reads half of them.
+// transaction.
 Status DisplFrontend::publish() {
-  Provider& grants = *platform_.grants;
+  pv::FrontendLink::Nodes nodes;
   for (std::size_t i = 0; i < resolutions_.size(); ++i) {
+    auto ch = pv::FrontChannel::open(platform_, link_->backend(), kPacketSize);
+    if (!ch.ok()) return ch.error();
     Connector c;
-    auto req = grants.share(backend_, 1, Access::kReadWrite);
-    if (!req.ok()) return req.error();
-    c.req_page = std::move(req).value();
-    auto ring = pv::FrontRing::init(c.req_page.memory(), kPacketSize);
-    if (!ring.ok()) return ring.error();
-    c.req = *ring;
-    auto evt = grants.share(backend_, 1, Access::kReadWrite);
-    if (!evt.ok()) return evt.error();
-    c.evt_page = std::move(evt).value();
-    std::fill(c.evt_page.memory().begin(), c.evt_page.memory().end(), std::byte{0});
-    auto consumer = pv::EventConsumer::attach(c.evt_page.memory(), kPacketSize);
-    if (!consumer.ok()) return consumer.error();
-    c.evt = *consumer;
-    auto req_port = platform_.events->bind_unbound(backend_);
-    if (!req_port.ok()) return req_port.error();
-    c.req_port = *req_port;
+    static_cast<pv::FrontChannel&>(c) = std::move(ch).value();
     connectors_.push_back(std::move(c));
-    auto evt_port = platform_.events->bind_unbound(backend_);
-    if (!evt_port.ok()) return evt_port.error();
-    connectors_.back().evt_port = *evt_port;
+    pv::FrontendLink::add_channel(nodes, std::to_string(i) + "/", connectors_.back(),
+                                  "req-ring-ref", "req-event-channel");
   }
-  pv::Xenstore& xs = *platform_.xenstore;
-  for (int attempt = 0; attempt < kTransactionAttempts; ++attempt) {
-    auto t = xs.begin();
-    if (!t.ok()) return t.error();
-    Status s;
-    for (std::size_t i = 0; i < connectors_.size() && s.ok(); ++i) {
-      const Connector& c = connectors_[i];
-      const std::string p = dir_ + "/" + std::to_string(i) + "/";
-      s = xs.write(*t, p + "req-ring-ref", std::to_string(c.req_page.grefs()[0]));
-      if (s.ok()) s = xs.write(*t, p + "req-event-channel", std::to_string(c.req_port));
-      if (s.ok()) s = xs.write(*t, p + "evt-ring-ref", std::to_string(c.evt_page.grefs()[0]));
-      if (s.ok()) s = xs.write(*t, p + "evt-event-channel", std::to_string(c.evt_port));
-    }
-    if (s.ok()) {
-      s = xs.write(*t, dir_ + "/state",
-                   std::to_string(static_cast<int>(pv::XenbusState::kInitialised)));
-    }
-    if (!s.ok()) {
-      (void)xs.end(*t, false);
-      return s;
-    }
-    Status done = xs.end(*t, true);
-    if (done.ok()) return {};
-    if (done.code() != EAGAIN) return done;
-  }
-  return make_error(EAGAIN, dir_ + ": xenstore kept changing while publishing the rings");
-}
-
-Status DisplFrontend::set_state(pv::XenbusState state) {
-  return platform_.xenstore->write(pv::kNoTransaction, dir_ + "/state",
-                                   std::to_string(static_cast<int>(state)));
-}
-
-Status DisplFrontend::wait_backend(pv::XenbusState want) {
-  const auto deadline = Clock::now() + options_.timeout;
-  for (;;) {
-    auto v = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/state");
-    const auto state = v.ok() ? pv::parse_xenbus_state(*v) : std::nullopt;
-    if (state == want) return {};
-    if (state == pv::XenbusState::kClosed && want != pv::XenbusState::kClosed) {
-      auto why = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/error");
-      return make_error(ECONNREFUSED,
-                        "the backend closed the device" + (why.ok() ? ": " + *why : std::string()));
-    }
-    if (Clock::now() >= deadline) {
-      return make_error(ETIMEDOUT, "the backend did not reach state " +
-                                       std::to_string(static_cast<int>(want)) + " within " +
-                                       std::to_string(options_.timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-}
-
-Status DisplFrontend::wait_events(int ms) {
-  pollfd fd{platform_.events->fd(), POLLIN, 0};
-  const int n = ::poll(&fd, 1, ms);
-  if (n < 0 && errno != EINTR) return errno_error("poll");
-  for (int drained = 0; drained < 64; ++drained) {
-    auto port = platform_.events->pending();
-    if (!port.ok()) return port.error();
-    if (!*port) break;
-    SHBUF_TRY(platform_.events->unmask(**port));
-  }
-  return {};
+  return link_->publish(nodes);
 }
 
 Status DisplFrontend::check_connector(std::size_t connector) const {
@@ -212,7 +119,7 @@ Result<std::int32_t> DisplFrontend::request(std::size_t connector, Request r) {
                                        " was not answered within " +
                                        std::to_string(options_.timeout.count()) + " ms");
     }
-    SHBUF_TRY(wait_events(std::min(remaining_ms(deadline), 50)));
+    SHBUF_TRY(link_->wait_events(std::min(remaining_ms(deadline), 50)));
   }
 }
 
@@ -237,7 +144,7 @@ Result<std::uint64_t> DisplFrontend::dbuf_create(std::uint32_t width, std::uint3
                                   std::to_string(height) + "x" + std::to_string(bpp));
   }
   FrontendBufferConfig config;
-  config.backend = backend_;
+  config.backend = link_->backend();
   config.pages = (size + kPageSize - 1) / kPageSize;
   config.mode = be_alloc_ ? AllocMode::kBackend : AllocMode::kFrontend;
   auto buffer = FrontendBuffer::create(*platform_.grants, config);
@@ -343,7 +250,7 @@ Status DisplFrontend::page_flip(std::size_t connector, std::uint64_t fb_cookie) 
                                        std::to_string(fb_cookie) + " within " +
                                        std::to_string(options_.timeout.count()) + " ms");
     }
-    SHBUF_TRY(wait_events(std::min(remaining_ms(deadline), 50)));
+    SHBUF_TRY(link_->wait_events(std::min(remaining_ms(deadline), 50)));
   }
 }
 
@@ -351,29 +258,14 @@ void DisplFrontend::release() {
   for (auto& [cookie, d] : dbufs_) (void)d.buffer.free();
   dbufs_.clear();
   fbs_.clear();
-  for (Connector& c : connectors_) {
-    (void)platform_.events->unbind(c.req_port);
-    (void)platform_.events->unbind(c.evt_port);
-    (void)c.req_page.end();
-    (void)c.evt_page.end();
-  }
+  for (Connector& c : connectors_) c.release(platform_);
   connectors_.clear();
 }
 
 Status DisplFrontend::close() {
   if (!open_) return {};
   open_ = false;
-  // A device the toolstack removed has nothing left to say Closing in.
-  auto mine = platform_.xenstore->read(pv::kNoTransaction, dir_ + "/state");
-  if (!mine.ok() && mine.error().code == ENOENT) {
-    release();
-    return {};
-  }
-  Status result = set_state(pv::XenbusState::kClosing);
-  if (result.ok()) result = wait_backend(pv::XenbusState::kClosed);
-  release();
-  Status closed = set_state(pv::XenbusState::kClosed);
-  return result.ok() ? closed : result;
+  return link_->close([this] { release(); });
 }
 
 }  // namespace shbuf::displ

@@ -14,15 +14,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "pv/displ/device.h"
 #include "pv/displ/protocol.h"
-#include "pv/platform.h"
-#include "pv/ring.h"
-#include "pv/xenbus.h"
+#include "pv/frontend.h"
 #include "shbuf/core/frontend_buffer.h"
 
 namespace shbuf::displ {
@@ -48,7 +47,7 @@ class DisplFrontend {
 
   bool be_alloc() const { return be_alloc_; }
   const std::vector<Resolution>& connectors() const { return resolutions_; }
-  DomId backend() const { return backend_; }
+  DomId backend() const { return link_->backend(); }
 
   // One request on `connector`'s ring and its response's status (0 or a
   // negative errno). ETIMEDOUT when no response comes in time, EPROTO when
@@ -87,14 +86,7 @@ class DisplFrontend {
   Status notify(std::size_t connector);
 
  private:
-  struct Connector {
-    Share req_page;
-    Share evt_page;
-    pv::FrontRing req;
-    pv::EventConsumer evt;
-    pv::Port req_port = 0;
-    pv::Port evt_port = 0;
-  };
+  struct Connector : pv::FrontChannel {};
   struct Dbuf {
     FrontendBuffer buffer;
     std::uint32_t width = 0, height = 0, bpp = 0;
@@ -103,19 +95,12 @@ class DisplFrontend {
   explicit DisplFrontend(pv::Platform& platform) : platform_(platform) {}
   Status read_config();
   Status publish();
-  Status set_state(pv::XenbusState state);
-  // Waits for the backend's state to be `want` (or Closed: ECONNREFUSED).
-  Status wait_backend(pv::XenbusState want);
-  // Drains pending ports, waiting at most `ms` for the first.
-  Status wait_events(int ms);
   Status check_connector(std::size_t connector) const;
   void release();
 
   pv::Platform& platform_;
   FrontendOptions options_;
-  std::string dir_;          // ours: /local/domain/<self>/device/vdispl/<devid>
-  std::string backend_dir_;  // the backend's
-  DomId backend_ = 0;
+  std::optional<pv::FrontendLink> link_;
   bool be_alloc_ = false;
   std::vector<Resolution> resolutions_;
   std::vector<Connector> connectors_;

@@ -7,19 +7,13 @@
 #include <atomic>
 #include <thread>
 
-#include "pv/toolstack.h"
 
 namespace shbuf::snd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kTransactionAttempts = 32;
-
-int remaining_ms(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return int(std::max<long>(0, left.count()));
-}
+using pv::remaining_ms;
 
 Error refused(const std::string& what, std::int32_t status) {
   return make_error(-status > 0 ? -status : EPROTO,
@@ -32,18 +26,19 @@ Result<std::unique_ptr<SndFrontend>> SndFrontend::connect(pv::Platform& platform
                                                           const FrontendOptions& options) {
   std::unique_ptr<SndFrontend> fe(new SndFrontend(platform));
   fe->options_ = options;
-  fe->dir_ = pv::frontend_path("vsnd", platform.xenstore->self(), options.devid);
+  auto link = pv::FrontendLink::open(platform, "vsnd", options.devid, options.timeout);
+  if (!link.ok()) return link.error();
+  fe->link_.emplace(std::move(link).value());
   SHBUF_TRY(fe->read_config());
   // A device closed by an earlier frontend starts over from Initialising,
   // as Linux's frontends do; the backend then leaves Closed for InitWait.
-  auto mine = platform.xenstore->read(pv::kNoTransaction, fe->dir_ + "/state");
-  const bool again = mine.ok() && pv::parse_xenbus_state(*mine) == pv::XenbusState::kClosed;
-  if (again) SHBUF_TRY(fe->set_state(pv::XenbusState::kInitialising));
-  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kInitWait, /*closed_refuses=*/!again));
+  auto again = fe->link_->start_over();
+  if (!again.ok()) return again.error();
+  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kInitWait, /*closed_refuses=*/!*again));
   fe->open_ = true;
   SHBUF_TRY(fe->publish());
-  SHBUF_TRY(fe->wait_backend(pv::XenbusState::kConnected));
-  SHBUF_TRY(fe->set_state(pv::XenbusState::kConnected));
+  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kConnected));
+  SHBUF_TRY(fe->link_->set_state(pv::XenbusState::kConnected));
   return fe;
 }
 
@@ -51,119 +46,28 @@ SndFrontend::~SndFrontend() {
   if (open_) (void)close();
 }
 
-// What the toolstack wrote: the backend and the card.
+// What the toolstack wrote beyond the backend: the card.
 Status SndFrontend::read_config() {
-  pv::Xenstore& xs = *platform_.xenstore;
-  auto id = xs.read(pv::kNoTransaction, dir_ + "/backend-id");
-  if (!id.ok()) return id.error();
-  auto be = pv::parse_xenstore_u32(*id);
-  if (!be || *be >= kDomIdFirstReserved) {
-    return make_error(EINVAL, dir_ + "/backend-id '" + *id + "' is not a domain");
-  }
-  backend_ = DomId(*be);
-  auto dir = xs.read(pv::kNoTransaction, dir_ + "/backend");
-  if (!dir.ok()) return dir.error();
-  SHBUF_TRY(pv::check_path(*dir));
-  backend_dir_ = *dir;
-  auto streams = read_streams([&xs, this](const std::string& key) {
-    return xs.read(pv::kNoTransaction, dir_ + "/" + key);
-  });
+  auto streams = read_streams([this](const std::string& key) { return link_->read(key); });
   if (!streams.ok()) return streams.error();
   configs_ = std::move(streams).value();
   return {};
 }
 
 // Rings and channels first, then every key and Initialised in one
-// transaction, so that the backend never reads half of them.
+// transaction.
 Status SndFrontend::publish() {
-  Provider& grants = *platform_.grants;
+  pv::FrontendLink::Nodes nodes;
   for (std::size_t i = 0; i < configs_.size(); ++i) {
+    auto ch = pv::FrontChannel::open(platform_, link_->backend(), kPacketSize);
+    if (!ch.ok()) return ch.error();
     Stream s;
-    auto req = grants.share(backend_, 1, Access::kReadWrite);
-    if (!req.ok()) return req.error();
-    s.req_page = std::move(req).value();
-    auto ring = pv::FrontRing::init(s.req_page.memory(), kPacketSize);
-    if (!ring.ok()) return ring.error();
-    s.req = *ring;
-    auto evt = grants.share(backend_, 1, Access::kReadWrite);
-    if (!evt.ok()) return evt.error();
-    s.evt_page = std::move(evt).value();
-    std::fill(s.evt_page.memory().begin(), s.evt_page.memory().end(), std::byte{0});
-    auto consumer = pv::EventConsumer::attach(s.evt_page.memory(), kPacketSize);
-    if (!consumer.ok()) return consumer.error();
-    s.evt = *consumer;
+    static_cast<pv::FrontChannel&>(s) = std::move(ch).value();
     streams_.push_back(std::move(s));
-    auto req_port = platform_.events->bind_unbound(backend_);
-    if (!req_port.ok()) return req_port.error();
-    streams_.back().req_port = *req_port;
-    auto evt_port = platform_.events->bind_unbound(backend_);
-    if (!evt_port.ok()) return evt_port.error();
-    streams_.back().evt_port = *evt_port;
+    pv::FrontendLink::add_channel(nodes, stream_key(i, ""), streams_.back(), "ring-ref",
+                                  "event-channel");
   }
-  pv::Xenstore& xs = *platform_.xenstore;
-  for (int attempt = 0; attempt < kTransactionAttempts; ++attempt) {
-    auto t = xs.begin();
-    if (!t.ok()) return t.error();
-    Status st;
-    for (std::size_t i = 0; i < streams_.size() && st.ok(); ++i) {
-      const Stream& s = streams_[i];
-      const std::string p = dir_ + "/" + stream_key(i, "");
-      st = xs.write(*t, p + "ring-ref", std::to_string(s.req_page.grefs()[0]));
-      if (st.ok()) st = xs.write(*t, p + "event-channel", std::to_string(s.req_port));
-      if (st.ok()) st = xs.write(*t, p + "evt-ring-ref", std::to_string(s.evt_page.grefs()[0]));
-      if (st.ok()) st = xs.write(*t, p + "evt-event-channel", std::to_string(s.evt_port));
-    }
-    if (st.ok()) {
-      st = xs.write(*t, dir_ + "/state",
-                    std::to_string(static_cast<int>(pv::XenbusState::kInitialised)));
-    }
-    if (!st.ok()) {
-      (void)xs.end(*t, false);
-      return st;
-    }
-    Status done = xs.end(*t, true);
-    if (done.ok()) return {};
-    if (done.code() != EAGAIN) return done;
-  }
-  return make_error(EAGAIN, dir_ + ": xenstore kept changing while publishing the rings");
-}
-
-Status SndFrontend::set_state(pv::XenbusState state) {
-  return platform_.xenstore->write(pv::kNoTransaction, dir_ + "/state",
-                                   std::to_string(static_cast<int>(state)));
-}
-
-Status SndFrontend::wait_backend(pv::XenbusState want, bool closed_refuses) {
-  const auto deadline = Clock::now() + options_.timeout;
-  for (;;) {
-    auto v = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/state");
-    const auto state = v.ok() ? pv::parse_xenbus_state(*v) : std::nullopt;
-    if (state == want) return {};
-    if (state == pv::XenbusState::kClosed && want != pv::XenbusState::kClosed && closed_refuses) {
-      auto why = platform_.xenstore->read(pv::kNoTransaction, backend_dir_ + "/error");
-      return make_error(ECONNREFUSED,
-                        "the backend closed the device" + (why.ok() ? ": " + *why : std::string()));
-    }
-    if (Clock::now() >= deadline) {
-      return make_error(ETIMEDOUT, "the backend did not reach state " +
-                                       std::to_string(static_cast<int>(want)) + " within " +
-                                       std::to_string(options_.timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-}
-
-Status SndFrontend::wait_events(int ms) {
-  pollfd fd{platform_.events->fd(), POLLIN, 0};
-  const int n = ::poll(&fd, 1, ms);
-  if (n < 0 && errno != EINTR) return errno_error("poll");
-  for (int drained = 0; drained < 64; ++drained) {
-    auto port = platform_.events->pending();
-    if (!port.ok()) return port.error();
-    if (!*port) break;
-    SHBUF_TRY(platform_.events->unmask(**port));
-  }
-  return {};
+  return link_->publish(nodes);
 }
 
 Status SndFrontend::check_stream(std::size_t stream) const {
@@ -200,7 +104,7 @@ Status SndFrontend::set_request_producer(std::size_t stream, std::uint32_t index
 }
 
 Status SndFrontend::rewrite(const std::string& key, const std::string& value) {
-  return platform_.xenstore->write(pv::kNoTransaction, dir_ + "/" + key, value);
+  return platform_.xenstore->write(pv::kNoTransaction, link_->dir() + "/" + key, value);
 }
 
 std::string SndFrontend::stream_key(std::size_t stream, const std::string& name) const {
@@ -236,7 +140,7 @@ Result<Response> SndFrontend::request(std::size_t stream, Request r) {
                                        " was not answered within " +
                                        std::to_string(options_.timeout.count()) + " ms");
     }
-    SHBUF_TRY(wait_events(std::min(remaining_ms(deadline), 50)));
+    SHBUF_TRY(link_->wait_events(std::min(remaining_ms(deadline), 50)));
   }
 }
 
@@ -257,7 +161,7 @@ Status SndFrontend::open(std::size_t stream, std::uint32_t rate, std::uint8_t fo
                          std::uint32_t period_bytes) {
   SHBUF_TRY(check_stream(stream));
   FrontendBufferConfig config;
-  config.backend = backend_;
+  config.backend = link_->backend();
   config.pages = std::max<std::size_t>(1, (std::size_t{buffer_bytes} + kPageSize - 1) / kPageSize);
   config.mode = AllocMode::kFrontend;
   auto buffer = FrontendBuffer::create(*platform_.grants, config);
@@ -338,17 +242,14 @@ Result<CurPosEvent> SndFrontend::next_event(std::size_t stream) {
                                        " within " + std::to_string(options_.timeout.count()) +
                                        " ms");
     }
-    SHBUF_TRY(wait_events(std::min(remaining_ms(deadline), 50)));
+    SHBUF_TRY(link_->wait_events(std::min(remaining_ms(deadline), 50)));
   }
 }
 
 void SndFrontend::release() {
   for (Stream& s : streams_) {
     if (s.buffer) (void)s.buffer->free();
-    (void)platform_.events->unbind(s.req_port);
-    (void)platform_.events->unbind(s.evt_port);
-    (void)s.req_page.end();
-    (void)s.evt_page.end();
+    s.release(platform_);
   }
   streams_.clear();
 }
@@ -356,17 +257,7 @@ void SndFrontend::release() {
 Status SndFrontend::close() {
   if (!open_) return {};
   open_ = false;
-  // A device the toolstack removed has nothing left to say Closing in.
-  auto mine = platform_.xenstore->read(pv::kNoTransaction, dir_ + "/state");
-  if (!mine.ok() && mine.error().code == ENOENT) {
-    release();
-    return {};
-  }
-  Status result = set_state(pv::XenbusState::kClosing);
-  if (result.ok()) result = wait_backend(pv::XenbusState::kClosed);
-  release();
-  Status closed = set_state(pv::XenbusState::kClosed);
-  return result.ok() ? closed : result;
+  return link_->close([this] { release(); });
 }
 
 }  // namespace shbuf::snd

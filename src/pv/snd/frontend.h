@@ -20,10 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "pv/platform.h"
-#include "pv/ring.h"
+#include "pv/frontend.h"
 #include "pv/snd/protocol.h"
-#include "pv/xenbus.h"
 #include "shbuf/core/frontend_buffer.h"
 
 namespace shbuf::snd {
@@ -49,7 +47,7 @@ class SndFrontend {
   SndFrontend& operator=(const SndFrontend&) = delete;
 
   const std::vector<StreamConfig>& streams() const { return configs_; }
-  DomId backend() const { return backend_; }
+  DomId backend() const { return link_->backend(); }
 
   // One request on `stream`'s ring and its response (status 0 or a negative
   // errno). The id is ours: requests count from 0 per stream. ETIMEDOUT
@@ -95,13 +93,7 @@ class SndFrontend {
   std::string stream_key(std::size_t stream, const std::string& name) const;
 
  private:
-  struct Stream {
-    Share req_page;
-    Share evt_page;
-    pv::FrontRing req;
-    pv::EventConsumer evt;
-    pv::Port req_port = 0;
-    pv::Port evt_port = 0;
+  struct Stream : pv::FrontChannel {
     std::uint16_t next_id = 0;
     std::optional<FrontendBuffer> buffer;
     std::uint32_t buffer_bytes = 0;
@@ -110,20 +102,13 @@ class SndFrontend {
   explicit SndFrontend(pv::Platform& platform) : platform_(platform) {}
   Status read_config();
   Status publish();
-  Status set_state(pv::XenbusState state);
-  // Waits for the backend's state to be `want`; its Closed is ECONNREFUSED
-  // unless the device is starting over from Closed.
-  Status wait_backend(pv::XenbusState want, bool closed_refuses = true);
-  Status wait_events(int ms);
   Status check_stream(std::size_t stream) const;
   Status expect_ok(const char* what, const Result<Response>& r);
   void release();
 
   pv::Platform& platform_;
   FrontendOptions options_;
-  std::string dir_;          // ours: /local/domain/<self>/device/vsnd/<devid>
-  std::string backend_dir_;  // the backend's
-  DomId backend_ = 0;
+  std::optional<pv::FrontendLink> link_;
   std::vector<StreamConfig> configs_;
   std::vector<Stream> streams_;
   bool open_ = false;
