@@ -21,8 +21,7 @@ int remaining_ms(Clock::time_point deadline) {
   return int(std::max<long>(0, left.count()));
 }
 
-Result<FrontChannel> FrontChannel::open(Platform& platform, DomId backend,
-                                        std::size_t entry_size) {
+Result<FrontChannel> FrontChannel::open(Platform& platform, DomId backend, std::size_t entry_size) {
   FrontChannel c;
   auto req = platform.grants->share(backend, 1, Access::kReadWrite);
   if (!req.ok()) return req.error();
@@ -134,7 +133,8 @@ Status FrontendLink::publish(const Nodes& nodes) {
       s = xs.write(*t, dir_ + "/" + nodes[i].first, nodes[i].second);
     }
     if (s.ok()) {
-      s = xs.write(*t, dir_ + "/state", std::to_string(static_cast<int>(XenbusState::kInitialised)));
+      s = xs.write(*t, dir_ + "/state",
+                   std::to_string(static_cast<int>(XenbusState::kInitialised)));
     }
     if (!s.ok()) {
       (void)xs.end(*t, false);
@@ -161,9 +161,8 @@ Status FrontendLink::close(const std::function<void()>& release) {
   return result.ok() ? closed : result;
 }
 
-void FrontendLink::add_channel(Nodes& nodes, const std::string& prefix,
-                               const FrontChannel& channel, const std::string& ring_key,
-                               const std::string& port_key) {
+void FrontendLink::add_channel(Nodes& nodes, const std::string& prefix, const FrontChannel& channel,
+                               const std::string& ring_key, const std::string& port_key) {
   nodes.emplace_back(prefix + ring_key, std::to_string(channel.req_page.grefs()[0]));
   nodes.emplace_back(prefix + port_key, std::to_string(channel.req_port));
   nodes.emplace_back(prefix + "evt-ring-ref", std::to_string(channel.evt_page.grefs()[0]));

@@ -43,8 +43,8 @@ class FrontendLink {
 
   // Reads what the toolstack wrote in our directory of device `kind`/`devid`
   // (backend-id, backend); waits of this link last at most `timeout`.
-  static Result<FrontendLink> open(Platform& platform, const std::string& kind,
-                                   std::uint32_t devid, std::chrono::milliseconds timeout);
+  static Result<FrontendLink> open(Platform& platform, const std::string& kind, std::uint32_t devid,
+                                   std::chrono::milliseconds timeout);
 
   const std::string& dir() const { return dir_; }
   const std::string& backend_dir() const { return backend_dir_; }

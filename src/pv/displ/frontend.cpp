@@ -42,8 +42,8 @@ Status DisplFrontend::read_config() {
     auto res = link_->read(std::to_string(i) + "/resolution");
     if (!res.ok()) break;
     if (i == kMaxConnectors) {
-      return make_error(
-          E2BIG, dir + " lists more than " + std::to_string(kMaxConnectors) + " connectors");
+      return make_error(E2BIG,
+                        dir + " lists more than " + std::to_string(kMaxConnectors) + " connectors");
     }
     auto r = parse_resolution(*res);
     if (!r.ok()) return r.error();

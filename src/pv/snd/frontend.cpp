@@ -7,7 +7,6 @@
 #include <atomic>
 #include <thread>
 
-
 namespace shbuf::snd {
 namespace {
 
@@ -219,7 +218,8 @@ Result<std::vector<CurPosEvent>> SndFrontend::drain_events(std::size_t stream) {
     if (!got.ok()) return got.error();
     if (!*got) break;
     auto e = decode_cur_pos_event(p);
-    if (!e) return make_error(EPROTO, "an event of unknown type on stream " + std::to_string(stream));
+    if (!e)
+      return make_error(EPROTO, "an event of unknown type on stream " + std::to_string(stream));
     events.push_back(*e);
   }
   return events;
