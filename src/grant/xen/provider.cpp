@@ -11,7 +11,6 @@
 // The libxen headers do not declare C linkage themselves.
 extern "C" {
 #include <xengnttab.h>
-#include <xentoollog.h>
 }
 
 #include <atomic>
@@ -29,6 +28,7 @@ extern "C" {
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "grant/xen/quiet_logger.h"
 #include "shbuf/grant/xen.h"
 
 namespace shbuf {
@@ -39,14 +39,6 @@ constexpr const char* kGntdev = "/dev/xen/gntdev";
 constexpr const char* kXenbus = "/dev/xen/xenbus";
 constexpr const char* kGntallocLimit = "/sys/module/xen_gntalloc/parameters/limit";
 constexpr const char* kGntdevLimit = "/sys/module/xen_gntdev/parameters/limit";
-
-// libxengnttab logs every failed map to stderr; a library must not write
-// there, and each failure already comes back as an Error.
-void quiet_vmessage(xentoollog_logger*, xentoollog_level, int, const char*, const char*, va_list) {}
-void quiet_progress(xentoollog_logger*, const char*, const char*, int, unsigned long,
-                    unsigned long) {}
-void quiet_destroy(xentoollog_logger*) {}
-xentoollog_logger quiet_logger = {quiet_vmessage, quiet_progress, quiet_destroy};
 
 // Module parameters are the only place the devices' limits are visible.
 std::optional<std::uint64_t> read_number(const char* path) {
@@ -425,9 +417,9 @@ Result<std::unique_ptr<Provider>> open_xen_provider(const XenOptions& options) {
   auto self = own_domid(options);
   if (!self.ok()) return std::move(self).error();
 
-  xengntshr_handle* xgs = xengntshr_open(&quiet_logger, 0);
+  xengntshr_handle* xgs = xengntshr_open(xen::quiet_logger(), 0);
   if (xgs == nullptr) return open_error(kGntalloc, "xen-gntalloc", errno);
-  xengnttab_handle* xgt = xengnttab_open(&quiet_logger, 0);
+  xengnttab_handle* xgt = xengnttab_open(xen::quiet_logger(), 0);
   if (xgt == nullptr) {
     const int e = errno;
     xengntshr_close(xgs);
