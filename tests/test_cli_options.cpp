@@ -62,6 +62,48 @@ TEST(CliOptions, LeadingZerosAreStillDecimal) {
   EXPECT_EQ(r.out.size(), 4096u);
 }
 
+TEST(CliOptions, VchanAddressesAreCheckedBeforeAnythingIsOpened) {
+  const std::string sock = "/tmp/shbuf-options-test-" + std::to_string(::getpid());
+  const std::string too_long = "0:/" + std::string(48, 'a');  // 49 bytes of path
+  const std::vector<OptionCase> cases = {
+      {{"frontend", "--vchan", "0/local/domain/0/data/x"}, "is not DOMID:PATH"},
+      {{"frontend", "--vchan", "0x1:/a"}, "'0x1' is not a decimal number"},
+      {{"backend", "--vchan", "32752:/a"}, "from 0 to 32751"},
+      {{"backend", "--vchan", "1:"}, "must be a xenstore path"},
+      {{"backend", "--vchan", "1:/"}, "must be a xenstore path"},
+      {{"backend", "--vchan", "1:/a/"}, "must be a xenstore path"},
+      {{"backend", "--vchan", "1:a//b"}, "must be a xenstore path"},
+      {{"backend", "--vchan", "1:/a b"}, "letters, digits and / - _ @ only"},
+      {{"frontend", "--vchan", too_long}, "the path is 49 bytes, libxenvchan takes at most 48"},
+      {{"frontend", "--vchan", "0:/a", "--socket", sock}, "--socket excludes --vchan"},
+      {{"backend", "--vchan", "1:/a", "--socket", sock}, "--socket excludes --vchan"},
+      {{"frontend"}, "--socket or --vchan is required"},
+      {{"backend"}, "--socket or --vchan is required"},
+  };
+  for (const OptionCase& c : cases) expect_usage_error(c);
+}
+
+// Off Xen, a vchan cannot be offered or reached: one error naming what it
+// needs, exit 1, and no wait beyond --connect-timeout.
+TEST(CliOptions, AVchanOffXenIsOneClearError) {
+  const std::string sim = "/dev/shm/shbuf-vchan-options-" + std::to_string(::getpid());
+  const std::string offered = "/local/domain/0/data/shbuf-test";
+  auto be = testing::run_process({SHBUF_BIN, "backend", "--sim", sim, "--vchan", "1:" + offered});
+  EXPECT_EQ(be.exit_code, 1) << be.err;
+  EXPECT_EQ(count_lines(be.err), 1u) << be.err;
+  EXPECT_NE(be.err.find("cannot offer a vchan to domain 1 at " + offered), std::string::npos)
+      << be.err;
+  auto fe = testing::run_process({SHBUF_BIN, "frontend", "--sim", sim, "--domid", "1", "--vchan",
+                                  "0:" + offered, "--connect-timeout", "0.3"});
+  EXPECT_EQ(fe.exit_code, 1) << fe.err;
+  EXPECT_EQ(count_lines(fe.err), 1u) << fe.err;
+  EXPECT_NE(fe.err.find("no vchan to connect to at 0:" + offered + " within 300 ms"),
+            std::string::npos)
+      << fe.err;
+  (void)testing::run_process({SHBUF_BIN, "sim", "reset", "--sim", sim});
+  std::filesystem::remove_all(sim);
+}
+
 TEST(CliOptions, SimOnlyOptionsAreRefusedWithXen) {
   expect_usage_error({{"frontend", "--provider", "xen", "--sim", "/tmp/x", "--socket", "/tmp/s"},
                       "--sim is for the sim provider"});

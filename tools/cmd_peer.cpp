@@ -69,6 +69,7 @@ const std::vector<std::size_t> kDefaultPages = {1, kGrefsPerDirPage, kGrefsPerDi
 struct FrontendArgs {
   ProviderArgs provider;
   std::string socket;
+  std::string vchan;  // DOMID:PATH of a backend in another domain
   std::string mode = "both";
   std::vector<std::size_t> pages = kDefaultPages;
   double connect_timeout = kConnectTimeoutMs / 1000.0;  // seconds
@@ -76,7 +77,7 @@ struct FrontendArgs {
 };
 
 Result<std::string> ask(PeerLink& link, const std::string& request) {
-  SHBUF_TRY(link.send(request));
+  SHBUF_TRY(link.send(request, kReplyTimeoutMs));
   auto reply = link.receive(kReplyTimeoutMs);
   if (!reply.ok()) return std::move(reply).error();
   const auto parsed = peer::parse_reply(*reply);
@@ -146,7 +147,11 @@ std::vector<AllocMode> modes_of(const std::string& mode) {
 
 std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
   std::unique_ptr<Provider> provider = args.provider.open();
-  PeerLink link = take(PeerLink::connect_to(args.socket, seconds_to_ms(args.connect_timeout)));
+  const int connect_ms = seconds_to_ms(args.connect_timeout);
+  PeerLink link =
+      args.vchan.empty()
+          ? take(PeerLink::connect_to(args.socket, connect_ms))
+          : take(PeerLink::connect_vchan(take(parse_vchan_address(args.vchan)), connect_ms));
   auto hello = link.receive(kConnectTimeoutMs);
   if (!hello.ok()) fail(hello.error());
   const auto backend = peer::parse_hello(*hello);
@@ -155,6 +160,12 @@ std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
     if (refused && !refused->ok)
       fail(kExitFailure, "backend refused the connection: " + refused->text);
     fail(kExitFailure, fmt::format("backend did not greet with {} <domid>", peer::kHello));
+  }
+  // Across domains the grants go to the domain at the other end of the
+  // channel, whatever the greeting says.
+  if (const auto peer = link.peer_domain(); peer && *peer != *backend) {
+    fail(kExitFailure, fmt::format("backend greeted as domain {}, but the vchan leads to domain {}",
+                                   *backend, *peer));
   }
   std::vector<CaseResult> results;
   std::uint64_t seed = 1;
@@ -609,6 +620,15 @@ void run_demo(const DemoArgs& args) {
   if (!outcome.ok()) fail(kExitFailure, failure_message(outcome));
 }
 
+CLI::Validator vchan_address() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto address = parse_vchan_address(text);
+        return address.ok() ? std::string() : address.error().message;
+      },
+      "DOMID:PATH");
+}
+
 CLI::Validator more_than_zero() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -635,7 +655,9 @@ void add_backend_command(CLI::App& app) {
   static ProviderArgs backend_provider;
   static ServerOptions backend;
   CLI::App* be = app.add_subcommand(
-      "backend", "Serve frontends on a Unix socket: attach their buffers, check and answer");
+      "backend",
+      "Serve frontends on a Unix socket, or on a vchan from another domain: attach their "
+      "buffers, check and answer");
   be->footer(fmt::format(
       "Bounds: at most --max-clients frontends are served at once, each holding at most one "
       "buffer of --max-pages pages, so at most max-clients x max-pages pages of 4 KiB are mapped "
@@ -646,7 +668,12 @@ void add_backend_command(CLI::App& app) {
       "frontend can only name the domain its own process is attached as.",
       peer::kMaxLine));
   backend_provider.add_to(be, 0);
-  be->add_option("--socket", backend.socket, "Unix socket to listen on")->required();
+  CLI::Option* socket = be->add_option("--socket", backend.socket, "Unix socket to listen on");
+  be->add_option("--vchan", backend.vchan,
+                 "DOMID:PATH: offer a libxenvchan channel at xenstore PATH to a frontend in "
+                 "domain DOMID instead (one frontend at a time)")
+      ->excludes(socket)
+      ->check(vchan_address());
   be->add_flag("--once", backend.once,
                "Serve one frontend, then exit (others meanwhile are answered 'ERR busy')");
   be->add_option("--accept-timeout", backend.accept_timeout,
@@ -664,7 +691,11 @@ void add_backend_command(CLI::App& app) {
   be->add_option("--max-pages", backend.max_pages, "Refuse buffers larger than this")
       ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
-  be->callback([] { run_backend(backend_provider, backend); });
+  be->callback([] {
+    if (backend.socket.empty() && backend.vchan.empty())
+      throw CLI::RequiredError("--socket or --vchan");
+    run_backend(backend_provider, backend);
+  });
 }
 
 void add_frontend_command(CLI::App& app) {
@@ -672,7 +703,12 @@ void add_frontend_command(CLI::App& app) {
   CLI::App* fe = app.add_subcommand(
       "frontend", "Create buffers, hand them to a backend, and check data both ways");
   frontend.provider.add_to(fe, 1);
-  fe->add_option("--socket", frontend.socket, "The backend's Unix socket")->required();
+  CLI::Option* socket = fe->add_option("--socket", frontend.socket, "The backend's Unix socket");
+  fe->add_option("--vchan", frontend.vchan,
+                 "DOMID:PATH: the libxenvchan channel a backend in domain DOMID offers at "
+                 "xenstore PATH, instead of a socket")
+      ->excludes(socket)
+      ->check(vchan_address());
   add_mode_option(fe, frontend.mode);
   add_pages_option(fe, frontend.pages);
   fe->add_flag("--machine", frontend.machine, "One RESULT line per buffer, for scripts");
@@ -680,7 +716,11 @@ void add_frontend_command(CLI::App& app) {
                  "Seconds to keep trying while the backend is not listening yet")
       ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
-  fe->callback([] { run_frontend(frontend); });
+  fe->callback([] {
+    if (frontend.socket.empty() && frontend.vchan.empty())
+      throw CLI::RequiredError("--socket or --vchan");
+    run_frontend(frontend);
+  });
 }
 
 void add_demo_command(CLI::App& app) {

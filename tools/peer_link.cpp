@@ -1,14 +1,13 @@
 #include "peer_link.h"
 
 #include <fmt/format.h>
-
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -47,10 +46,9 @@ Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid()) return errno_error("socket");
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
-      if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) {
-        return errno_error("fcntl");
-      }
-      return PeerLink(std::move(fd));
+      auto stream = socket_stream(std::move(fd));
+      if (!stream.ok()) return std::move(stream).error();
+      return PeerLink(std::move(stream).value());
     }
     Error e = errno_error("cannot connect to '" + path + "'");
     fd.reset();
@@ -60,16 +58,44 @@ Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
   }
 }
 
-Status PeerLink::send(const std::string& line) {
+Result<PeerLink> PeerLink::connect_vchan(const VchanAddress& address, int timeout_ms) {
+  auto stream = cli::connect_vchan(address, timeout_ms);
+  if (!stream.ok()) return std::move(stream).error();
+  return PeerLink(std::move(stream).value());
+}
+
+Status PeerLink::wait(bool writing, long long deadline, int timeout_ms) {
+  while (true) {
+    SHBUF_TRY(stream_->check_peer());
+    const long long left = deadline - now_ms();
+    if (left <= 0) {
+      return make_error(ETIMEDOUT,
+                        "peer did not answer within " + std::to_string(timeout_ms) + " ms");
+    }
+    int wait_ms = static_cast<int>(left);
+    if (const int check = stream_->check_interval_ms(); check > 0)
+      wait_ms = std::min(wait_ms, check);
+    pollfd p{stream_->poll_fd(), stream_->poll_events(writing), 0};
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("poll");
+    }
+    if (ready == 0) continue;
+    stream_->woken();
+    return {};
+  }
+}
+
+Status PeerLink::send(const std::string& line, int timeout_ms) {
+  const long long deadline = now_ms() + timeout_ms;
   const std::string data = line + "\n";
   std::size_t done = 0;
   while (done < data.size()) {
-    const ssize_t put = ::send(fd_.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (put < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("sending to peer");
-    }
-    done += static_cast<std::size_t>(put);
+    auto put = stream_->write_some(data.data() + done, data.size() - done);
+    if (!put.ok()) return std::move(put).error();
+    done += *put;
+    if (done < data.size() && *put == 0) SHBUF_TRY(wait(true, deadline, timeout_ms));
   }
   return {};
 }
@@ -86,26 +112,14 @@ Result<std::string> PeerLink::receive(int timeout_ms) {
     if (pending_.size() > peer::kMaxLine) {
       return make_error(EPROTO, fmt::format("peer sent a line over {} bytes", peer::kMaxLine));
     }
-    const long long left = deadline - now_ms();
-    if (left <= 0) {
-      return make_error(ETIMEDOUT,
-                        "peer did not answer within " + std::to_string(timeout_ms) + " ms");
-    }
-    pollfd p{fd_.get(), POLLIN, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(left));
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("poll");
-    }
-    if (ready == 0) continue;
     char chunk[1024];
-    const ssize_t got = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("receiving from peer");
+    auto got = stream_->read_some(chunk, sizeof chunk);
+    if (!got.ok()) return std::move(got).error();
+    if (*got == 0) {
+      SHBUF_TRY(wait(false, deadline, timeout_ms));
+      continue;
     }
-    if (got == 0) return make_error(ENOTCONN, "peer closed the connection");
-    pending_.append(chunk, static_cast<std::size_t>(got));
+    pending_.append(chunk, *got);
   }
 }
 

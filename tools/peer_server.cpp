@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include "cli.h"
 #include "core/unique_fd.h"
 #include "peer_protocol.h"
+#include "peer_stream.h"
 #include "shbuf/core/backend_buffer.h"
 #include "shbuf/grant/sim.h"
 
@@ -171,8 +173,7 @@ class Signals {
 // One client: its connection, what it sent that is not handled yet, the reply
 // not sent yet, and its buffer.
 struct Client {
-  UniqueFd fd;
-  pid_t pid = 0;  // the connecting process, from SO_PEERCRED; 0 if unknown
+  std::unique_ptr<PeerStream> stream;
   std::string in;
   std::string out;
   long long deadline = 0;  // dropped when no request completes by then
@@ -184,7 +185,7 @@ struct Client {
   Client& operator=(const Client&) = delete;
   ~Client() {
     (void)buffer.detach();
-    fd.reset();
+    stream.reset();
   }
 
   bool line_ready() const { return in.find('\n') != std::string::npos; }
@@ -193,29 +194,28 @@ struct Client {
 // Sends what fits now; false when the connection is gone.
 bool flush(Client& c) {
   while (!c.out.empty()) {
-    const ssize_t put = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (put < 0) {
-      if (errno == EINTR) continue;
-      return errno == EAGAIN || errno == EWOULDBLOCK;
-    }
-    c.out.erase(0, static_cast<std::size_t>(put));
+    auto put = c.stream->write_some(c.out.data(), c.out.size());
+    if (!put.ok()) return false;
+    if (*put == 0) return true;
+    c.out.erase(0, *put);
   }
   return true;
 }
 
 // A last line to a connection about to be closed: whatever fits, or nothing.
-void send_last(int fd, const std::string& line) {
+void send_last(PeerStream& stream, const std::string& line) {
   const std::string data = line + "\n";
-  (void)!::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)stream.write_some(data.data(), data.size());
 }
 
 class Server {
  public:
-  Server(Provider& provider, const ServerOptions& options, int listen_fd)
+  Server(Provider& provider, const ServerOptions& options, int listen_fd, VchanListener* vchan)
       : provider_(provider),
         sim_(dynamic_cast<SimProvider*>(&provider)),
         options_(options),
         listen_fd_(listen_fd),
+        vchan_(vchan),
         idle_ms_(seconds_to_ms(options.idle_timeout)),
         reserve_fd_(open_reserve()) {}
   Server(const Server&) = delete;
@@ -231,22 +231,28 @@ class Server {
     return options_.max_clients - clients_.size();
   }
   void accept_new(long long now);
+  void accept_vchan(long long now);
+  // The listener's descriptor to poll this turn (-1: none).
+  int listen_fd();
+  void adopt(std::unique_ptr<PeerStream> stream, long long now);
   static int open_reserve() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
   UniqueFd accept_one() const {
     return UniqueFd(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   }
   void turn_away(UniqueFd fd);
+  void drop(Client& c, const std::string& why);
   void serve(Client& c, short revents, long long now);
   void handle_line(Client& c, std::string_view line);
   void attach_buffer(Client& c, const peer::AttachRequest& a);
   void check_data(Client& c, std::uint64_t seed);
   void reply(Client& c, const std::string& line) { c.out += line + "\n"; }
-  Status check_claim(DomId claimed, pid_t pid);
+  Status check_claim(DomId claimed, const PeerStream& stream);
 
   Provider& provider_;
   SimProvider* sim_;
   const ServerOptions& options_;
   int listen_fd_;
+  VchanListener* vchan_;
   int idle_ms_;
   UniqueFd reserve_fd_;
   bool accepted_ = false;
@@ -263,7 +269,7 @@ void Server::run(int signal_fd) {
     const long long now = now_ms();
     fds.clear();
     fds.push_back({signal_fd, POLLIN, 0});
-    fds.push_back({now >= accept_paused_until_ ? listen_fd_ : -1, POLLIN, 0});
+    fds.push_back({now >= accept_paused_until_ ? listen_fd() : -1, POLLIN, 0});
     long long wake = -1;
     auto wake_by = [&wake](long long t) { wake = wake < 0 ? t : std::min(wake, t); };
     if (now < accept_paused_until_) wake_by(accept_paused_until_);
@@ -271,14 +277,15 @@ void Server::run(int signal_fd) {
     for (const auto& c : clients_) {
       short events = 0;
       if (!c->out.empty()) {
-        events = POLLOUT;
+        events = c->stream->poll_events(true);
       } else if (c->line_ready()) {
         wake_by(now);
       } else {
-        events = POLLIN;
+        events = c->stream->poll_events(false);
       }
-      fds.push_back({c->fd.get(), events, 0});
+      fds.push_back({c->stream->poll_fd(), events, 0});
       wake_by(c->deadline);
+      if (const int check = c->stream->check_interval_ms(); check > 0) wake_by(now + check);
     }
     const int timeout = wake < 0 ? -1 : static_cast<int>(std::max(0LL, wake - now));
     if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
@@ -292,7 +299,7 @@ void Server::run(int signal_fd) {
     const std::size_t before = clients_.size();
     std::erase_if(clients_, [](const std::unique_ptr<Client>& c) { return c->done; });
     if (clients_.empty() && before > 0) alone_since = after;
-    if (fds[1].revents != 0) accept_new(after);
+    if (fds[1].revents != 0) vchan_ != nullptr ? accept_vchan(after) : accept_new(after);
     if (accept_ms > 0 && clients_.empty() && after - alone_since >= accept_ms) {
       fail(make_error(ETIMEDOUT, fmt::format("no frontend connected within {} ms", accept_ms)));
     }
@@ -322,21 +329,49 @@ void Server::accept_new(long long now) {
       turn_away(std::move(fd));
       continue;
     }
-    auto c = std::make_unique<Client>();
-    c->fd = std::move(fd);
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) c->pid = cred.pid;
-    c->deadline = now + idle_ms_;
-    reply(*c, peer::format_hello(provider_.self()));
-    if (!flush(*c)) c->done = true;
-    accepted_ = true;
-    if (!c->done) clients_.push_back(std::move(c));
+    auto stream = socket_stream(std::move(fd));
+    if (stream.ok()) adopt(std::move(stream).value(), now);
   }
 }
 
+int Server::listen_fd() {
+  if (vchan_ == nullptr) return listen_fd_;
+  // One frontend at a time: a new channel once the last one is gone.
+  if (!clients_.empty() || capacity() == 0) return -1;
+  check(vchan_->offer());
+  return vchan_->poll_fd();
+}
+
+void Server::accept_vchan(long long now) {
+  auto stream = vchan_->accept();
+  if (!stream.ok()) fail(stream.error());
+  if (*stream != nullptr) adopt(std::move(stream).value(), now);
+}
+
+void Server::adopt(std::unique_ptr<PeerStream> stream, long long now) {
+  auto c = std::make_unique<Client>();
+  c->stream = std::move(stream);
+  c->deadline = now + idle_ms_;
+  reply(*c, peer::format_hello(provider_.self()));
+  if (!flush(*c)) c->done = true;
+  accepted_ = true;
+  if (!c->done) clients_.push_back(std::move(c));
+}
+
 void Server::turn_away(UniqueFd fd) {
-  send_last(fd.get(), peer::format_busy(options_.once ? 1 : options_.max_clients));
+  const std::string data = peer::format_busy(options_.once ? 1 : options_.max_clients) + "\n";
+  (void)!::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Ends a client whose stream failed or whose peer went away; its buffer is
+// released with it. A frontend in another domain is worth a line: that
+// domain may have been destroyed under its buffer.
+void Server::drop(Client& c, const std::string& why) {
+  if (c.stream->peer_domain()) {
+    std::fprintf(stderr, "shbuf: %s: %s\n", why.c_str(),
+                 c.buffer.valid() ? "released its buffer" : "it held no buffer");
+  }
+  c.done = true;
 }
 
 void Server::serve(Client& c, short revents, long long now) {
@@ -344,31 +379,32 @@ void Server::serve(Client& c, short revents, long long now) {
     c.done = true;  // hung up: its buffer is released with it
     return;
   }
-  if ((revents & POLLOUT) && !flush(c)) {
+  if (Status alive = c.stream->check_peer(); !alive.ok()) {
+    drop(c, alive.error().message);
+    return;
+  }
+  if (revents != 0) c.stream->woken();
+  if (revents != 0 && !flush(c)) {
     c.done = true;
     return;
   }
-  if (revents & POLLIN) {
-    // Polled for input only while no whole line waits and the partial one
-    // fits: there is room for at least one byte.
+  if (revents != 0 && c.out.empty() && !c.line_ready() && c.in.size() <= peer::kMaxLine) {
+    // Read only while no whole line waits and the partial one fits: there
+    // is room for at least one byte.
     char chunk[peer::kMaxLine + 1];
     const std::size_t room = peer::kMaxLine + 1 - c.in.size();
-    const ssize_t got = ::recv(c.fd.get(), chunk, room, MSG_DONTWAIT);
-    if (got == 0) {
-      c.done = true;
+    auto got = c.stream->read_some(chunk, room);
+    if (!got.ok()) {
+      drop(c, got.error().message);
       return;
     }
-    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      c.done = true;
-      return;
-    }
-    if (got > 0) c.in.append(chunk, static_cast<std::size_t>(got));
+    c.in.append(chunk, *got);
   }
   for (int n = 0; n < kLinesPerRound && c.out.empty() && !c.done; ++n) {
     const std::size_t nl = c.in.find('\n');
     if (nl == std::string::npos) {
       if (c.in.size() > peer::kMaxLine) {
-        send_last(c.fd.get(),
+        send_last(*c.stream,
                   peer::format_err(fmt::format("line longer than {} bytes", peer::kMaxLine)));
         c.done = true;
       }
@@ -381,14 +417,21 @@ void Server::serve(Client& c, short revents, long long now) {
     if (!flush(c)) c.done = true;
   }
   if (!c.done && now >= c.deadline) {
-    send_last(c.fd.get(),
+    send_last(*c.stream,
               peer::format_err(fmt::format("no request for {} ms: hanging up", idle_ms_)));
     c.done = true;
   }
 }
 
-Status Server::check_claim(DomId claimed, pid_t pid) {
-  if (sim_ == nullptr) return {};  // real domains: nothing to check against here
+Status Server::check_claim(DomId claimed, const PeerStream& stream) {
+  if (const auto peer = stream.peer_domain()) {
+    if (claimed == *peer) return {};
+    return make_error(EPERM, fmt::format("the frontend names domain {}, but its vchan comes from "
+                                         "domain {}",
+                                         claimed, *peer));
+  }
+  if (sim_ == nullptr) return {};  // real domains on a socket: nothing to check against here
+  const pid_t pid = stream.peer_pid();
   auto status = sim_->status();
   if (!status.ok()) {
     return make_error(status.error().code,
@@ -430,7 +473,7 @@ void Server::handle_line(Client& c, std::string_view line) {
 // Replaces the client's buffer (if any) with the one the request names, if
 // the client is the domain it claims to be.
 void Server::attach_buffer(Client& c, const peer::AttachRequest& a) {
-  Status allowed = check_claim(a.frontend, c.pid);
+  Status allowed = check_claim(a.frontend, *c.stream);
   if (!allowed.ok()) {
     reply(c, peer::format_err(allowed.error().describe()));
     return;
@@ -490,8 +533,15 @@ void run_server(Provider& provider, const ServerOptions& options) {
   ensure_fd_limit(options.once ? 1 : options.max_clients);
   Signals signals;
   if (!signals.ok()) fail(errno_error("signalfd"));
+  if (!options.vchan.empty()) {
+    std::unique_ptr<VchanListener> vchan =
+        take(listen_vchan(take(parse_vchan_address(options.vchan))));
+    Server server(provider, options, -1, vchan.get());
+    server.run(signals.fd());
+    return;
+  }
   std::unique_ptr<SocketFile> socket = take(SocketFile::create(options.socket));
-  Server server(provider, options, socket->fd());
+  Server server(provider, options, socket->fd(), nullptr);
   server.run(signals.fd());
 }
 

@@ -1,9 +1,8 @@
 // `shbuf backend`: serves frontends on a Unix socket, many at once, in one
-// thread. Each client costs at most one buffer of max_pages pages, a line of
-// peer::kMaxLine bytes in and one reply out, and is dropped when it sends no
-// request for idle_timeout seconds, sends a line too long, or hangs up. What
-// one client does (silence, junk, hanging up at any point) costs only that
-// client.
+// thread, or one at a time on a vchan from another domain. Each client costs at most one buffer of
+// max_pages pages, a line of peer::kMaxLine bytes in and one reply out, and is dropped when it
+// sends no request for idle_timeout seconds, sends a line too long, or hangs up. What one client
+// does (silence, junk, hanging up at any point) costs only that client.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +15,10 @@ namespace shbuf::cli {
 
 struct ServerOptions {
   std::string socket;
+  // DOMID:PATH: instead of a socket, a libxenvchan channel offered to a
+  // frontend in domain DOMID, one frontend at a time; a frontend whose
+  // domain goes away is dropped within about a second.
+  std::string vchan;
   // Serve the first client, then exit; other clients meanwhile are busy.
   bool once = false;
   // Exit 1 when no client has been connected for this long (0: never).
@@ -29,9 +32,10 @@ struct ServerOptions {
 inline constexpr std::size_t kMaxClientsLimit = 512;
 
 // Listens on options.socket, replacing only a stale socket (a socket file
-// nobody listens on), and serves until --once's client is done, SIGINT or
-// SIGTERM (exit 0), or the accept timeout (exit 1). The socket file is
-// removed on the way out if it is still the one created here.
+// nobody listens on), or offers options.vchan, and serves until --once's
+// client is done, SIGINT or SIGTERM (exit 0), or the accept timeout (exit
+// 1). The socket file is removed on the way out if it is still the one
+// created here.
 void run_server(Provider& provider, const ServerOptions& options);
 
 }  // namespace shbuf::cli
