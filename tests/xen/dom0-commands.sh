@@ -5,7 +5,8 @@
 #   run CMD ARGS...            a nonzero exit (or the step timeout) fails the run
 #   run_if 'PROBE' -- CMD...   run CMD only if the shell command PROBE succeeds,
 #                              otherwise report it as skipped
-# Dom0 is domain 0 and maps its own grants, so both ends run here.
+# Dom0 is domain 0 and maps its own grants, so both ends of the demo run
+# here; vchan-test.sh puts one end in a domU.
 
 run "$B/shbuf_xen_selftest"
 run "$B/tests/test_xen_provider" --gtest_color=no
@@ -15,6 +16,9 @@ run_if '[ "${SHBUF_DISPL:-0}" = 1 ]' -- sh tests/xen/displ-test.sh "$B"
 # The PV sound backend against Linux's snd_xen_front in two domUs, one after
 # the other.
 run_if '[ "${SHBUF_SND:-0}" = 1 ]' -- sh tests/xen/snd-test.sh "$B"
+# Our frontend and backend in two domains over a vchan, both ways round, and
+# a guest destroyed mid-transfer.
+run_if '[ "${SHBUF_VCHAN:-0}" = 1 ]' -- sh tests/xen/vchan-test.sh "$B"
 # The platform services' contract, against xenstored and libxenevtchn: it
 # needs the xenstored the display or sound test started (without one,
 # opening xenstore blocks in the kernel). Watches run on our own connection to xenstored, so

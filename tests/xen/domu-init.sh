@@ -6,6 +6,9 @@
 #   role=snd                  Linux's PV sound frontend (snd_xen_front) and the
 #                             sound client (snd_play=FRAMES, snd_record=FRAMES,
 #                             snd_wait=SECONDS: see snd_client.c)
+#   role=peer                 gntalloc, gntdev and evtchn, and `shbuf` run with
+#                             the arguments of peer1=, peer2=, ... in turn ('+'
+#                             for a space), each reported as "PEER: run N exit RC"
 # A frontend's insmod waits until the backend connects (at most about 30 s),
 # so it runs in the background. Output goes to the domain's console (hvc0).
 
@@ -53,6 +56,22 @@ case $role in
     /bin/snd_client "${snd_play:-144000}" "${snd_record:-48000}" "${snd_wait:-60}"
     echo "DOMU: snd_client exited with $?"
     ;;
-  *) echo "DOMU: FAIL: unknown role $role (displ or snd)" ;;
+  peer)
+    insmod /lib/modules/xen-evtchn.ko || echo "DOMU: FAIL: insmod xen-evtchn"
+    insmod /lib/modules/xen-gntdev.ko || echo "DOMU: FAIL: insmod xen-gntdev"
+    insmod /lib/modules/xen-gntalloc.ko limit=32768 || echo "DOMU: FAIL: insmod xen-gntalloc"
+    n=1
+    while :; do
+      args=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^peer$n=//p" | tr '+' ' ')
+      [ -n "$args" ] || break
+      echo "PEER: run $n: shbuf $args"
+      # shellcheck disable=SC2086
+      { /bin/shbuf $args 2>&1; echo $? >/tmp/rc; } | sed "s/^/PEER: $n| /"
+      echo "PEER: run $n exit $(cat /tmp/rc 2>/dev/null)"
+      n=$((n + 1))
+    done
+    echo "PEER: done"
+    ;;
+  *) echo "DOMU: FAIL: unknown role $role (displ, snd or peer)" ;;
 esac
 while :; do sleep 60; done

@@ -17,6 +17,9 @@
 #                      toolstack in dom0, no domU (it runs by default)
 #   SHBUF_XEN_SND=0    leave out the PV sound proof (tests/xen/snd-test.sh: the
 #                      toolstack and a domU running snd_client; it runs by default)
+#   SHBUF_XEN_VCHAN=0  leave out the proof across domains (tests/xen/vchan-test.sh:
+#                      `shbuf frontend` and `backend` over a vchan, one in a domU
+#                      and one in dom0; it runs by default)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,9 +35,11 @@ displ=${SHBUF_XEN_DISPL:-1}
 [ "$displ" = 1 ] && targets="$targets shbuf_displ_check"
 snd=${SHBUF_XEN_SND:-1}
 [ "$snd" = 1 ] && targets="$targets shbuf_snd_check"
-# Either proof needs the toolstack in dom0 and the domU's kernel and initramfs.
+vchan=${SHBUF_XEN_VCHAN:-1}
+# Each of these proofs needs the toolstack in dom0 and a domU's kernel and
+# initramfs.
 guests=0
-{ [ "$displ" = 1 ] || [ "$snd" = 1 ]; } && guests=1
+{ [ "$displ" = 1 ] || [ "$snd" = 1 ] || [ "$vchan" = 1 ]; } && guests=1
 jobs=$(nproc)
 
 log() { echo "xen-run: $*" >&2; }
@@ -148,6 +153,28 @@ kver=${vmlinuz##*/vmlinuz-}
 mods=$kernel_dir/lib/modules/$kver/kernel
 log "Xen $(basename "$xen_gz" .gz), dom0 kernel $kver ($(elapsed))"
 
+# Copies the shared libraries that the executables $2... need (as ldd names
+# them), with the dynamic loader and libgcc_s.so.1 (glibc loads it at run
+# time for pthread_cancel and unwinding), into the root $1 at the host's
+# paths. Sets nlibs.
+copy_libs() {
+  local dest=$1 ldd_out libs l
+  shift
+  ldd_out=$(for b in "$@"; do ldd "$b" || echo "ldd-failed $b"; done)
+  grep -q 'ldd-failed' <<<"$ldd_out" && die "ldd failed: $(grep ldd-failed <<<"$ldd_out" | tr '\n' ' ')"
+  grep -q 'not found' <<<"$ldd_out" &&
+    die "a library of $* is missing on this host: $(grep 'not found' <<<"$ldd_out" | sort -u | tr -s ' \t\n' ' ')"
+  libs=$(awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' <<<"$ldd_out" | sort -u)
+  [ -n "$libs" ] || die "ldd found no libraries for $*"
+  for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+    [ -e "$l" ] || die "$* need $l, missing on this host"
+    case $l in "$root"/*) die "$l is in the repository: it would not be found at that path" ;; esac
+    mkdir -p "$dest$(dirname "$l")"
+    cp -L "$l" "$dest$l"
+  done
+  nlibs=$(wc -w <<<"$libs")
+}
+
 # QEMU's multiboot loader cannot load the gzip'ed hypervisor.
 xen_elf=$cache/unpacked/$(basename "$xen_gz" .gz)
 [ -s "$xen_elf" ] || gunzip -c "$xen_gz" >"$xen_elf"
@@ -218,6 +245,18 @@ if [ "$guests" = 1 ]; then
     die "building tests/xen/snd_client.c failed (apt-get install linux-libc-dev)"
   install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
   (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
+  # The guest of the proof across domains also has the grant and event
+  # channel devices and `shbuf` itself (stripped), with its libraries.
+  if [ "$vchan" = 1 ]; then
+    for m in xen-evtchn xen-gntdev xen-gntalloc; do
+      [ -e "$mods/drivers/xen/$m.ko" ] || die "module $m.ko is not in $kernel_pkg"
+      cp "$mods/drivers/xen/$m.ko" "$guest/root/lib/modules/"
+    done
+    strip -o "$guest/root/bin/shbuf" "$build/shbuf" || die "cannot strip $build/shbuf"
+    copy_libs "$guest/root" "$build/shbuf"
+    (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu-peer.cpio.gz"
+    log "domU initramfs with shbuf and $nlibs shared libraries: $(du -k "$guest/domu-peer.cpio.gz" | cut -f1) KiB"
+  fi
   rm -rf "$guest/root"
   log "domU kernel and initramfs in $guest ($(elapsed))"
 fi
@@ -253,23 +292,10 @@ if [ "$guests" = 1 ]; then
   for n in read write ls list rm; do ln -sf xenstore "$stage/usr/bin/xenstore-$n"; done
 fi
 # The shared libraries of our executables (which run from the share) and of
-# the toolstack, with the dynamic loader: the host's copies, at the paths ldd
-# names (libxen-dev pulls in the toolstack's versions). libgcc_s.so.1 too:
-# glibc loads it at run time for pthread_cancel and unwinding.
-ldd_out=$(for b in "${bins[@]}"; do
-  ldd "$b" || die "ldd $b failed"
-done) || exit 1
-grep -q 'not found' <<<"$ldd_out" &&
-  die "a library of dom0's executables is missing on this host: $(grep 'not found' <<<"$ldd_out" | sort -u | tr -s ' \t\n' ' ')"
-libs=$(awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64\// {print $1}' <<<"$ldd_out" | sort -u)
-[ -n "$libs" ] || die "ldd found no libraries for dom0's executables"
-for l in $libs /lib/x86_64-linux-gnu/libgcc_s.so.1; do
-  [ -e "$l" ] || die "dom0's executables need $l, missing on this host"
-  case $l in "$root"/*) die "$l is in the repository: dom0 would not find it at that path" ;; esac
-  mkdir -p "$stage$(dirname "$l")"
-  cp -L "$l" "$stage$l"
-done
-log "dom0 initramfs: $(wc -w <<<"$libs") shared libraries from ldd"
+# the toolstack: the host's copies (libxen-dev pulls in the toolstack's
+# versions).
+copy_libs "$stage" "${bins[@]}"
+log "dom0 initramfs: $nlibs shared libraries from ldd"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
 
 # Boot. Arguments after the kernel path in the second -initrd module form the
@@ -287,7 +313,7 @@ xen_cmdline+=" loglvl=all guest_loglvl=all gnttab_max_frames=128 bootscrub=false
 xen_cmdline+=" spec-ctrl=eager-fpu"
 dom0_cmdline="console=hvc0 earlyprintk=xen panic=-1 loglevel=4"
 dom0_cmdline+=" SHBUF_BUILD=$build_rel SHBUF_GNTALLOC_LIMIT=$gntalloc_limit"
-dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ SHBUF_SND=$snd"
+dom0_cmdline+=" SHBUF_STEP_TIMEOUT=$step_timeout SHBUF_DISPL=$displ SHBUF_SND=$snd SHBUF_VCHAN=$vchan"
 log "booting Xen under QEMU (TCG), serial log $serial ($(elapsed))"
 t_boot=$(date +%s)
 set +e
