@@ -103,12 +103,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_buffer_bytes = 2 * kPageSize;
   snd::SoundDevice device(
       *d.backend, kFrontend, {stream(false, 0), stream(true, 1)}, limits,
-      [&played](const snd::StreamConfig&, const snd::StreamFormat& f)
-          -> Result<std::unique_ptr<snd::PlaybackSink>> {
+      [&played](const snd::StreamConfig&,
+                const snd::StreamFormat& f) -> Result<std::unique_ptr<snd::PlaybackSink>> {
         return std::unique_ptr<snd::PlaybackSink>(new CountingSink(played, f.frame_bytes()));
       },
-      [](const snd::StreamConfig&, const snd::StreamFormat& f)
-          -> Result<std::unique_ptr<snd::CaptureSource>> {
+      [](const snd::StreamConfig&,
+         const snd::StreamFormat& f) -> Result<std::unique_ptr<snd::CaptureSource>> {
         return snd::make_signal_source(snd::Signal::kRamp, f);
       });
 

@@ -159,8 +159,8 @@ TEST_F(SndLab, WhatIsPlayedIsWrittenSampleForSample) {
   ASSERT_EQ((*fe)->streams().size(), 2u);
   ASSERT_FALSE((*fe)->streams()[0].capture);
   // What ALSA would ask first: everything, narrowed to the card.
-  auto hw = (*fe)->query(0, {~0ull, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX},
-                             {0, UINT32_MAX}});
+  auto hw =
+      (*fe)->query(0, {~0ull, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX}});
   ASSERT_TRUE(hw.ok()) << hw.error().describe();
   EXPECT_EQ(hw->formats, format_bit(kFormatS16LE));
   EXPECT_EQ(hw->rates, (Interval{44100, 48000}));
@@ -468,8 +468,9 @@ TEST_F(SndLab, AFrontendKilledWithSigkillLeavesSndBeRunningAndHoldingNothing) {
   waitpid(child, nullptr, 0);
   // The toolstack notices the dead guest and tears its device down.
   remove(3);
-  EXPECT_TRUE(log_says("holds after a device went away: devices=1 connected=0 ring_mappings=0 "
-                       "event_channels=0 open_streams=0 buffer_pages=0"));
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=1 connected=0 ring_mappings=0 "
+               "event_channels=0 open_streams=0 buffer_pages=0"));
   EXPECT_EQ(kill(be, 0), 0);
   EXPECT_EQ(backend_pages(), 0u);
   // The other domain is served.

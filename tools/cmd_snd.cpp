@@ -148,8 +148,7 @@ void add_snd_commands(CLI::App& app) {
                  "What capture streams record without --capture-wav: sine (440 Hz) or ramp")
       ->check(CLI::IsMember({"sine", "ramp"}))
       ->capture_default_str();
-  be->add_option("--max-buffer-kib", max_buffer_kib,
-                 "Largest PCM buffer a stream may open, in KiB")
+  be->add_option("--max-buffer-kib", max_buffer_kib, "Largest PCM buffer a stream may open, in KiB")
       ->check(decimal_in(1, 65536))
       ->capture_default_str();
   be->add_option("--max-file-mib", max_file_mib,

@@ -208,7 +208,8 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
 
 void Backend::watch(const std::string& path) {
   const Status s = platform_.xenstore->watch(path, kWatchToken);
-  if (!s.ok()) log(2, "cannot watch " + path + " (found by scans instead): " + s.error().describe());
+  if (!s.ok())
+    log(2, "cannot watch " + path + " (found by scans instead): " + s.error().describe());
 }
 
 void Backend::unwatch(const std::string& path) {

@@ -48,8 +48,9 @@ class SndDevice final : public pv::Device {
     };
     const std::string wav = capture_wav_;
     const Signal signal = signal_;
-    SourceFactory sources = [wav, signal](const StreamConfig&, const StreamFormat& f)
-        -> Result<std::unique_ptr<CaptureSource>> {
+    SourceFactory sources = [wav, signal](
+                                const StreamConfig&,
+                                const StreamFormat& f) -> Result<std::unique_ptr<CaptureSource>> {
       if (!wav.empty()) return open_wav_source(wav, f);
       return make_signal_source(signal, f);
     };
@@ -103,8 +104,8 @@ class SndDevice final : public pv::Device {
       if (!pushed.ok()) {
         // Once per run of drops, not once per event.
         if (!r.dropping) {
-          ctx.log(1, "s" + std::to_string(e.stream) + ": position events dropped: " +
-                         pushed.error().describe());
+          ctx.log(1, "s" + std::to_string(e.stream) +
+                         ": position events dropped: " + pushed.error().describe());
         }
         r.dropping = true;
         continue;
@@ -184,8 +185,7 @@ Result<WavStats> run_backend(const BackendOptions& options, const std::atomic<bo
     SF_INFO info{};
     SNDFILE* f = sf_open(options.capture_wav.c_str(), SFM_READ, &info);
     if (f == nullptr) {
-      return make_error(ENOENT, "cannot read " + options.capture_wav + ": " +
-                                    sf_strerror(nullptr));
+      return make_error(ENOENT, "cannot read " + options.capture_wav + ": " + sf_strerror(nullptr));
     }
     sf_close(f);
   }

@@ -68,6 +68,7 @@ void put_hw(Packet& p, const HwParams& h) {
 }
 
 // XENSND_PCM_FORMAT_*_STR, indexed by code.
+// clang-format off
 constexpr std::array<const char*, kFormatCount> kFormatNames = {
     "s8",       "u8",         "s16_le",     "s16_be",
     "u16_le",   "u16_be",     "s24_le",     "s24_be",
@@ -76,6 +77,7 @@ constexpr std::array<const char*, kFormatCount> kFormatNames = {
     "float64_le", "float64_be", "iec958_subframe_le", "iec958_subframe_be",
     "mu_law",   "a_law",      "ima_adpcm",  "mpeg",
     "gsm"};
+// clang-format on
 
 std::string str(std::uint64_t v) {
   return std::to_string(v);
@@ -87,8 +89,8 @@ std::vector<std::string> split(const std::string& text) {
   std::size_t start = 0;
   for (;;) {
     const std::size_t comma = text.find(',', start);
-    out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos
-                                                                : comma - start));
+    out.push_back(
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) return out;
     start = comma + 1;
   }
@@ -98,8 +100,8 @@ Result<std::uint32_t> parse_bounded(const std::string& key, const std::string& t
                                     std::uint32_t min, std::uint32_t max) {
   const auto v = pv::parse_xenstore_u32(text);
   if (!v || *v < min || *v > max) {
-    return make_error(EINVAL, key + " '" + text.substr(0, 32) + "' is not a number in " +
-                                  str(min) + ".." + str(max));
+    return make_error(EINVAL, key + " '" + text.substr(0, 32) + "' is not a number in " + str(min) +
+                                  ".." + str(max));
   }
   return *v;
 }
@@ -230,8 +232,8 @@ Request decode_request(const Packet& p) {
   constexpr std::size_t b = kOffBody;
   switch (r.operation) {
     case kOpOpen:
-      r.body = Open{get32(p, b), get8(p, b + 4), get8(p, b + 5), get32(p, b + 8),
-                    get32(p, b + 12), get32(p, b + 16)};
+      r.body = Open{get32(p, b),     get8(p, b + 4),   get8(p, b + 5),
+                    get32(p, b + 8), get32(p, b + 12), get32(p, b + 16)};
       break;
     case kOpClose:
       r.body = Close{};
@@ -405,8 +407,8 @@ Result<HwParams> intersect(const HwParams& q, const StreamParams& offer, std::ui
     hi = rate;
   }
   if (!lo) {
-    return make_error(EINVAL, "no rate offered is in " + str(q.rates.min) + ".." +
-                                  str(q.rates.max));
+    return make_error(EINVAL,
+                      "no rate offered is in " + str(q.rates.min) + ".." + str(q.rates.max));
   }
   r.rates = {*lo, *hi};
   auto channels = meet(q.channels, {offer.channels_min, offer.channels_max});
@@ -418,7 +420,8 @@ Result<HwParams> intersect(const HwParams& q, const StreamParams& offer, std::ui
   r.channels = *channels;
   std::uint32_t smallest_sample = 4;
   for (std::uint8_t f = 0; f < kFormatCount; ++f) {
-    if ((r.formats & format_bit(f)) != 0) smallest_sample = std::min(smallest_sample, sample_bytes(f));
+    if ((r.formats & format_bit(f)) != 0)
+      smallest_sample = std::min(smallest_sample, sample_bytes(f));
   }
   const std::uint64_t bytes = std::min(offer.buffer_size, max_buffer);
   const std::uint64_t frame = std::uint64_t{smallest_sample} * r.channels.min;
