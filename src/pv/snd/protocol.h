@@ -18,13 +18,14 @@
 #include <variant>
 #include <vector>
 
+#include "pv/packet.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 
 namespace shbuf::snd {
 
-inline constexpr std::size_t kPacketSize = 64;
-using Packet = std::array<std::byte, kPacketSize>;
+using pv::kPacketSize;
+using pv::Packet;
 
 // XENSND_PROTOCOL_VERSION: what the backend writes to `versions`.
 inline constexpr const char* kProtocolVersion = "2";
