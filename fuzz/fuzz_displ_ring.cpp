@@ -15,49 +15,28 @@
 #include <memory>
 #include <string>
 
-#include "fuzz_sim.h"
+#include "fuzz_ring.h"
 #include "pv/displ/device.h"
 #include "pv/displ/protocol.h"
 #include "pv/displ/ring.h"
-#include "shbuf/core/frontend_buffer.h"
-#include "shbuf/grant/sim.h"
 
 namespace {
 
 using namespace shbuf;
 
-constexpr DomId kFrontend = FuzzSimDomains::kFrontend;
+constexpr DomId kFrontend = FuzzRingDomains::kFrontend;
 
-// The simulator's two domains, and a directory and 2 pages the frontend
-// granted for requests to name.
-struct Domains : FuzzSimDomains {
-  FrontendBuffer buffer;
-
-  Domains() : FuzzSimDomains("displ") {
-    FrontendBufferConfig config;
-    config.backend = 0;
-    config.pages = 2;
-    auto created = FrontendBuffer::create(*frontend, config);
-    if (!created.ok()) std::abort();
-    buffer = std::move(created).value();
-  }
-  ~Domains() { (void)buffer.free(); }
-};
-
-Domains& domains() {
-  static Domains d;
+FuzzRingDomains& domains() {
+  static FuzzRingDomains d("displ");
   return d;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Domains& d = domains();
+  FuzzRingDomains& d = domains();
   // The first byte chooses the device's configuration, the rest is the ring.
-  const std::uint8_t head = size > 0 ? data[0] : 0;
-  alignas(kPageSize) static std::byte page[kPageSize];
-  std::memset(page, 0, sizeof page);
-  if (size > 1) std::memcpy(page, data + 1, std::min(size - 1, sizeof page));
+  const auto [head, page] = fuzz_ring_input(data, size);
 
   displ::DeviceConfig config;
   config.frontend = kFrontend;
@@ -75,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return {};
   });
 
-  auto ring = displ::RequestRing::attach(std::span<std::byte>(page, sizeof page));
+  auto ring = displ::RequestRing::attach(page);
   if (!ring.ok()) std::abort();
   std::size_t handled = 0;
   for (;;) {
@@ -91,9 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Letting go releases every mapping and grant the requests made.
   (void)device.release_all();
   if (device.pages_held() != 0 || device.dbuf_count() != 0) std::abort();
-  auto st = d.backend->status();
-  if (!st.ok() || !st->mappings.empty()) std::abort();
-  for (const auto& dom : st->domains) {
+  for (const auto& dom : expect_no_mappings(*d.backend).domains) {
     if (dom.domid == 0 && (dom.grants_in_use != 0 || dom.frames_in_use != 0)) std::abort();
   }
   return 0;

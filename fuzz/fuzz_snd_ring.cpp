@@ -16,39 +16,23 @@
 #include <memory>
 #include <string>
 
-#include "fuzz_sim.h"
+#include "fuzz_ring.h"
 #include "pv/ring.h"
 #include "pv/snd/device.h"
 #include "pv/snd/protocol.h"
 #include "pv/snd/wav.h"
-#include "shbuf/core/frontend_buffer.h"
-#include "shbuf/grant/sim.h"
 
 namespace {
 
 using namespace shbuf;
 
-constexpr DomId kFrontend = FuzzSimDomains::kFrontend;
+constexpr DomId kFrontend = FuzzRingDomains::kFrontend;
 constexpr std::uint32_t kRingSize = pv::ring_size(snd::kPacketSize);
 // Where OPEN keeps gref_directory in a slot.
-constexpr std::size_t kOffOpenGref = 8 + 12;
+constexpr std::size_t kOffOpenGref = pv::packet::kOffBody + 12;
 
-struct Domains : FuzzSimDomains {
-  FrontendBuffer buffer;
-
-  Domains() : FuzzSimDomains("snd") {
-    FrontendBufferConfig config;
-    config.backend = 0;
-    config.pages = 2;
-    auto created = FrontendBuffer::create(*frontend, config);
-    if (!created.ok()) std::abort();
-    buffer = std::move(created).value();
-  }
-  ~Domains() { (void)buffer.free(); }
-};
-
-Domains& domains() {
-  static Domains d;
+FuzzRingDomains& domains() {
+  static FuzzRingDomains d("snd");
   return d;
 }
 
@@ -83,18 +67,16 @@ snd::StreamConfig stream(bool capture, std::uint32_t index) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Domains& d = domains();
+  FuzzRingDomains& d = domains();
   // The first byte: bit 0 the stream (playback, capture), bit 1 whether
   // OPENs name the real directory; the rest is the ring.
-  const std::uint8_t head = size > 0 ? data[0] : 0;
-  alignas(kPageSize) static std::byte page[kPageSize];
-  std::memset(page, 0, sizeof page);
-  if (size > 1) std::memcpy(page, data + 1, std::min(size - 1, sizeof page));
+  const auto [head, page] = fuzz_ring_input(data, size);
   if ((head & 2) != 0) {
     const Gref dir = d.buffer.directory_gref();
     for (std::uint32_t i = 0; i < kRingSize; ++i) {
-      std::byte* slot = page + pv::kRingHeader + i * snd::kPacketSize;
-      if (slot[2] == std::byte{snd::kOpOpen}) std::memcpy(slot + kOffOpenGref, &dir, 4);
+      std::byte* slot = page.data() + pv::kRingHeader + i * snd::kPacketSize;
+      if (slot[pv::packet::kOffOperation] == std::byte{snd::kOpOpen})
+        std::memcpy(slot + kOffOpenGref, &dir, 4);
     }
   }
 
@@ -103,16 +85,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_buffer_bytes = 2 * kPageSize;
   snd::SoundDevice device(
       *d.backend, kFrontend, {stream(false, 0), stream(true, 1)}, limits,
-      [&played](const snd::StreamConfig&, const snd::StreamFormat& f)
-          -> Result<std::unique_ptr<snd::PlaybackSink>> {
+      [&played](const snd::StreamConfig&,
+                const snd::StreamFormat& f) -> Result<std::unique_ptr<snd::PlaybackSink>> {
         return std::unique_ptr<snd::PlaybackSink>(new CountingSink(played, f.frame_bytes()));
       },
-      [](const snd::StreamConfig&, const snd::StreamFormat& f)
-          -> Result<std::unique_ptr<snd::CaptureSource>> {
+      [](const snd::StreamConfig&,
+         const snd::StreamFormat& f) -> Result<std::unique_ptr<snd::CaptureSource>> {
         return snd::make_signal_source(snd::Signal::kRamp, f);
       });
 
-  auto ring = pv::BackRing::attach(std::span<std::byte>(page, sizeof page), snd::kPacketSize);
+  auto ring = pv::BackRing::attach(page, snd::kPacketSize);
   if (!ring.ok()) std::abort();
   const std::size_t index = head & 1;
   const snd::Clock::time_point t0 = snd::Clock::now();
@@ -142,7 +124,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Letting go releases every mapping the requests made.
   (void)device.release_all();
   if (device.pages_held() != 0 || device.open_streams() != 0) std::abort();
-  auto st = d.backend->status();
-  if (!st.ok() || !st->mappings.empty()) std::abort();
+  expect_no_mappings(*d.backend);
   return 0;
 }

@@ -19,15 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "backend_lab.h"
 #include "pv/displ/frontend.h"
 #include "pv/toolstack.h"
-#include "run_process.h"
-#include "test_sim_util.h"
 
 namespace shbuf::displ {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using shbuf::testing::slurp;
 
 // The colour of a pixel of frame `frame` of (domain, connector).
@@ -76,65 +74,19 @@ long differing_pixels(const std::string& path, std::uint32_t w, std::uint32_t h,
   return bad;
 }
 
-class DisplLab : public simtest::SimTest {
+class DisplLab : public simtest::BackendLab {
  protected:
-  void SetUp() override {
-    SimTest::SetUp();
-    out = path + "-out";
-    std::filesystem::remove_all(out);
-    std::filesystem::create_directories(out);
-    log = path + "-be.log";
-    ASSERT_TRUE(open(0));  // the instance exists before displ-be opens it
-    be = fork();
-    if (be == 0) {
-      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
-      execl(SHBUF_BIN, SHBUF_BIN, "displ-be", "--platform", "sim", "--sim", path.c_str(), "--out",
-            out.c_str(), "-v", "2", nullptr);
-      _exit(127);
-    }
-  }
+  DisplLab() : BackendLab("displ-be", "vdispl", "dbufs=0 buffer_pages=0") {}
 
-  void TearDown() override {
-    if (be > 0) {
-      kill(be, SIGTERM);
-      int st = 0;
-      waitpid(be, &st, 0);
-      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "displ-be: " << slurp(log);
-      EXPECT_NE(slurp(log).find("holds at exit: devices=0 connected=0 ring_mappings=0 "
-                                "event_channels=0 dbufs=0 buffer_pages=0"),
-                std::string::npos)
-          << slurp(log);
-    }
-    expect_clean();
-    std::filesystem::remove_all(out);
-    std::filesystem::remove(log);
-    SimTest::TearDown();
+  void SetUp() override {
+    BackendLab::SetUp();
+    start();
   }
 
   void add(DomId dom, bool be_alloc, const std::string& connectors = "64x48,32x16") {
-    std::vector<std::string> args = {SHBUF_BIN,      "sim",        "device",
-                                     "add",          "vdispl",     "--sim",
-                                     path,           "--frontend", std::to_string(dom),
-                                     "--connectors", connectors};
-    if (be_alloc) args.push_back("--be-alloc");
-    auto r = shbuf::testing::run_process(args);
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  void remove(DomId dom) {
-    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "remove", "vdispl", "--sim",
-                                          path, "--frontend", std::to_string(dom)});
-    EXPECT_EQ(r.exit_code, 0) << r.err << slurp(log);
-  }
-
-  pv::Platform platform(DomId dom) {
-    pv::PlatformOptions o;
-    o.name = "sim";
-    o.self = dom;
-    o.sim_path = path;
-    auto p = pv::open_platform(o);
-    EXPECT_TRUE(p.ok()) << p.error().describe();
-    return p.ok() ? std::move(p).value() : pv::Platform{};
+    std::vector<std::string> options = {"--connectors", connectors};
+    if (be_alloc) options.push_back("--be-alloc");
+    BackendLab::add(dom, options);
   }
 
   // The newest frame file of (dom, connector), or "".
@@ -171,16 +123,6 @@ class DisplLab : public simtest::SimTest {
     }
   }
 
-  // Waits (bounded) for displ-be's log to hold `text`.
-  bool log_says(const std::string& text, int ms = 5000) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-    while (Clock::now() < deadline) {
-      if (slurp(log).find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }
-
   // Forks a frontend of `domid` that shows a frame on connector 0, then
   // flips without waiting for answers while `go_on` says so (for at most
   // 20 s), sends one more flip and closes. Returns once it is flipping, or
@@ -215,10 +157,6 @@ class DisplLab : public simtest::SimTest {
     }
     return child;
   }
-
-  std::string out;
-  std::string log;
-  pid_t be = -1;
 };
 
 TEST_F(DisplLab, BothModesTwoConnectorsEveryFramePixelForPixel) {
@@ -239,9 +177,7 @@ TEST_F(DisplLab, BothModesTwoConnectorsEveryFramePixelForPixel) {
   EXPECT_TRUE((*fe2)->close().ok());
   remove(1);
   remove(2);
-  EXPECT_TRUE(
-      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
-               "event_channels=0 dbufs=0 buffer_pages=0"));
+  EXPECT_TRUE(log_says(holds_nothing("after a device went away")));
 }
 
 TEST_F(DisplLab, AFrontendKilledMidFlipThenRemovedLeavesNothingAndOthersGoOn) {
@@ -274,9 +210,7 @@ TEST_F(DisplLab, AFrontendRemovedMidFlipIsReleasedAtOnce) {
   ASSERT_GT(child, 0) << slurp(log);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   remove(5);
-  EXPECT_TRUE(
-      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
-               "event_channels=0 dbufs=0 buffer_pages=0"));
+  EXPECT_TRUE(log_says(holds_nothing("after a device went away")));
   int st = 0;
   waitpid(child, &st, 0);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
@@ -341,9 +275,7 @@ TEST_F(DisplLab, AHostileFrontendCannotHurtDisplBeOrTheOthers) {
   (void)(*bad)->close();
   remove(1);
   remove(4);
-  EXPECT_TRUE(
-      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
-               "event_channels=0 dbufs=0 buffer_pages=0"));
+  EXPECT_TRUE(log_says(holds_nothing("after a device went away")));
 }
 
 }  // namespace

@@ -17,15 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "backend_lab.h"
 #include "pv/snd/frontend.h"
 #include "pv/toolstack.h"
-#include "run_process.h"
-#include "test_sim_util.h"
 
 namespace shbuf::snd {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using shbuf::testing::slurp;
 
 // A known stereo signal: sample i of the interleaved stream.
@@ -49,14 +47,12 @@ short capture_sample(std::size_t i) {
   return sample(2 * kCaptureFrames - 1 - i);
 }
 
-class SndLab : public simtest::SimTest {
+class SndLab : public simtest::BackendLab {
  protected:
+  SndLab() : BackendLab("snd-be", "vsnd", "open_streams=0 buffer_pages=0") {}
+
   void SetUp() override {
-    SimTest::SetUp();
-    out = path + "-out";
-    std::filesystem::remove_all(out);
-    std::filesystem::create_directories(out);
-    log = path + "-be.log";
+    BackendLab::SetUp();
     capture = path + "-capture.wav";
     SF_INFO info{};
     info.samplerate = 48000;
@@ -68,64 +64,12 @@ class SndLab : public simtest::SimTest {
     for (std::size_t i = 0; i < s.size(); ++i) s[i] = capture_sample(i);
     ASSERT_EQ(sf_writef_short(f, s.data(), kCaptureFrames), sf_count_t(kCaptureFrames));
     sf_close(f);
-    ASSERT_TRUE(open(0));  // the instance exists before snd-be opens it
-    be = fork();
-    if (be == 0) {
-      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
-      execl(SHBUF_BIN, SHBUF_BIN, "snd-be", "--platform", "sim", "--sim", path.c_str(), "--out",
-            out.c_str(), "--capture-wav", capture.c_str(), "-v", "2", nullptr);
-      _exit(127);
-    }
+    start({"--capture-wav", capture});
   }
 
   void TearDown() override {
-    if (be > 0) {
-      kill(be, SIGTERM);
-      int st = 0;
-      waitpid(be, &st, 0);
-      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "snd-be: " << slurp(log);
-      EXPECT_NE(slurp(log).find("holds at exit: devices=0 connected=0 ring_mappings=0 "
-                                "event_channels=0 open_streams=0 buffer_pages=0"),
-                std::string::npos)
-          << slurp(log);
-    }
-    expect_clean();
-    std::filesystem::remove_all(out);
-    std::filesystem::remove(log);
+    BackendLab::TearDown();
     std::filesystem::remove(capture);
-    SimTest::TearDown();
-  }
-
-  void add(DomId dom) {
-    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "add", "vsnd", "--sim", path,
-                                          "--frontend", std::to_string(dom)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  void remove(DomId dom) {
-    auto r = shbuf::testing::run_process({SHBUF_BIN, "sim", "device", "remove", "vsnd", "--sim",
-                                          path, "--frontend", std::to_string(dom)});
-    EXPECT_EQ(r.exit_code, 0) << r.err << slurp(log);
-  }
-
-  pv::Platform platform(DomId dom) {
-    pv::PlatformOptions o;
-    o.name = "sim";
-    o.self = dom;
-    o.sim_path = path;
-    auto p = pv::open_platform(o);
-    EXPECT_TRUE(p.ok()) << p.error().describe();
-    return p.ok() ? std::move(p).value() : pv::Platform{};
-  }
-
-  // Waits (bounded) for snd-be's log to hold `text`.
-  bool log_says(const std::string& text, int ms = 5000) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-    while (Clock::now() < deadline) {
-      if (slurp(log).find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
   }
 
   // Pages snd-be (domain 0) maps right now.
@@ -142,10 +86,7 @@ class SndLab : public simtest::SimTest {
     return rsp.ok() ? rsp->status : 1;
   }
 
-  std::string out;
-  std::string log;
   std::string capture;
-  pid_t be = -1;
 };
 
 constexpr std::uint32_t kBuffer = 16384;
@@ -159,8 +100,8 @@ TEST_F(SndLab, WhatIsPlayedIsWrittenSampleForSample) {
   ASSERT_EQ((*fe)->streams().size(), 2u);
   ASSERT_FALSE((*fe)->streams()[0].capture);
   // What ALSA would ask first: everything, narrowed to the card.
-  auto hw = (*fe)->query(0, {~0ull, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX},
-                             {0, UINT32_MAX}});
+  auto hw =
+      (*fe)->query(0, {~0ull, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX}, {0, UINT32_MAX}});
   ASSERT_TRUE(hw.ok()) << hw.error().describe();
   EXPECT_EQ(hw->formats, format_bit(kFormatS16LE));
   EXPECT_EQ(hw->rates, (Interval{44100, 48000}));
@@ -224,9 +165,7 @@ TEST_F(SndLab, WhatIsPlayedIsWrittenSampleForSample) {
   EXPECT_TRUE(std::filesystem::exists(out + "/d1-v0-p0-s0-2.wav"));
   EXPECT_TRUE((*fe2)->close().ok());
   remove(1);
-  EXPECT_TRUE(
-      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
-               "event_channels=0 open_streams=0 buffer_pages=0"));
+  EXPECT_TRUE(log_says(holds_nothing("after a device went away")));
 }
 
 TEST_F(SndLab, WhatIsRecordedIsExactlyTheWavServed) {
@@ -431,10 +370,7 @@ TEST_F(SndLab, AHostileFrontendCannotHurtSndBeOrTheOthers) {
   (void)h.close();
   remove(1);
   remove(4);
-  EXPECT_TRUE(
-      log_says("holds after a device went away: devices=0 connected=0 ring_mappings=0 "
-               "event_channels=0 open_streams=0 buffer_pages=0"))
-      << slurp(log);
+  EXPECT_TRUE(log_says(holds_nothing("after a device went away"))) << slurp(log);
   EXPECT_EQ(backend_pages(), 0u);
 }
 
@@ -468,8 +404,9 @@ TEST_F(SndLab, AFrontendKilledWithSigkillLeavesSndBeRunningAndHoldingNothing) {
   waitpid(child, nullptr, 0);
   // The toolstack notices the dead guest and tears its device down.
   remove(3);
-  EXPECT_TRUE(log_says("holds after a device went away: devices=1 connected=0 ring_mappings=0 "
-                       "event_channels=0 open_streams=0 buffer_pages=0"));
+  EXPECT_TRUE(
+      log_says("holds after a device went away: devices=1 connected=0 ring_mappings=0 "
+               "event_channels=0 open_streams=0 buffer_pages=0"));
   EXPECT_EQ(kill(be, 0), 0);
   EXPECT_EQ(backend_pages(), 0u);
   // The other domain is served.

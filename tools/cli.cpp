@@ -1,5 +1,6 @@
 // The pieces every command shares: strict numbers, printable error lines.
 #include <fmt/format.h>
+#include <signal.h>
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +10,12 @@
 
 namespace shbuf::cli {
 namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) {
+  g_stop.store(true);
+}
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -26,6 +33,14 @@ Error not_a_number(std::string_view text, const std::string& expected) {
 }
 
 }  // namespace
+
+const std::atomic<bool>& stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM}) sigaction(sig, &sa, nullptr);
+  return g_stop;
+}
 
 std::string printable(std::string_view text) {
   std::string out;

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -90,6 +91,11 @@ struct ProviderArgs {
  private:
   void refuse_sim_options_with_xen() const;
 };
+
+// Makes SIGINT and SIGTERM end a backend's loop cleanly, so that every grant
+// is released: returns the flag they set. The handlers are installed without
+// SA_RESTART, so that poll() returns at once.
+const std::atomic<bool>& stop_on_signals();
 
 // Each file registers its own subcommands.
 void add_dir_commands(CLI::App& app);

@@ -4,9 +4,7 @@
 // simulator instance.
 #include <fmt/format.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,10 +17,10 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench_cases.h"
+#include "child.h"
 #include "cli.h"
 #include "pv/platform.h"
 #include "pv/snd/frontend.h"
@@ -452,95 +450,12 @@ void run_bench(const Flags& flags) {
 
 using Clock = std::chrono::steady_clock;
 
-// The bench's private directory under /dev/shm (or /tmp): the simulator
-// instance and snd-be's output, reset and removed on every way out.
-class SndWorkDir {
- public:
-  SndWorkDir() {
-    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string path = fmt::format("{}/shbuf-bench-snd-{}-XXXXXX", base, ::getpid());
-    if (::mkdtemp(path.data()) == nullptr) {
-      fail(kExitFailure,
-           errno_error(fmt::format("cannot create a directory under {}", base)).message);
-    }
-    path_ = std::move(path);
-    std::filesystem::create_directory(out());
-  }
-  SndWorkDir(const SndWorkDir&) = delete;
-  SndWorkDir& operator=(const SndWorkDir&) = delete;
-  ~SndWorkDir() {
-    (void)SimProvider::reset(sim());
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string sim() const { return path_ + "/sim"; }
-  std::string out() const { return path_ + "/out"; }
-  std::string log() const { return path_ + "/snd-be.log"; }
-
- private:
-  std::string path_;
-};
-
-// This executable run as a child (stdout to /dev/null, stderr to `err` or
-// kept), killed if still running when it goes.
-class SelfChild {
- public:
-  SelfChild(const std::vector<std::string>& argv, const std::string& err) {
-    const pid_t pid = ::fork();
-    if (pid < 0) fail(kExitFailure, errno_error("fork").message);
-    if (pid == 0) {
-      // Our stdout is the report's.
-      if (std::freopen("/dev/null", "w", stdout) == nullptr) ::_exit(126);
-      if (!err.empty() && std::freopen(err.c_str(), "w", stderr) == nullptr) ::_exit(126);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv("/proc/self/exe", args.data());
-      ::_exit(127);
-    }
-    pid_ = pid;
-  }
-  SelfChild(const SelfChild&) = delete;
-  SelfChild& operator=(const SelfChild&) = delete;
-  ~SelfChild() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
-  // The exit status once it ended (within timeout_ms, else killed: -1).
-  int wait(int timeout_ms) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      int status = 0;
-      const pid_t got = ::waitpid(pid_, &status, WNOHANG);
-      if (got == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      if (got < 0 && errno != EINTR) {
-        pid_ = -1;
-        return -1;
-      }
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-// A shbuf command run to its end (bounded); its failure is ours.
+// A shbuf command run to its end (bounded), its stdout (the report's) to
+// /dev/null; its failure is ours.
 void run_self(const std::vector<std::string>& argv) {
-  SelfChild c(argv, "");
+  const UniqueFd null = open_for_child("/dev/null");
+  Child c;
+  c.spawn(argv, null.get(), -1);
   const int code = c.wait(10000);
   if (code != 0) fail(kExitFailure, fmt::format("shbuf {} exited with {}", argv[1], code));
 }
@@ -603,21 +518,31 @@ SndResults measure_snd(double seconds) {
   SndResults res;
   res.machine = machine();
   res.seconds = seconds;
-  SndWorkDir work;
+  // The simulator instance and snd-be's output and log, reset and removed
+  // on every way out.
+  WorkDir work("shbuf-bench-snd");
+  const std::string sim = work.path() + "/sim";
+  const std::string out_dir = work.path() + "/out";
+  work.own_sim(sim);
+  std::filesystem::create_directory(out_dir);
   // The instance exists before snd-be opens it.
   SimOptions so;
-  so.path = work.sim();
+  so.path = sim;
   so.domid = 0;
   auto instance = take(SimProvider::open(so));
-  SelfChild be(
-      {"shbuf", "snd-be", "--platform", "sim", "--sim", work.sim(), "--out", work.out(), "-v", "1"},
-      work.log());
-  run_self({"shbuf", "sim", "device", "add", "vsnd", "--sim", work.sim(), "--frontend",
+  Child be;
+  {
+    const UniqueFd null = open_for_child("/dev/null");
+    const UniqueFd be_log = open_for_child(work.path() + "/snd-be.log");
+    be.spawn({"shbuf", "snd-be", "--platform", "sim", "--sim", sim, "--out", out_dir, "-v", "1"},
+             null.get(), be_log.get());
+  }
+  run_self({"shbuf", "sim", "device", "add", "vsnd", "--sim", sim, "--frontend",
             std::to_string(kSndFrontendDom)});
   pv::PlatformOptions po;
   po.name = "sim";
   po.self = kSndFrontendDom;
-  po.sim_path = work.sim();
+  po.sim_path = sim;
   pv::Platform platform = take(pv::open_platform(po));
   auto fe = take(snd::SndFrontend::connect(platform, {}));
   std::size_t stream = fe->streams().size();
@@ -641,7 +566,7 @@ SndResults measure_snd(double seconds) {
   res.be_cpu_s = cpu_seconds(be.pid()) - cpu_before;
   check(fe->close());
   fe.reset();
-  run_self({"shbuf", "sim", "device", "remove", "vsnd", "--sim", work.sim(), "--frontend",
+  run_self({"shbuf", "sim", "device", "remove", "vsnd", "--sim", sim, "--frontend",
             std::to_string(kSndFrontendDom)});
   ::kill(be.pid(), SIGTERM);
   res.be_exit = be.wait(10000);

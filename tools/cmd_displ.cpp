@@ -1,9 +1,6 @@
 // shbuf displ-be: the headless PV display backend, writing each frame the
 // guest shows as a PNG, on Xen or on the simulator; and shbuf displ-fe, our
 // frontend, drawing test pictures for it.
-#include <signal.h>
-
-#include <atomic>
 #include <string>
 
 #include "cli.h"
@@ -12,21 +9,6 @@
 
 namespace shbuf::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-// SIGINT and SIGTERM end the loop cleanly, so every grant is released.
-extern "C" void on_stop_signal(int) {
-  g_stop.store(true);
-}
-
-// Installs the handlers without SA_RESTART: poll() returns at once.
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM}) sigaction(sig, &sa, nullptr);
-}
 
 struct FrontendArgs {
   ProviderArgs platform;
@@ -110,8 +92,7 @@ void add_displ_commands(CLI::App& app) {
   be->callback([] {
     options.limits.max_buffer_bytes = max_buffer_mib << 20;
     options.platform = platform.platform();
-    install_stop_handlers();
-    check(displ::run_backend(options, g_stop));
+    check(displ::run_backend(options, stop_on_signals()));
   });
 
   static FrontendArgs fe_args;

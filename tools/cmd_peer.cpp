@@ -5,8 +5,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,13 +12,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "child.h"
 #include "cli.h"
 #include "core/unique_fd.h"
 #include "peer_link.h"
@@ -244,41 +242,6 @@ Pipe make_pipe(int flags) {
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// The demo's private directory (control socket, the children's error output
-// and, unless --sim names one, the simulator instance), removed on every way
-// out.
-class WorkDir {
- public:
-  WorkDir() {
-    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string path = fmt::format("{}/shbuf-demo-{}-XXXXXX", base, ::getpid());
-    if (::mkdtemp(path.data()) == nullptr) {
-      fail(kExitFailure,
-           errno_error(fmt::format("cannot create a directory under {}", base)).message);
-    }
-    path_ = std::move(path);
-  }
-  WorkDir(const WorkDir&) = delete;
-  WorkDir& operator=(const WorkDir&) = delete;
-  ~WorkDir() { remove(); }
-
-  const std::string& path() const { return path_; }
-  // The simulator instance to reset before the directory goes.
-  void own_sim(std::string sim) { sim_ = std::move(sim); }
-
-  void remove() {
-    if (path_.empty()) return;
-    if (!sim_.empty()) (void)SimProvider::reset(sim_);
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-    path_.clear();
-  }
-
- private:
-  std::string path_;
-  std::string sim_;
-};
-
 // SIGINT, SIGTERM and SIGHUP while the demo runs are noted, and written to a
 // pipe to wake it, so that it stops its children and removes its directory
 // instead of dying and leaving them.
@@ -322,71 +285,6 @@ class DemoSignals {
   Pipe pipe_;
   struct sigaction old_[std::size(kSignals)]{};
 };
-
-// A child running this program, killed and reaped if still running when
-// the object goes.
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd) {
-    const pid_t pid = ::fork();
-    if (pid < 0) fail(kExitFailure, errno_error("fork").message);
-    if (pid == 0) {
-      if (stdout_fd >= 0) ::dup2(stdout_fd, STDOUT_FILENO);
-      if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv("/proc/self/exe", args.data());
-      std::fprintf(stderr, "shbuf: error: cannot run /proc/self/exe: %s\n", std::strerror(errno));
-      ::_exit(127);
-    }
-    pid_ = pid;
-  }
-
-  // The exit status; -1 when it did not end within timeout_ms (then killed).
-  int wait(int timeout_ms) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (true) {
-      int status = 0;
-      const pid_t got = ::waitpid(pid_, &status, WNOHANG);
-      if (got == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      if (got < 0 && errno != EINTR) {
-        pid_ = -1;
-        return -1;
-      }
-      DemoSignals::check();
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return -1;
-      }
-      ::usleep(10000);
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-UniqueFd open_for_child(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) fail(kExitFailure, errno_error(fmt::format("cannot create '{}'", path)).message);
-  return fd;
-}
 
 // A child's error output: the message of its first error line, returned to
 // be folded into the demo's own; anything else it wrote is passed on.
@@ -520,8 +418,8 @@ void run_children(const DemoArgs& args, const DemoPaths& paths, const DemoSignal
   out.write.reset();
   const std::string output = read_until_eof(out.read.get(), signals);
   out.read.reset();
-  outcome.frontend_exit = frontend.wait(60000);
-  outcome.backend_exit = backend.wait(10000);
+  outcome.frontend_exit = frontend.wait(60000, DemoSignals::check);
+  outcome.backend_exit = backend.wait(10000, DemoSignals::check);
   outcome.backend_error = child_error(paths.backend_err);
   outcome.frontend_error = child_error(paths.frontend_err);
   outcome.results = parse_results(output);
@@ -604,7 +502,7 @@ std::string failure_message(const DemoOutcome& outcome) {
 
 void run_demo(const DemoArgs& args) {
   DemoSignals signals;
-  WorkDir work;
+  WorkDir work("shbuf-demo");
   const DemoPaths paths = demo_paths(args, work);
   DemoOutcome outcome;
   outcome.expected = modes_of(args.mode).size() * args.pages.size();

@@ -2,10 +2,8 @@
 // WAV files and serving what they record from a WAV file or a generated
 // signal, on Xen or on the simulator; and shbuf snd-fe, our frontend,
 // playing a test tone through it and recording from it.
-#include <signal.h>
 #include <sndfile.h>
 
-#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -16,21 +14,6 @@
 
 namespace shbuf::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-// SIGINT and SIGTERM end the loop cleanly, so every grant is released.
-extern "C" void on_snd_stop_signal(int) {
-  g_stop.store(true);
-}
-
-// Installs the handlers without SA_RESTART: poll() returns at once.
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_snd_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM}) sigaction(sig, &sa, nullptr);
-}
 
 struct FrontendArgs {
   ProviderArgs platform;
@@ -148,8 +131,7 @@ void add_snd_commands(CLI::App& app) {
                  "What capture streams record without --capture-wav: sine (440 Hz) or ramp")
       ->check(CLI::IsMember({"sine", "ramp"}))
       ->capture_default_str();
-  be->add_option("--max-buffer-kib", max_buffer_kib,
-                 "Largest PCM buffer a stream may open, in KiB")
+  be->add_option("--max-buffer-kib", max_buffer_kib, "Largest PCM buffer a stream may open, in KiB")
       ->check(decimal_in(1, 65536))
       ->capture_default_str();
   be->add_option("--max-file-mib", max_file_mib,
@@ -170,8 +152,7 @@ void add_snd_commands(CLI::App& app) {
     options.wav.max_file_bytes = std::uint64_t{max_file_mib} << 20;
     options.signal = signal == "ramp" ? snd::Signal::kRamp : snd::Signal::kSine;
     options.platform = platform.platform();
-    install_stop_handlers();
-    const snd::WavStats stats = take(snd::run_backend(options, g_stop));
+    const snd::WavStats stats = take(snd::run_backend(options, stop_on_signals()));
     if (json) {
       Json j;
       j["command"] = "snd-be";

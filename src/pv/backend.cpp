@@ -1,6 +1,7 @@
 #include "pv/backend.h"
 
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -208,7 +209,8 @@ void Backend::add_device(DomId domid, std::uint32_t devid) {
 
 void Backend::watch(const std::string& path) {
   const Status s = platform_.xenstore->watch(path, kWatchToken);
-  if (!s.ok()) log(2, "cannot watch " + path + " (found by scans instead): " + s.error().describe());
+  if (!s.ok())
+    log(2, "cannot watch " + path + " (found by scans instead): " + s.error().describe());
 }
 
 void Backend::unwatch(const std::string& path) {
@@ -448,6 +450,22 @@ void Backend::close_all(const char* why) {
     unwatch("@releaseDomain");
     watching_ = false;
   }
+}
+
+Status check_output_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return make_error(ENOENT, "output directory " + dir + " does not exist");
+  }
+  return {};
+}
+
+Status run_backend(const PlatformOptions& platform, Protocol& protocol, const BackendConfig& config,
+                   const std::atomic<bool>& stop) {
+  auto opened = open_platform(platform);
+  if (!opened.ok()) return opened.error();
+  Backend backend(*opened, protocol, config);
+  return backend.run(stop);
 }
 
 }  // namespace shbuf::pv

@@ -182,4 +182,14 @@ class Backend {
   bool watching_ = false;
 };
 
+// What a protocol's backend command checks before it starts: ENOENT unless
+// `dir`, where it writes what the frontends send, is a directory.
+Status check_output_dir(const std::string& dir);
+
+// Opens the platform and serves `protocol` on it until `stop` becomes true,
+// then releases everything. ENODEV when the platform cannot be opened (no
+// Xen, or built without it). Logs to stderr, one line per event.
+Status run_backend(const PlatformOptions& platform, Protocol& protocol, const BackendConfig& config,
+                   const std::atomic<bool>& stop);
+
 }  // namespace shbuf::pv

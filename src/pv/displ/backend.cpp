@@ -1,7 +1,5 @@
 #include "pv/displ/backend.h"
 
-#include <sys/stat.h>
-
 #include "pv/displ/ring.h"
 
 namespace shbuf::displ {
@@ -157,12 +155,7 @@ std::unique_ptr<pv::Device> DisplProtocol::make_device(const pv::DeviceInfo& inf
 }
 
 Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop) {
-  struct stat st {};
-  if (::stat(options.out_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return make_error(ENOENT, "output directory " + options.out_dir + " does not exist");
-  }
-  auto platform = pv::open_platform(options.platform);
-  if (!platform.ok()) return platform.error();
+  SHBUF_TRY(pv::check_output_dir(options.out_dir));
   DisplProtocol protocol(options.limits, [&options](DomId frontend, std::uint32_t devid) {
     return png_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
                           options.max_frames);
@@ -170,8 +163,7 @@ Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop)
   pv::BackendConfig config;
   config.verbosity = options.verbosity;
   config.name = "displ-be";
-  pv::Backend backend(*platform, protocol, config);
-  return backend.run(stop);
+  return pv::run_backend(options.platform, protocol, config, stop);
 }
 
 }  // namespace shbuf::displ

@@ -5,38 +5,10 @@
 #include <cstring>
 
 namespace shbuf::displ {
+
+using namespace pv::packet;
+
 namespace {
-
-// Field offsets in a packet (xen/io/displif.h, with the 8-byte header).
-constexpr std::size_t kOffId = 0;
-constexpr std::size_t kOffOperation = 2;
-constexpr std::size_t kOffStatus = 4;
-constexpr std::size_t kOffBody = 8;
-
-// Little-endian reads and writes at fixed offsets of a packet.
-std::uint32_t get32(const Packet& p, std::size_t off) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < 4; ++i) v |= std::to_integer<std::uint32_t>(p[off + i]) << (8 * i);
-  return v;
-}
-std::uint64_t get64(const Packet& p, std::size_t off) {
-  return get32(p, off) | static_cast<std::uint64_t>(get32(p, off + 4)) << 32;
-}
-std::uint16_t get16(const Packet& p, std::size_t off) {
-  return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[off]) |
-                                    std::to_integer<unsigned>(p[off + 1]) << 8);
-}
-void put32(Packet& p, std::size_t off, std::uint32_t v) {
-  for (std::size_t i = 0; i < 4; ++i) p[off + i] = static_cast<std::byte>(v >> (8 * i));
-}
-void put64(Packet& p, std::size_t off, std::uint64_t v) {
-  put32(p, off, static_cast<std::uint32_t>(v));
-  put32(p, off + 4, static_cast<std::uint32_t>(v >> 32));
-}
-void put16(Packet& p, std::size_t off, std::uint16_t v) {
-  p[off] = static_cast<std::byte>(v);
-  p[off + 1] = static_cast<std::byte>(v >> 8);
-}
 
 // Scales an n-bit channel value to 8 bits, as a display would show it.
 std::uint8_t scale(std::uint32_t v, unsigned bits) {
@@ -75,7 +47,7 @@ std::string op_name(std::uint8_t op) {
 Request decode_request(const Packet& p) {
   Request r;
   r.id = get16(p, kOffId);
-  r.operation = std::to_integer<std::uint8_t>(p[kOffOperation]);
+  r.operation = get8(p, kOffOperation);
   constexpr std::size_t b = kOffBody;
   switch (r.operation) {
     case kOpDbufCreate:
@@ -113,7 +85,7 @@ Request decode_request(const Packet& p) {
 Packet encode_request(const Request& r) {
   Packet p{};
   put16(p, kOffId, r.id);
-  p[kOffOperation] = static_cast<std::byte>(r.operation);
+  put8(p, kOffOperation, r.operation);
   constexpr std::size_t b = kOffBody;
   if (const auto* c = std::get_if<DbufCreate>(&r.body)) {
     put64(p, b, c->dbuf_cookie);
@@ -154,7 +126,7 @@ Packet encode_request(const Request& r) {
 Packet encode_response(const Response& r) {
   Packet p{};
   put16(p, kOffId, r.id);
-  p[kOffOperation] = static_cast<std::byte>(r.operation);
+  put8(p, kOffOperation, r.operation);
   put32(p, kOffStatus, static_cast<std::uint32_t>(r.status));
   if (r.operation == kOpGetEdid) put32(p, kOffBody, r.edid_sz);
   return p;
@@ -164,7 +136,7 @@ Packet encode_response(const Response& r) {
 Response decode_response(const Packet& p) {
   Response r;
   r.id = get16(p, kOffId);
-  r.operation = std::to_integer<std::uint8_t>(p[kOffOperation]);
+  r.operation = get8(p, kOffOperation);
   r.status = static_cast<std::int32_t>(get32(p, kOffStatus));
   r.edid_sz = get32(p, kOffBody);
   return r;
@@ -174,14 +146,14 @@ Response decode_response(const Packet& p) {
 Packet encode_pg_flip_event(const PgFlipEvent& e) {
   Packet p{};
   put16(p, kOffId, e.id);
-  p[kOffOperation] = static_cast<std::byte>(kEvtPgFlip);
+  put8(p, kOffOperation, kEvtPgFlip);
   put64(p, kOffBody, e.fb_cookie);
   return p;
 }
 
 // For frontends written in tests.
 std::optional<PgFlipEvent> decode_pg_flip_event(const Packet& p) {
-  if (std::to_integer<std::uint8_t>(p[kOffOperation]) != kEvtPgFlip) return std::nullopt;
+  if (get8(p, kOffOperation) != kEvtPgFlip) return std::nullopt;
   return PgFlipEvent{get16(p, kOffId), get64(p, kOffBody)};
 }
 

@@ -15,13 +15,14 @@
 #include <string>
 #include <variant>
 
+#include "pv/packet.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 
 namespace shbuf::displ {
 
-inline constexpr std::size_t kPacketSize = 64;
-using Packet = std::array<std::byte, kPacketSize>;
+using pv::kPacketSize;
+using pv::Packet;
 
 // Operation codes (XENDISPL_OP_*) and the one event type.
 inline constexpr std::uint8_t kOpDbufCreate = 0x10;

@@ -3,7 +3,6 @@
 #include "pv/snd/backend.h"
 
 #include <sndfile.h>
-#include <sys/stat.h>
 
 #include "pv/ring.h"
 
@@ -48,8 +47,9 @@ class SndDevice final : public pv::Device {
     };
     const std::string wav = capture_wav_;
     const Signal signal = signal_;
-    SourceFactory sources = [wav, signal](const StreamConfig&, const StreamFormat& f)
-        -> Result<std::unique_ptr<CaptureSource>> {
+    SourceFactory sources = [wav, signal](
+                                const StreamConfig&,
+                                const StreamFormat& f) -> Result<std::unique_ptr<CaptureSource>> {
       if (!wav.empty()) return open_wav_source(wav, f);
       return make_signal_source(signal, f);
     };
@@ -103,8 +103,8 @@ class SndDevice final : public pv::Device {
       if (!pushed.ok()) {
         // Once per run of drops, not once per event.
         if (!r.dropping) {
-          ctx.log(1, "s" + std::to_string(e.stream) + ": position events dropped: " +
-                         pushed.error().describe());
+          ctx.log(1, "s" + std::to_string(e.stream) +
+                         ": position events dropped: " + pushed.error().describe());
         }
         r.dropping = true;
         continue;
@@ -176,28 +176,21 @@ std::unique_ptr<pv::Device> SndProtocol::make_device(const pv::DeviceInfo& info)
 }
 
 Result<WavStats> run_backend(const BackendOptions& options, const std::atomic<bool>& stop) {
-  struct stat st {};
-  if (::stat(options.out_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return make_error(ENOENT, "output directory " + options.out_dir + " does not exist");
-  }
+  SHBUF_TRY(pv::check_output_dir(options.out_dir));
   if (!options.capture_wav.empty()) {
     SF_INFO info{};
     SNDFILE* f = sf_open(options.capture_wav.c_str(), SFM_READ, &info);
     if (f == nullptr) {
-      return make_error(ENOENT, "cannot read " + options.capture_wav + ": " +
-                                    sf_strerror(nullptr));
+      return make_error(ENOENT, "cannot read " + options.capture_wav + ": " + sf_strerror(nullptr));
     }
     sf_close(f);
   }
-  auto platform = pv::open_platform(options.platform);
-  if (!platform.ok()) return platform.error();
   WavFiles files(options.out_dir, options.wav);
   SndProtocol protocol(options.limits, files, options.capture_wav, options.signal);
   pv::BackendConfig config;
   config.verbosity = options.verbosity;
   config.name = "snd-be";
-  pv::Backend backend(*platform, protocol, config);
-  SHBUF_TRY(backend.run(stop));
+  SHBUF_TRY(pv::run_backend(options.platform, protocol, config, stop));
   return files.stats();
 }
 

@@ -8,40 +8,10 @@
 #include "pv/xenstore.h"
 
 namespace shbuf::snd {
+
+using namespace pv::packet;
+
 namespace {
-
-// Field offsets in a packet (xen/io/sndif.h, after the 8-byte header).
-constexpr std::size_t kOffId = 0;
-constexpr std::size_t kOffOperation = 2;
-constexpr std::size_t kOffStatus = 4;
-constexpr std::size_t kOffBody = 8;
-
-std::uint32_t get32(const Packet& p, std::size_t off) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < 4; ++i) v |= std::to_integer<std::uint32_t>(p[off + i]) << (8 * i);
-  return v;
-}
-std::uint64_t get64(const Packet& p, std::size_t off) {
-  return get32(p, off) | static_cast<std::uint64_t>(get32(p, off + 4)) << 32;
-}
-std::uint16_t get16(const Packet& p, std::size_t off) {
-  return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[off]) |
-                                    std::to_integer<unsigned>(p[off + 1]) << 8);
-}
-std::uint8_t get8(const Packet& p, std::size_t off) {
-  return std::to_integer<std::uint8_t>(p[off]);
-}
-void put32(Packet& p, std::size_t off, std::uint32_t v) {
-  for (std::size_t i = 0; i < 4; ++i) p[off + i] = static_cast<std::byte>(v >> (8 * i));
-}
-void put64(Packet& p, std::size_t off, std::uint64_t v) {
-  put32(p, off, static_cast<std::uint32_t>(v));
-  put32(p, off + 4, static_cast<std::uint32_t>(v >> 32));
-}
-void put16(Packet& p, std::size_t off, std::uint16_t v) {
-  p[off] = static_cast<std::byte>(v);
-  p[off + 1] = static_cast<std::byte>(v >> 8);
-}
 
 // xensnd_query_hw_param at the body's offset, in requests and responses.
 HwParams get_hw(const Packet& p) {
@@ -68,6 +38,7 @@ void put_hw(Packet& p, const HwParams& h) {
 }
 
 // XENSND_PCM_FORMAT_*_STR, indexed by code.
+// clang-format off
 constexpr std::array<const char*, kFormatCount> kFormatNames = {
     "s8",       "u8",         "s16_le",     "s16_be",
     "u16_le",   "u16_be",     "s24_le",     "s24_be",
@@ -76,6 +47,7 @@ constexpr std::array<const char*, kFormatCount> kFormatNames = {
     "float64_le", "float64_be", "iec958_subframe_le", "iec958_subframe_be",
     "mu_law",   "a_law",      "ima_adpcm",  "mpeg",
     "gsm"};
+// clang-format on
 
 std::string str(std::uint64_t v) {
   return std::to_string(v);
@@ -87,8 +59,8 @@ std::vector<std::string> split(const std::string& text) {
   std::size_t start = 0;
   for (;;) {
     const std::size_t comma = text.find(',', start);
-    out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos
-                                                                : comma - start));
+    out.push_back(
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) return out;
     start = comma + 1;
   }
@@ -98,8 +70,8 @@ Result<std::uint32_t> parse_bounded(const std::string& key, const std::string& t
                                     std::uint32_t min, std::uint32_t max) {
   const auto v = pv::parse_xenstore_u32(text);
   if (!v || *v < min || *v > max) {
-    return make_error(EINVAL, key + " '" + text.substr(0, 32) + "' is not a number in " +
-                                  str(min) + ".." + str(max));
+    return make_error(EINVAL, key + " '" + text.substr(0, 32) + "' is not a number in " + str(min) +
+                                  ".." + str(max));
   }
   return *v;
 }
@@ -230,8 +202,8 @@ Request decode_request(const Packet& p) {
   constexpr std::size_t b = kOffBody;
   switch (r.operation) {
     case kOpOpen:
-      r.body = Open{get32(p, b), get8(p, b + 4), get8(p, b + 5), get32(p, b + 8),
-                    get32(p, b + 12), get32(p, b + 16)};
+      r.body = Open{get32(p, b),     get8(p, b + 4),   get8(p, b + 5),
+                    get32(p, b + 8), get32(p, b + 12), get32(p, b + 16)};
       break;
     case kOpClose:
       r.body = Close{};
@@ -258,12 +230,12 @@ Request decode_request(const Packet& p) {
 Packet encode_request(const Request& r) {
   Packet p{};
   put16(p, kOffId, r.id);
-  p[kOffOperation] = std::byte{r.operation};
+  put8(p, kOffOperation, r.operation);
   constexpr std::size_t b = kOffBody;
   if (const auto* o = std::get_if<Open>(&r.body)) {
     put32(p, b, o->pcm_rate);
-    p[b + 4] = std::byte{o->pcm_format};
-    p[b + 5] = std::byte{o->pcm_channels};
+    put8(p, b + 4, o->pcm_format);
+    put8(p, b + 5, o->pcm_channels);
     put32(p, b + 8, o->buffer_sz);
     put32(p, b + 12, o->gref_directory);
     put32(p, b + 16, o->period_sz);
@@ -274,7 +246,7 @@ Packet encode_request(const Request& r) {
     put32(p, b, w->offset);
     put32(p, b + 4, w->length);
   } else if (const auto* t = std::get_if<Trigger>(&r.body)) {
-    p[b] = std::byte{t->type};
+    put8(p, b, t->type);
   } else if (const auto* q = std::get_if<HwParamQuery>(&r.body)) {
     put_hw(p, q->params);
   }
@@ -284,7 +256,7 @@ Packet encode_request(const Request& r) {
 Packet encode_response(const Response& r) {
   Packet p{};
   put16(p, kOffId, r.id);
-  p[kOffOperation] = std::byte{r.operation};
+  put8(p, kOffOperation, r.operation);
   put32(p, kOffStatus, static_cast<std::uint32_t>(r.status));
   if (r.operation == kOpHwParamQuery) put_hw(p, r.hw);
   return p;
@@ -302,7 +274,7 @@ Response decode_response(const Packet& p) {
 Packet encode_cur_pos_event(const CurPosEvent& e) {
   Packet p{};
   put16(p, kOffId, e.id);
-  p[kOffOperation] = std::byte{kEvtCurPos};
+  put8(p, kOffOperation, kEvtCurPos);
   put64(p, kOffBody, e.position);
   return p;
 }
@@ -405,8 +377,8 @@ Result<HwParams> intersect(const HwParams& q, const StreamParams& offer, std::ui
     hi = rate;
   }
   if (!lo) {
-    return make_error(EINVAL, "no rate offered is in " + str(q.rates.min) + ".." +
-                                  str(q.rates.max));
+    return make_error(EINVAL,
+                      "no rate offered is in " + str(q.rates.min) + ".." + str(q.rates.max));
   }
   r.rates = {*lo, *hi};
   auto channels = meet(q.channels, {offer.channels_min, offer.channels_max});
@@ -418,7 +390,8 @@ Result<HwParams> intersect(const HwParams& q, const StreamParams& offer, std::ui
   r.channels = *channels;
   std::uint32_t smallest_sample = 4;
   for (std::uint8_t f = 0; f < kFormatCount; ++f) {
-    if ((r.formats & format_bit(f)) != 0) smallest_sample = std::min(smallest_sample, sample_bytes(f));
+    if ((r.formats & format_bit(f)) != 0)
+      smallest_sample = std::min(smallest_sample, sample_bytes(f));
   }
   const std::uint64_t bytes = std::min(offer.buffer_size, max_buffer);
   const std::uint64_t frame = std::uint64_t{smallest_sample} * r.channels.min;

@@ -18,13 +18,14 @@
 #include <variant>
 #include <vector>
 
+#include "pv/packet.h"
 #include "shbuf/core/provider.h"
 #include "shbuf/core/result.h"
 
 namespace shbuf::snd {
 
-inline constexpr std::size_t kPacketSize = 64;
-using Packet = std::array<std::byte, kPacketSize>;
+using pv::kPacketSize;
+using pv::Packet;
 
 // XENSND_PROTOCOL_VERSION: what the backend writes to `versions`.
 inline constexpr const char* kProtocolVersion = "2";
@@ -64,10 +65,9 @@ constexpr std::uint64_t format_bit(std::uint8_t format) {
   return format < 64 ? std::uint64_t{1} << format : 0;
 }
 // The formats our sinks and sources handle: U8, S16_LE, S32_LE, F32_LE.
-inline constexpr std::uint64_t kSupportedFormats = format_bit(kFormatU8) |
-                                                   format_bit(kFormatS16LE) |
-                                                   format_bit(kFormatS32LE) |
-                                                   format_bit(kFormatF32LE);
+inline constexpr std::uint64_t kSupportedFormats =
+    format_bit(kFormatU8) | format_bit(kFormatS16LE) | format_bit(kFormatS32LE) |
+    format_bit(kFormatF32LE);
 
 // Bytes per sample of a supported format; 0 for any other.
 std::uint32_t sample_bytes(std::uint8_t format);
@@ -174,10 +174,10 @@ struct StreamParams {
 };
 
 struct StreamConfig {
-  std::uint32_t pcm = 0;     // <pcm>/<index> in the directory
+  std::uint32_t pcm = 0;  // <pcm>/<index> in the directory
   std::uint32_t index = 0;
-  bool capture = false;      // type "c"; "p" plays
-  std::string unique_id;     // "" when absent
+  bool capture = false;   // type "c"; "p" plays
+  std::string unique_id;  // "" when absent
   StreamParams params;
 };
 
