@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <string>
 
+#include "sanitizer.h"
+
 namespace {
 
 std::string run(const std::string& cmd, int& status) {
@@ -64,7 +66,7 @@ TEST(BenchSmoke, QuickJsonHasEveryRow) {
   const std::size_t at = out.find(key, mem);
   ASSERT_NE(at, std::string::npos);
   const unsigned long bytes = std::stoul(out.substr(at + key.size()));
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef SHBUF_UNDER_SANITIZER
   // The heap figure is glibc's (mallinfo2); a sanitizer's allocator is not
   // glibc's, so there is nothing to check.
   (void)bytes;

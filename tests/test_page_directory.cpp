@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "sanitizer.h"
 #include "shbuf/core/page_directory.h"
 
 namespace shbuf {
@@ -376,14 +377,6 @@ TEST(DirectoryWalker, AHugeNAllocatesNothingUpFront) {
   ASSERT_FALSE(next.ok());
   EXPECT_EQ(next.error().code, EBADMSG) << next.error().describe();
 }
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SHBUF_UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SHBUF_UNDER_SANITIZER 1
-#endif
-#endif
 
 // Out of memory is ENOMEM, not an exception: a child with little address space
 // walks a long chain until the walker cannot grow.
