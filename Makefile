@@ -24,8 +24,13 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
+# The suite built with clang under ASan and UBSan, with the libFuzzer targets
+# in the same build, so that `make fuzz` after it builds nothing more.
+ASAN_BUILD ?= build-asan
+ASAN_FLAGS = -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DSHBUF_SANITIZE=address -DSHBUF_FUZZ=ON -DSHBUF_BENCH=OFF
 test-asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSHBUF_SANITIZE=address -DSHBUF_BENCH=OFF"
+	$(MAKE) test BUILD=$(ASAN_BUILD) CMAKE_FLAGS="$(ASAN_FLAGS)"
 
 test-tsan:
 	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DSHBUF_SANITIZE=thread -DSHBUF_BENCH=OFF"
@@ -37,14 +42,12 @@ test-clang:
 
 # Runs each libFuzzer target for FUZZ_SECONDS from the seed corpus in fuzz/corpus.
 FUZZ_SECONDS ?= 60
-fuzz: deps
-	@CXX=clang++ cmake -S . -B build-fuzz -DSHBUF_WERROR=ON -DSHBUF_FUZZ=ON -DSHBUF_SANITIZE=address \
-	  -DSHBUF_TESTS=OFF -DSHBUF_BENCH=OFF -DSHBUF_WITH_XEN=OFF >/dev/null
-	@cmake --build build-fuzz -j$(JOBS)
-	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+fuzz:
+	$(MAKE) build BUILD=$(ASAN_BUILD) CMAKE_FLAGS="$(ASAN_FLAGS)"
+	scripts/fuzz.sh $(ASAN_BUILD) $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build build-asan build-tsan build-clang build-fuzz build-deb
+	rm -rf build build-asan build-tsan build-clang build-deb
 
 # Boots a real Xen under QEMU and runs the xen provider tests and the demo in dom0.
 test-xen: deps

@@ -2,7 +2,7 @@
 # Runs every libFuzzer target of a fuzz build for a bounded time, starting
 # from the checked-in seed corpus; fails on any finding.
 set -euo pipefail
-build=$(cd "${1:-build-fuzz}" && pwd)
+build=$(cd "${1:-build-asan}" && pwd)
 seconds=${2:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
