@@ -550,6 +550,42 @@ TEST_F(BackendServer, OnceEndsWithItsFirstClientEvenOneGoneBeforeTheGreeting) {
   EXPECT_NE(lstat(sock.c_str(), &s), 0) << "the server left its socket file";
 }
 
+TEST_F(BackendServer, VerboseSaysEachAttachAndDetachAndNothingElse) {
+  start_server({"--verbose"});
+  run_frontend("1,1024");
+  expect_clean();
+  EXPECT_EQ(server_err(),
+            "shbuf: attached 1 pages of domain 1 (frontend-alloc)\nshbuf: detached\n"
+            "shbuf: attached 1024 pages of domain 1 (frontend-alloc)\nshbuf: detached\n"
+            "shbuf: attached 1 pages of domain 1 (backend-alloc)\nshbuf: detached\n"
+            "shbuf: attached 1024 pages of domain 1 (backend-alloc)\nshbuf: detached\n");
+}
+
+// --hold keeps the buffer shared and attached: the simulator shows it mapped
+// meanwhile, and a frontend killed then leaves the server holding nothing.
+TEST_F(BackendServer, AFrontendKilledWhileItHoldsItsBufferLeavesNothing) {
+  start_server({"--verbose"});
+  const pid_t fe = start({SHBUF_BIN, "frontend", "--socket", sock, "--sim", sim, "--domid", "1",
+                          "--pages", "16", "--mode", "frontend-alloc", "--hold", "30"},
+                         dir + "/frontend.out", dir + "/frontend.err");
+  bool mapped = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!mapped && Clock::now() < deadline) {
+    auto st = SimProvider::status(sim);
+    ASSERT_TRUE(st.ok()) << st.error().describe();
+    std::size_t pages = 0;
+    for (const auto& m : st->mappings) pages += m.mapper == 0 ? m.count : 0;
+    mapped = pages == 16;
+    if (!mapped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(mapped) << server_err();
+  EXPECT_EQ(server_err(), "shbuf: attached 16 pages of domain 1 (frontend-alloc)\n");
+  kill(fe, SIGKILL);
+  EXPECT_NE(wait_for(fe, std::chrono::seconds(5)), -1);
+  expect_clean();
+  EXPECT_TRUE(server_alive());
+}
+
 TEST_F(BackendServer, NewOptionsAreStrict) {
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--max-clients", "0"},
                                               {"--max-clients", "513"},

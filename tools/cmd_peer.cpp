@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child.h"
@@ -71,6 +72,7 @@ struct FrontendArgs {
   std::string mode = "both";
   std::vector<std::size_t> pages = kDefaultPages;
   double connect_timeout = kConnectTimeoutMs / 1000.0;  // seconds
+  double hold = 0;  // seconds each buffer stays attached before the check
   bool machine = false;
 };
 
@@ -88,7 +90,7 @@ Result<std::string> ask(PeerLink& link, const std::string& request) {
 // One buffer's whole life, both ends. Any failure is recorded, and the
 // buffer is freed on the way out by its destructor.
 CaseResult run_case(Provider& provider, PeerLink& link, DomId backend, AllocMode mode,
-                    std::size_t pages, std::uint64_t seed) {
+                    std::size_t pages, std::uint64_t seed, int hold_ms) {
   CaseResult r;
   r.mode = mode;
   r.pages = pages;
@@ -121,6 +123,7 @@ CaseResult run_case(Provider& provider, PeerLink& link, DomId backend, AllocMode
     if (!mapped.ok()) return fail_with(mapped.error());
     r.map_ms += ms_since(start);
   }
+  if (hold_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
   peer::write_pattern(buffer.memory(), seed);
   auto checked = ask(link, peer::format_check(seed));
   if (!checked.ok()) return fail_with(checked.error());
@@ -169,7 +172,8 @@ std::vector<CaseResult> run_frontend_cases(const FrontendArgs& args) {
   std::uint64_t seed = 1;
   for (AllocMode mode : modes_of(args.mode)) {
     for (std::size_t pages : args.pages) {
-      results.push_back(run_case(*provider, link, *backend, mode, pages, seed));
+      results.push_back(
+          run_case(*provider, link, *backend, mode, pages, seed, seconds_to_ms(args.hold)));
       seed += 2;
     }
   }
@@ -527,6 +531,18 @@ CLI::Validator vchan_address() {
       "DOMID:PATH");
 }
 
+// --socket PATH or --vchan DOMID:PATH, one of them (require_link checks
+// that one was given).
+void add_link_options(CLI::App* app, std::string& socket, const std::string& socket_help,
+                      std::string& vchan, const std::string& vchan_help) {
+  CLI::Option* s = app->add_option("--socket", socket, socket_help);
+  app->add_option("--vchan", vchan, vchan_help)->excludes(s)->check(vchan_address());
+}
+
+void require_link(const std::string& socket, const std::string& vchan) {
+  if (socket.empty() && vchan.empty()) throw CLI::RequiredError("--socket or --vchan");
+}
+
 CLI::Validator more_than_zero() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -566,12 +582,11 @@ void add_backend_command(CLI::App& app) {
       "frontend can only name the domain its own process is attached as.",
       peer::kMaxLine));
   backend_provider.add_to(be, 0);
-  CLI::Option* socket = be->add_option("--socket", backend.socket, "Unix socket to listen on");
-  be->add_option("--vchan", backend.vchan,
-                 "DOMID:PATH: offer a libxenvchan channel at xenstore PATH to a frontend in "
-                 "domain DOMID instead (one frontend at a time)")
-      ->excludes(socket)
-      ->check(vchan_address());
+  add_link_options(be, backend.socket, "Unix socket to listen on", backend.vchan,
+                   "DOMID:PATH: offer a libxenvchan channel at xenstore PATH to a frontend in "
+                   "domain DOMID instead (one frontend at a time)");
+  be->add_flag("-v,--verbose", backend.verbose,
+               "A line on stderr for each buffer attached and detached");
   be->add_flag("--once", backend.once,
                "Serve one frontend, then exit (others meanwhile are answered 'ERR busy')");
   be->add_option("--accept-timeout", backend.accept_timeout,
@@ -590,8 +605,7 @@ void add_backend_command(CLI::App& app) {
       ->check(decimal_in(1, kDefaultMaxPages))
       ->capture_default_str();
   be->callback([] {
-    if (backend.socket.empty() && backend.vchan.empty())
-      throw CLI::RequiredError("--socket or --vchan");
+    require_link(backend.socket, backend.vchan);
     run_backend(backend_provider, backend);
   });
 }
@@ -601,12 +615,9 @@ void add_frontend_command(CLI::App& app) {
   CLI::App* fe = app.add_subcommand(
       "frontend", "Create buffers, hand them to a backend, and check data both ways");
   frontend.provider.add_to(fe, 1);
-  CLI::Option* socket = fe->add_option("--socket", frontend.socket, "The backend's Unix socket");
-  fe->add_option("--vchan", frontend.vchan,
-                 "DOMID:PATH: the libxenvchan channel a backend in domain DOMID offers at "
-                 "xenstore PATH, instead of a socket")
-      ->excludes(socket)
-      ->check(vchan_address());
+  add_link_options(fe, frontend.socket, "The backend's Unix socket", frontend.vchan,
+                   "DOMID:PATH: the libxenvchan channel a backend in domain DOMID offers at "
+                   "xenstore PATH, instead of a socket");
   add_mode_option(fe, frontend.mode);
   add_pages_option(fe, frontend.pages);
   fe->add_flag("--machine", frontend.machine, "One RESULT line per buffer, for scripts");
@@ -614,9 +625,13 @@ void add_frontend_command(CLI::App& app) {
                  "Seconds to keep trying while the backend is not listening yet")
       ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
+  fe->add_option("--hold", frontend.hold,
+                 "Seconds each buffer stays shared and attached before the data is checked (to "
+                 "look at it meanwhile; keep it below the backend's --idle-timeout)")
+      ->check(seconds_in(kMaxTimeoutSeconds))
+      ->capture_default_str();
   fe->callback([] {
-    if (frontend.socket.empty() && frontend.vchan.empty())
-      throw CLI::RequiredError("--socket or --vchan");
+    require_link(frontend.socket, frontend.vchan);
     run_frontend(frontend);
   });
 }

@@ -459,7 +459,9 @@ void Server::handle_line(Client& c, std::string_view line) {
       check_data(c, request->seed);
       return;
     case peer::Request::Kind::kDetach: {
+      const bool held = c.buffer.valid();
       Status s = c.buffer.detach();
+      if (options_.verbose && held && s.ok()) std::fprintf(stderr, "shbuf: detached\n");
       reply(c, s.ok() ? peer::format_ok() : peer::format_err(s.error().describe()));
       return;
     }
@@ -494,6 +496,10 @@ void Server::attach_buffer(Client& c, const peer::AttachRequest& a) {
     return;
   }
   c.buffer = std::move(attached).value();
+  if (options_.verbose) {
+    std::fprintf(stderr, "shbuf: attached %zu pages of domain %u (%s)\n", a.pages,
+                 unsigned{a.frontend}, to_string(a.mode));
+  }
   reply(c, peer::format_attached(took));
 }
 

@@ -21,6 +21,8 @@ struct ServerOptions {
   std::string vchan;
   // Serve the first client, then exit; other clients meanwhile are busy.
   bool once = false;
+  // A line on stderr for each buffer attached and detached.
+  bool verbose = false;
   // Exit 1 when no client has been connected for this long (0: never).
   double accept_timeout = 0;
   // Drop a client that sends no complete request for this long.

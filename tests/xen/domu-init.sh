@@ -6,9 +6,10 @@
 #   role=snd                  Linux's PV sound frontend (snd_xen_front) and the
 #                             sound client (snd_play=FRAMES, snd_record=FRAMES,
 #                             snd_wait=SECONDS: see snd_client.c)
-#   role=peer                 gntalloc, gntdev and evtchn, and `shbuf` run with
-#                             the arguments of peer1=, peer2=, ... in turn ('+'
-#                             for a space), each reported as "PEER: run N exit RC"
+#   role=peer                 gntalloc, gntdev and evtchn, and the commands of
+#                             peer1=, peer2=, ... in turn (a program in /bin and
+#                             its arguments, '+' for a space), each reported as
+#                             "PEER: run N exit RC"
 # A frontend's insmod waits until the backend connects (at most about 30 s),
 # so it runs in the background. Output goes to the domain's console (hvc0).
 
@@ -64,9 +65,9 @@ case $role in
     while :; do
       args=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^peer$n=//p" | tr '+' ' ')
       [ -n "$args" ] || break
-      echo "PEER: run $n: shbuf $args"
+      echo "PEER: run $n: $args"
       # shellcheck disable=SC2086
-      { /bin/shbuf $args 2>&1; echo $? >/tmp/rc; } | sed "s/^/PEER: $n| /"
+      { /bin/$args 2>&1; echo $? >/tmp/rc; } | sed "s/^/PEER: $n| /"
       echo "PEER: run $n exit $(cat /tmp/rc 2>/dev/null)"
       n=$((n + 1))
     done

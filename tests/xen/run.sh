@@ -36,6 +36,7 @@ displ=${SHBUF_XEN_DISPL:-1}
 snd=${SHBUF_XEN_SND:-1}
 [ "$snd" = 1 ] && targets="$targets shbuf_snd_check"
 vchan=${SHBUF_XEN_VCHAN:-1}
+[ "$vchan" = 1 ] && targets="$targets shbuf_grant_probe"
 # Each of these proofs needs the toolstack in dom0 and a domU's kernel and
 # initramfs.
 guests=0
@@ -207,6 +208,7 @@ dom0_exes=("$build/shbuf" "$build/shbuf_xen_selftest" "$build/tests/test_xen_pro
            "$build/tests/test_pv_platform")
 [ "$displ" = 1 ] && dom0_exes+=("$build/shbuf_displ_check")
 [ "$snd" = 1 ] && dom0_exes+=("$build/shbuf_snd_check")
+[ "$vchan" = 1 ] && dom0_exes+=("$build/shbuf_grant_probe")
 for e in "${dom0_exes[@]}"; do
   [ -x "$e" ] || die "$e is missing: build it (SHBUF_XEN_TARGETS, SHBUF_XEN_SKIP_BUILD)"
 done
@@ -246,14 +248,17 @@ if [ "$guests" = 1 ]; then
   install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
   (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
   # The guest of the proof across domains also has the grant and event
-  # channel devices and `shbuf` itself (stripped), with its libraries.
+  # channel devices, `shbuf` itself and the grant probe (stripped), with
+  # their libraries.
   if [ "$vchan" = 1 ]; then
     for m in xen-evtchn xen-gntdev xen-gntalloc; do
       [ -e "$mods/drivers/xen/$m.ko" ] || die "module $m.ko is not in $kernel_pkg"
       cp "$mods/drivers/xen/$m.ko" "$guest/root/lib/modules/"
     done
-    strip -o "$guest/root/bin/shbuf" "$build/shbuf" || die "cannot strip $build/shbuf"
-    copy_libs "$guest/root" "$build/shbuf"
+    for b in shbuf shbuf_grant_probe; do
+      strip -o "$guest/root/bin/$b" "$build/$b" || die "cannot strip $build/$b"
+    done
+    copy_libs "$guest/root" "$build/shbuf" "$build/shbuf_grant_probe"
     (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu-peer.cpio.gz"
     log "domU initramfs with shbuf and $nlibs shared libraries: $(du -k "$guest/domu-peer.cpio.gz" | cut -f1) KiB"
   fi
