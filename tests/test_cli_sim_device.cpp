@@ -87,6 +87,11 @@ TEST_F(SimDevice, AddWritesASoundCard) {
   EXPECT_EQ(read(*dom0, fe + "/0/1/type"), "c");
   EXPECT_EQ(read(*dom0, fe + "/0/2/unique-id"), "s2p");
   EXPECT_EQ(read(*dom0, "/local/domain/0/backend/vsnd/2/3/state"), "1");
+  // As libxl leaves them: every configuration key is the guest's own.
+  auto dom2 = xenstore(2);
+  ASSERT_TRUE(dom2);
+  EXPECT_TRUE(dom2->write(pv::kNoTransaction, fe + "/sample-rates", "8000").ok());
+  EXPECT_TRUE(dom2->write(pv::kNoTransaction, fe + "/0/1/type", "p").ok());
 }
 
 TEST_F(SimDevice, RefusesWhatCannotBeADevice) {

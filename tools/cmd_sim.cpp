@@ -161,19 +161,21 @@ void vdispl_entries(const DeviceArgs& a, pv::DeviceSpec& spec) {
 }
 
 // libxl's vsnd keys: the card, one PCM device "pcm0", a stream per type.
+// libxl writes them all as the frontend's own (libxl_vsnd.c has no
+// read-only entries), so a guest may change any of them at any time.
 void vsnd_entries(const DeviceArgs& a, pv::DeviceSpec& spec) {
   if (a.channels_min > a.channels_max) {
     fail(kExitUsage, fmt::format("--channels-min {} is above --channels-max {}", a.channels_min,
                                  a.channels_max));
   }
-  spec.ro_front = {{"short-name", a.short_name},
-                   {"long-name", a.long_name},
-                   {"sample-rates", a.sample_rates},
-                   {"sample-formats", a.sample_formats},
-                   {"channels-min", std::to_string(a.channels_min)},
-                   {"channels-max", std::to_string(a.channels_max)},
-                   {"buffer-size", std::to_string(a.buffer_size)},
-                   {"0/name", "pcm0"}};
+  spec.front = {{"short-name", a.short_name},
+                {"long-name", a.long_name},
+                {"sample-rates", a.sample_rates},
+                {"sample-formats", a.sample_formats},
+                {"channels-min", std::to_string(a.channels_min)},
+                {"channels-max", std::to_string(a.channels_max)},
+                {"buffer-size", std::to_string(a.buffer_size)},
+                {"0/name", "pcm0"}};
   std::size_t j = 0;
   for (std::string_view rest = a.streams; !rest.empty(); ++j) {
     const std::size_t comma = rest.find(',');
@@ -183,8 +185,8 @@ void vsnd_entries(const DeviceArgs& a, pv::DeviceSpec& spec) {
       fail(kExitUsage,
            fmt::format("--streams: '{}' is not p (playback) or c (capture)", printable(type)));
     }
-    spec.ro_front.emplace_back(fmt::format("0/{}/unique-id", j), fmt::format("s{}{}", j, type));
-    spec.ro_front.emplace_back(fmt::format("0/{}/type", j), type);
+    spec.front.emplace_back(fmt::format("0/{}/unique-id", j), fmt::format("s{}{}", j, type));
+    spec.front.emplace_back(fmt::format("0/{}/type", j), type);
   }
   if (j == 0 || j > 16) fail(kExitUsage, fmt::format("--streams: 1 to 16 streams, not {}", j));
 }
