@@ -83,11 +83,11 @@ Status FrontendLink::set_state(XenbusState state) {
                                     std::to_string(static_cast<int>(state)));
 }
 
-Result<bool> FrontendLink::start_over() {
+Status FrontendLink::wait_backend_ready() {
   auto mine = read("state");
-  if (!mine.ok() || parse_xenbus_state(*mine) != XenbusState::kClosed) return false;
-  SHBUF_TRY(set_state(XenbusState::kInitialising));
-  return true;
+  const bool again = mine.ok() && parse_xenbus_state(*mine) == XenbusState::kClosed;
+  if (again) SHBUF_TRY(set_state(XenbusState::kInitialising));
+  return wait_backend(XenbusState::kInitWait, /*closed_refuses=*/!again);
 }
 
 Status FrontendLink::wait_backend(XenbusState want, bool closed_refuses) {

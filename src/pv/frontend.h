@@ -54,9 +54,11 @@ class FrontendLink {
   // <our directory>/<key>.
   Result<std::string> read(const std::string& key) const;
   Status set_state(XenbusState state);
-  // When an earlier frontend of the device left it Closed, starts over from
-  // Initialising, as Linux's frontends do; says whether it did.
-  Result<bool> start_over();
+  // Waits for the backend's InitWait. When an earlier frontend of the
+  // device left it Closed, starts over from Initialising first, as Linux's
+  // frontends do, and the backend's Closed then means it has yet to leave
+  // it; otherwise that Closed refuses (see wait_backend).
+  Status wait_backend_ready();
   // Waits for the backend's state to be `want`; its Closed is ECONNREFUSED
   // (with the backend's `error`) unless `closed_refuses` is false.
   Status wait_backend(XenbusState want, bool closed_refuses = true);

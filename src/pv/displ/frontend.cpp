@@ -21,7 +21,7 @@ Result<std::unique_ptr<DisplFrontend>> DisplFrontend::connect(pv::Platform& plat
   if (!link.ok()) return link.error();
   fe->link_.emplace(std::move(link).value());
   SHBUF_TRY(fe->read_config());
-  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kInitWait));
+  SHBUF_TRY(fe->link_->wait_backend_ready());
   fe->open_ = true;
   SHBUF_TRY(fe->publish());
   SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kConnected));

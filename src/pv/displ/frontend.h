@@ -34,7 +34,8 @@ struct FrontendOptions {
 
 class DisplFrontend {
  public:
-  // Connects device `devid` of the platform's domain: Initialised once its
+  // Connects device `devid` of the platform's domain (from Initialising
+  // again when an earlier frontend closed it): Initialised once its
   // rings are published, Connected once the backend is. ETIMEDOUT when the
   // backend does not answer in time, ECONNREFUSED (with the backend's error
   // node) when it closes instead.

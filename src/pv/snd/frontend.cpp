@@ -29,11 +29,7 @@ Result<std::unique_ptr<SndFrontend>> SndFrontend::connect(pv::Platform& platform
   if (!link.ok()) return link.error();
   fe->link_.emplace(std::move(link).value());
   SHBUF_TRY(fe->read_config());
-  // A device closed by an earlier frontend starts over from Initialising,
-  // as Linux's frontends do; the backend then leaves Closed for InitWait.
-  auto again = fe->link_->start_over();
-  if (!again.ok()) return again.error();
-  SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kInitWait, /*closed_refuses=*/!*again));
+  SHBUF_TRY(fe->link_->wait_backend_ready());
   fe->open_ = true;
   SHBUF_TRY(fe->publish());
   SHBUF_TRY(fe->link_->wait_backend(pv::XenbusState::kConnected));
