@@ -105,6 +105,19 @@ class BackendLab : public SimTest {
     return p.ok() ? std::move(p).value() : pv::Platform{};
   }
 
+  // Runs our frontend command for this backend (`snd-fe` for `snd-be`) as
+  // domain `dom` with --hostile and `options`: its lies, one line each on
+  // stdout, and exit 0 when every answer was the refusal it should be.
+  testing::ProcessResult hostile(DomId dom, const std::vector<std::string>& options = {}) {
+    std::vector<std::string> argv = {SHBUF_BIN,    command_.substr(0, command_.size() - 3) + "-fe",
+                                     "--platform", "sim",
+                                     "--sim",      path,
+                                     "--domid",    std::to_string(dom),
+                                     "--hostile"};
+    argv.insert(argv.end(), options.begin(), options.end());
+    return testing::run_process(argv);
+  }
+
   // Waits (bounded) for the backend's log to hold `text`.
   bool log_says(const std::string& text, int ms = 5000) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);

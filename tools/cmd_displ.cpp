@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli.h"
+#include "hostile.h"
 #include "pv/displ/backend.h"
 #include "pv/displ/frontend.h"
 
@@ -15,6 +16,7 @@ struct FrontendArgs {
   std::uint32_t devid = 0;
   std::uint32_t frames = 3;
   double timeout = 5;
+  HostileOptions hostile;
 };
 
 // Frame `frame` of `connector`: bands that move by a few pixels per frame,
@@ -38,6 +40,11 @@ void run_frontend(const FrontendArgs& a) {
   displ::FrontendOptions options;
   options.devid = a.devid;
   options.timeout = std::chrono::milliseconds(seconds_to_ms(a.timeout));
+  if (a.hostile.enabled) {
+    const int rc = run_hostile_displ(platform, options, a.hostile);
+    platform = {};
+    std::exit(rc);
+  }
   auto fe = take(displ::DisplFrontend::connect(platform, options));
   std::printf("connected to domain %u: %zu connector(s), %s buffers\n", unsigned{fe->backend()},
               fe->connectors().size(), fe->be_alloc() ? "backend-allocated" : "frontend-allocated");
@@ -110,6 +117,7 @@ void add_displ_commands(CLI::App& app) {
   fe->add_option("--timeout", fe_args.timeout, "Seconds each answer of the backend may take")
       ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
+  fe_args.hostile.add_to(fe);
   fe->callback([] { run_frontend(fe_args); });
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli.h"
+#include "hostile.h"
 #include "pv/snd/backend.h"
 #include "pv/snd/frontend.h"
 #include "pv/snd/playback.h"
@@ -21,6 +22,7 @@ struct FrontendArgs {
   double seconds = 1;
   std::string record;
   double timeout = 5;
+  HostileOptions hostile;
 };
 
 // The stream format snd-fe uses: S16_LE stereo at 48 kHz, 4 periods of
@@ -84,6 +86,11 @@ void run_frontend(const FrontendArgs& a) {
   snd::FrontendOptions options;
   options.devid = a.devid;
   options.timeout = std::chrono::milliseconds(seconds_to_ms(a.timeout));
+  if (a.hostile.enabled) {
+    const int rc = run_hostile_snd(platform, options, a.hostile);
+    platform = {};
+    std::exit(rc);
+  }
   auto fe = take(snd::SndFrontend::connect(platform, options));
   std::printf("connected to domain %u: %zu stream(s)\n", unsigned{fe->backend()},
               fe->streams().size());
@@ -180,6 +187,7 @@ void add_snd_commands(CLI::App& app) {
   fe->add_option("--timeout", fe_args.timeout, "Seconds each answer of the backend may take")
       ->check(seconds_in(kMaxTimeoutSeconds))
       ->capture_default_str();
+  fe_args.hostile.add_to(fe);
   fe->callback([] { run_frontend(fe_args); });
 }
 
