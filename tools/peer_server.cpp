@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,12 +41,6 @@ constexpr int kAcceptsPerRound = 64;
 constexpr long long kAcceptBackoffMs = 100;
 // File descriptors the server needs besides its clients.
 constexpr std::size_t kSpareFds = 64;
-
-long long now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 // A socket file this process made and listens on; removed on destruction if
 // the file at the path is still that socket.
