@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -61,17 +60,6 @@ class SocketFile {
   ino_t ino_;
 };
 
-Result<sockaddr_un> address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return make_error(ENAMETOOLONG, fmt::format("socket path '{}' is empty or longer than {} bytes",
-                                                path, sizeof addr.sun_path - 1));
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
 // Whether a server listens on the socket file at `addr`: connect succeeds
 // (or would wait, its backlog being full). ECONNREFUSED: nobody does.
 Status probe_listener(const std::string& path, const sockaddr_un& addr) {
@@ -90,7 +78,7 @@ Status probe_listener(const std::string& path, const sockaddr_un& addr) {
 }
 
 Result<std::unique_ptr<SocketFile>> SocketFile::create(const std::string& path) {
-  auto addr = address(path);
+  auto addr = socket_address(path);
   if (!addr.ok()) return std::move(addr).error();
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <cstddef>
 #include <memory>
@@ -47,6 +48,10 @@ class PeerStream {
 
 // A connected Unix stream socket, made non-blocking here.
 Result<std::unique_ptr<PeerStream>> socket_stream(UniqueFd fd);
+
+// The address of the Unix socket file at `path`; ENAMETOOLONG when the path
+// is empty or does not fit.
+Result<sockaddr_un> socket_address(const std::string& path);
 
 // Where a vchan is: the server's peer domain (for `shbuf backend`) or the
 // server's domain (for `shbuf frontend`), and the xenstore directory that
