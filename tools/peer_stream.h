@@ -71,9 +71,6 @@ inline constexpr std::size_t kMaxVchanPath = 48;
 // EINVAL naming what is wrong.
 Result<VchanAddress> parse_vchan_address(std::string_view text);
 
-// Whether this build has libxenvchan.
-bool have_vchan();
-
 // The client's end: connects to the channel a server of domain address.domid
 // offers at address.path, retrying until it appears or timeout_ms passes.
 // ENOTSUP in a build without libxenvchan.

@@ -155,10 +155,6 @@ class Listener final : public VchanListener {
 
 }  // namespace
 
-bool have_vchan() {
-  return true;
-}
-
 Result<std::unique_ptr<PeerStream>> connect_vchan(const VchanAddress& address, int timeout_ms) {
   const long long deadline = now_ms() + timeout_ms;
   while (true) {
@@ -189,10 +185,6 @@ Error no_vchan() {
   return make_error(ENOTSUP, "this shbuf was built without libxenvchan (libxen-dev): no --vchan");
 }
 }  // namespace
-
-bool have_vchan() {
-  return false;
-}
 
 Result<std::unique_ptr<PeerStream>> connect_vchan(const VchanAddress&, int) {
   return no_vchan();
