@@ -340,8 +340,8 @@ void Server::adopt(std::unique_ptr<PeerStream> stream, long long now) {
 }
 
 void Server::turn_away(UniqueFd fd) {
-  const std::string data = peer::format_busy(options_.once ? 1 : options_.max_clients) + "\n";
-  (void)!::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  auto stream = socket_stream(std::move(fd));
+  if (stream.ok()) send_last(**stream, peer::format_busy(options_.once ? 1 : options_.max_clients));
 }
 
 // Ends a client whose stream failed or whose peer went away; its buffer is
