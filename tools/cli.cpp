@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -33,6 +34,11 @@ Error not_a_number(std::string_view text, const std::string& expected) {
 }
 
 }  // namespace
+
+long long now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
 
 const std::atomic<bool>& stop_on_signals() {
   struct sigaction sa {};

@@ -35,6 +35,9 @@ inline constexpr double kMaxTimeoutSeconds = 86400;
 // timeout never becomes 0.
 int seconds_to_ms(double seconds);
 
+// The steady clock in whole milliseconds, for deadlines and intervals.
+long long now_ms();
+
 // Text safe for one terminal line: bytes that are not printable ASCII
 // (control characters, NUL, DEL, anything above 0x7e) become \xHH, and a
 // backslash becomes "\\".

@@ -4,40 +4,18 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <utility>
 
+#include "cli.h"
 #include "peer_protocol.h"
 
 namespace shbuf::cli {
-namespace {
-
-Result<sockaddr_un> address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return make_error(ENAMETOOLONG, "socket path '" + path + "' is empty or longer than " +
-                                        std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
-long long now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-}  // namespace
-
 Result<PeerLink> PeerLink::connect_to(const std::string& path, int timeout_ms) {
-  auto addr = address(path);
+  auto addr = socket_address(path);
   if (!addr.ok()) return std::move(addr).error();
   const long long deadline = now_ms() + timeout_ms;
   while (true) {

@@ -34,7 +34,7 @@ class PeerLink {
   std::optional<DomId> peer_domain() const { return stream_->peer_domain(); }
 
  private:
-  // Waits for the stream to be ready until `deadline` (CLOCK_MONOTONIC ms).
+  // Waits for the stream to be ready until `deadline`, a now_ms() time.
   Status wait(bool writing, long long deadline, int timeout_ms);
 
   std::unique_ptr<PeerStream> stream_;

@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +16,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -43,12 +41,6 @@ constexpr long long kAcceptBackoffMs = 100;
 // File descriptors the server needs besides its clients.
 constexpr std::size_t kSpareFds = 64;
 
-long long now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 // A socket file this process made and listens on; removed on destruction if
 // the file at the path is still that socket.
 class SocketFile {
@@ -68,17 +60,6 @@ class SocketFile {
   ino_t ino_;
 };
 
-Result<sockaddr_un> address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return make_error(ENAMETOOLONG, fmt::format("socket path '{}' is empty or longer than {} bytes",
-                                                path, sizeof addr.sun_path - 1));
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
 // Whether a server listens on the socket file at `addr`: connect succeeds
 // (or would wait, its backlog being full). ECONNREFUSED: nobody does.
 Status probe_listener(const std::string& path, const sockaddr_un& addr) {
@@ -97,7 +78,7 @@ Status probe_listener(const std::string& path, const sockaddr_un& addr) {
 }
 
 Result<std::unique_ptr<SocketFile>> SocketFile::create(const std::string& path) {
-  auto addr = address(path);
+  auto addr = socket_address(path);
   if (!addr.ok()) return std::move(addr).error();
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -359,8 +340,8 @@ void Server::adopt(std::unique_ptr<PeerStream> stream, long long now) {
 }
 
 void Server::turn_away(UniqueFd fd) {
-  const std::string data = peer::format_busy(options_.once ? 1 : options_.max_clients) + "\n";
-  (void)!::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  auto stream = socket_stream(std::move(fd));
+  if (stream.ok()) send_last(**stream, peer::format_busy(options_.once ? 1 : options_.max_clients));
 }
 
 // Ends a client whose stream failed or whose peer went away; its buffer is

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "cli.h"
@@ -66,6 +67,17 @@ Result<std::unique_ptr<PeerStream>> socket_stream(UniqueFd fd) {
   const pid_t pid =
       ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
   return std::unique_ptr<PeerStream>(new SocketStream(std::move(fd), pid));
+}
+
+Result<sockaddr_un> socket_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    return make_error(ENAMETOOLONG, fmt::format("socket path '{}' is empty or longer than {} bytes",
+                                                path, sizeof addr.sun_path - 1));
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
 }
 
 Result<VchanAddress> parse_vchan_address(std::string_view text) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <cstddef>
 #include <memory>
@@ -48,6 +49,10 @@ class PeerStream {
 // A connected Unix stream socket, made non-blocking here.
 Result<std::unique_ptr<PeerStream>> socket_stream(UniqueFd fd);
 
+// The address of the Unix socket file at `path`; ENAMETOOLONG when the path
+// is empty or does not fit.
+Result<sockaddr_un> socket_address(const std::string& path);
+
 // Where a vchan is: the server's peer domain (for `shbuf backend`) or the
 // server's domain (for `shbuf frontend`), and the xenstore directory that
 // holds the channel's ring-ref and event-channel.
@@ -65,9 +70,6 @@ inline constexpr std::size_t kMaxVchanPath = 48;
 // xenstore (/local/domain/<id>/), where a server in a guest may write.
 // EINVAL naming what is wrong.
 Result<VchanAddress> parse_vchan_address(std::string_view text);
-
-// Whether this build has libxenvchan.
-bool have_vchan();
 
 // The client's end: connects to the channel a server of domain address.domid
 // offers at address.path, retrying until it appears or timeout_ms passes.

@@ -4,12 +4,12 @@
 // the channel.
 #include <fmt/format.h>
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <utility>
 
+#include "cli.h"
 #include "peer_stream.h"
 #include "shbuf/core/result.h"
 
@@ -33,12 +33,6 @@ namespace {
 constexpr int kPeerCheckMs = 1000;
 // How long the client waits between tries while the server is not there.
 constexpr int kConnectRetryMs = 100;
-
-long long now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 std::string describe(const VchanAddress& a) {
   return fmt::format("{}:{}", a.domid, a.path);
@@ -161,10 +155,6 @@ class Listener final : public VchanListener {
 
 }  // namespace
 
-bool have_vchan() {
-  return true;
-}
-
 Result<std::unique_ptr<PeerStream>> connect_vchan(const VchanAddress& address, int timeout_ms) {
   const long long deadline = now_ms() + timeout_ms;
   while (true) {
@@ -195,10 +185,6 @@ Error no_vchan() {
   return make_error(ENOTSUP, "this shbuf was built without libxenvchan (libxen-dev): no --vchan");
 }
 }  // namespace
-
-bool have_vchan() {
-  return false;
-}
 
 Result<std::unique_ptr<PeerStream>> connect_vchan(const VchanAddress&, int) {
   return no_vchan();

@@ -62,17 +62,10 @@ for alloc in 0 1; do
   type=pv
   tsc=default
   [ "$alloc" = 1 ] && type=pvh tsc=native
-  cat >"/tmp/displ$alloc.cfg" <<CFG
-name="displ$alloc"
-type="$type"
-kernel="/tmp/vmlinux"
-ramdisk="/tmp/domu.cpio.gz"
-memory=128
-vcpus=1
-tsc_mode="$tsc"
-extra="console=hvc0 loglevel=4 role=displ frames=$frames"
-vdispl=[ 'backend=0,be-alloc=$alloc,connectors=c0:640x480;c1:800x600' ]
-CFG
+  guest_cfg "/tmp/displ$alloc.cfg" "displ$alloc" "$type" /tmp/domu.cpio.gz 128 \
+    "tsc_mode=\"$tsc\"" \
+    "extra=\"console=hvc0 loglevel=4 role=displ frames=$frames\"" \
+    "vdispl=[ 'backend=0,be-alloc=$alloc,connectors=c0:640x480;c1:800x600' ]"
   t0=$(date +%s)
   xl_create "/tmp/displ$alloc.cfg" "displ$alloc"
   say "displ$alloc created in $(($(date +%s) - t0))s ($type, be-alloc=$alloc)"

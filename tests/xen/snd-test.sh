@@ -62,16 +62,9 @@ wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "snd-be d
 
 # How long the client waits for its card.
 wait_s=60
-cat >/tmp/snd0.cfg <<CFG
-name="snd0"
-type="pv"
-kernel="/tmp/vmlinux"
-ramdisk="/tmp/domu.cpio.gz"
-memory=128
-vcpus=1
-extra="console=hvc0 loglevel=4 role=snd snd_play=$play snd_record=$record snd_wait=$wait_s"
-vsnd = [ [ 'CARD, backend=0, short-name=Card0, sample-rates=48000, sample-formats=s16_le, channels-min=2, channels-max=2, buffer-size=65536', 'PCM, name=pcm0', 'STREAM, unique-id=s0p, type=p', 'STREAM, unique-id=s0c, type=c' ] ]
-CFG
+guest_cfg /tmp/snd0.cfg snd0 pv /tmp/domu.cpio.gz 128 \
+  "extra=\"console=hvc0 loglevel=4 role=snd snd_play=$play snd_record=$record snd_wait=$wait_s\"" \
+  "vsnd = [ [ 'CARD, backend=0, short-name=Card0, sample-rates=48000, sample-formats=s16_le, channels-min=2, channels-max=2, buffer-size=65536', 'PCM, name=pcm0', 'STREAM, unique-id=s0p, type=p', 'STREAM, unique-id=s0c, type=c' ] ]"
 t0=$(date +%s)
 xl_create /tmp/snd0.cfg snd0
 domid=$(xl_ domid snd0) || fail "no domid for snd0"

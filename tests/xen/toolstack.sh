@@ -1,7 +1,7 @@
 # The toolstack in dom0 and the helpers the PV proofs share, sourced by
-# tests/xen/displ-test.sh and snd-test.sh (busybox sh). The sourcing script
-# defines say (one line of its own output) and fail (a clear message, then
-# exit 1) first.
+# tests/xen/displ-test.sh, snd-test.sh and vchan-test.sh (busybox sh). The
+# sourcing script defines say (one line of its own output) and fail (a clear
+# message, then exit 1) first.
 
 xenbin=/usr/lib/xen-4.17/bin
 PATH=$xenbin:/usr/bin:$PATH
@@ -61,4 +61,15 @@ xl_create() {
     xl_ destroy "$2" 2>/dev/null
     sleep 1
   done
+}
+
+# Writes the xl configuration $1 of a guest named $2, of type $3 (pv or pvh),
+# that boots /tmp/vmlinux with the initramfs $4 and $5 MB of memory on one
+# vcpu; each further argument is one more line of it (extra=, devices, ...).
+guest_cfg() {
+  guest_cfg_file=$1
+  printf 'name="%s"\ntype="%s"\nkernel="/tmp/vmlinux"\nramdisk="%s"\nmemory=%s\nvcpus=1\n' \
+    "$2" "$3" "$4" "$5" >"$guest_cfg_file" || return
+  shift 5
+  [ "$#" -eq 0 ] || printf '%s\n' "$@" >>"$guest_cfg_file"
 }

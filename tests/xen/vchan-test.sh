@@ -59,15 +59,8 @@ run2="shbuf+backend+--provider+xen+--vchan+0:$guest_path+--once+--accept-timeout
 run3="shbuf_grant_probe+probe+--platform+xen+--from+0+--key+data/grant-probe+--wait+120"
 run4="shbuf+frontend+--provider+xen+--machine+--vchan+0:$be_path+--connect-timeout+120+--mode+both"
 run4="$run4+--pages+16384,16384,16384+--hold+30"
-cat >/tmp/peer0.cfg <<CFG
-name="peer0"
-type="pv"
-kernel="/tmp/vmlinux"
-ramdisk="/tmp/domu-peer.cpio.gz"
-memory=320
-vcpus=1
-extra="console=hvc0 loglevel=4 role=peer peer1=$run1 peer2=$run2 peer3=$run3 peer4=$run4"
-CFG
+guest_cfg /tmp/peer0.cfg peer0 pv /tmp/domu-peer.cpio.gz 320 \
+  "extra=\"console=hvc0 loglevel=4 role=peer peer1=$run1 peer2=$run2 peer3=$run3 peer4=$run4\""
 t0=$(date +%s)
 xl_create /tmp/peer0.cfg peer0
 domid=$(xl_ domid peer0) || fail "no domid for peer0"
