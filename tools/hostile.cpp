@@ -1,5 +1,6 @@
 #include "hostile.h"
 
+#include <unistd.h>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -185,6 +186,34 @@ Result<int> wait_backend_leaves(pv::Xenstore& xs, const std::string& device,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+void event_storm(HostileReport& report, int n, std::size_t channels,
+                 const std::function<Status(std::size_t)>& notify) {
+  Status s;
+  for (int i = 0; i < n && s.ok(); ++i) {
+    for (std::size_t c = 0; c < channels && s.ok(); ++c) s = notify(c);
+  }
+  report.expect_ok(std::to_string(n) + " notifications on each channel", s);
+}
+
+void expect_device_ended(HostileReport& report, pv::Xenstore& xs, const std::string& device,
+                         const Status& sent) {
+  const std::string what = "a request producer index 100000 ahead";
+  if (!sent.ok()) {
+    report.expect_ok(what, sent);
+    return;
+  }
+  auto state = wait_backend_leaves(xs, device, std::chrono::seconds(10));
+  report.expect(what + ": the backend's state",
+                state.ok() ? Result<std::int32_t>(*state) : Result<std::int32_t>(state.error()),
+                Want::status(6));
+}
+
+void die_mid_request(HostileReport& report) {
+  report.note("dying mid-request");
+  std::fflush(stdout);
+  _exit(kExitOk);
 }
 
 void HostileOptions::add_to(CLI::App* app) {

@@ -120,6 +120,17 @@ Result<int> backend_state(pv::Xenstore& xs, const std::string& device);
 Result<int> wait_backend_leaves(pv::Xenstore& xs, const std::string& device,
                                 std::chrono::milliseconds timeout);
 
+// `n` notifications on each of `channels` channels, through `notify`.
+void event_storm(HostileReport& report, int n, std::size_t channels,
+                 const std::function<Status(std::size_t)>& notify);
+// After `sent` (a request producer index 100000 ahead, signalled): the
+// backend must close the device (state 6) within 10 s.
+void expect_device_ended(HostileReport& report, pv::Xenstore& xs, const std::string& device,
+                         const Status& sent);
+// Says so, then exits at once (status 0): whatever was sent is left to the
+// backend and the OS.
+[[noreturn]] void die_mid_request(HostileReport& report);
+
 // Runs `round` (its argument: whether it is the last) until the time asked
 // for has passed; prints one summary line and returns the exit code: 0 when
 // every round ran and every answer was as it should be, 1 otherwise.

@@ -1,9 +1,8 @@
 // `shbuf displ-fe --hostile`: a displif frontend that lies, for testing a
 // display backend (see hostile.h). The answers it wants are those of a
 // backend that checks every request against what it holds: displ-be's.
-#include <unistd.h>
-
 #include <cstdio>
+#include <cstring>
 
 #include "cli.h"
 #include "hostile.h"
@@ -119,11 +118,7 @@ struct Round {
   }
 
   void storm(int n) {
-    Status s;
-    for (int i = 0; i < n && s.ok(); ++i) {
-      for (std::size_t c = 0; c < fe.connectors().size() && s.ok(); ++c) s = fe.notify(c);
-    }
-    r.expect_ok(std::to_string(n) + " notifications on each connector", s);
+    event_storm(r, n, fe.connectors().size(), [this](std::size_t c) { return fe.notify(c); });
   }
 
   // A frame shown, start to end: the backend still serves this device.
@@ -169,23 +164,14 @@ struct Round {
           0, encode_request(Request{0x7777, kOpDbufCreate, dbuf(res.width, res.height, *gref)}));
       (void)fe.notify(0);
     }
-    r.note("dying mid-request");
-    std::fflush(stdout);
-    _exit(kExitOk);
+    die_mid_request(r);
   }
 
+  // A request producer index far ahead: the backend must end this device.
   void far_ahead() {
     const std::uint32_t far = 100000;
     std::memcpy(fe.request_page(0).data(), &far, sizeof far);
-    const Status s = fe.notify(0);
-    if (!s.ok()) {
-      r.expect_ok("a request producer index 100000 ahead", s);
-      return;
-    }
-    auto state = wait_backend_leaves(*platform.xenstore, device, std::chrono::seconds(10));
-    r.expect("a request producer index 100000 ahead: the backend's state",
-             state.ok() ? Result<std::int32_t>(*state) : Result<std::int32_t>(state.error()),
-             Want::status(6));
+    expect_device_ended(r, *platform.xenstore, device, fe.notify(0));
   }
 };
 

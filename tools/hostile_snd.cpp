@@ -1,8 +1,6 @@
 // `shbuf snd-fe --hostile`: a sndif frontend that lies, for testing a
 // sound backend (see hostile.h). The answers it wants are those of a backend
 // that checks everything against the card: snd-be's.
-#include <unistd.h>
-
 #include <cstdio>
 #include <optional>
 
@@ -109,11 +107,7 @@ struct Round {
   }
 
   void storm(int n) {
-    Status s;
-    for (int i = 0; i < n && s.ok(); ++i) {
-      for (std::size_t k = 0; k < fe.streams().size() && s.ok(); ++k) s = fe.notify(k);
-    }
-    r.expect_ok(std::to_string(n) + " notifications on each channel", s);
+    event_storm(r, n, fe.streams().size(), [this](std::size_t k) { return fe.notify(k); });
   }
 
   // The rings', the stream's parameters, and the card's and the stream's
@@ -165,23 +159,14 @@ struct Round {
                        Request{0x7777, kOpOpen, Open{48000, kFormatS16LE, 2, 65536, *gref, 4096}}));
       (void)fe.notify(capture);
     }
-    r.note("dying mid-request");
-    std::fflush(stdout);
-    _exit(kExitOk);
+    die_mid_request(r);
   }
 
   // A request producer index far ahead: the backend must end this device.
   void far_ahead() {
     Status s = fe.set_request_producer(play, 100000);
     if (s.ok()) s = fe.notify(play);
-    if (!s.ok()) {
-      r.expect_ok("a request producer index 100000 ahead", s);
-      return;
-    }
-    auto state = wait_backend_leaves(*platform.xenstore, device, std::chrono::seconds(10));
-    r.expect("a request producer index 100000 ahead: the backend's state",
-             state.ok() ? Result<std::int32_t>(*state) : Result<std::int32_t>(state.error()),
-             Want::status(6));
+    expect_device_ended(r, *platform.xenstore, device, s);
   }
 };
 

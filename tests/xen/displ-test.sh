@@ -16,6 +16,15 @@
 # xen-drm-front inserts the granted pages with vm_map_pages, which a PV
 # guest's page tables cannot refer to; the client's mmap then faults with
 # SIGBUS and "Bad rss-counter"). An auto-translated (PVH) guest can.
+#
+# A hostile guest attacks displ-be all along (toolstack.sh: hostile_start):
+# our lying displif frontend, `shbuf displ-fe --hostile`, in a PV domU of its
+# own, once on a backend-allocated device, then in rounds on a
+# frontend-allocated one. The two guests above are created once it has
+# completed a round, and must be served as they are while it goes on; then
+# it must complete three more rounds with every answer as it should be and
+# without displ-be growing, and it is destroyed mid-round with the others.
+# Nothing may have been written outside the output directory.
 # Usage (busybox sh, repository as working directory): displ-test.sh BUILD_DIR
 set -u
 B=$1
@@ -35,7 +44,10 @@ fail() {
   for f in /var/log/xen/console/guest-*.log; do
     [ -f "$f" ] && tail -n 30 "$f" | sed "s#^#displ-test: ${f##*/}: #"
   done
+  [ -n "${hostile_console:-}" ] && [ -f "$hostile_console" ] &&
+    grep -a 'PEER\|DOMU' "$hostile_console" | tail -n 30 | sed 's/^/displ-test: hostile: /'
   [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null
+  for g in displ0 displ1 hostile-displ; do xl destroy "$g" >/dev/null 2>&1; done
   exit 1
 }
 . tests/xen/toolstack.sh
@@ -49,9 +61,18 @@ mkdir -p "$out"
 # The guest images from tmpfs: libxenguest must not read them over 9p while
 # the backend writes frames there.
 cp "$guest/vmlinux" "$guest/domu.cpio.gz" /tmp/ || fail "cannot copy the guest images"
+touch /tmp/displ-test.start
 "$B/shbuf" displ-be --out "$out" -v 2 2>"$out/backend.log" &
 bepid=$!
 wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "displ-be did not start"
+
+# The hostile guest: device 1 backend-allocated (one round), device 0
+# frontend-allocated (rounds until destroyed).
+hostile_start hostile-displ \
+  "peer1=shbuf+displ-fe+--platform+xen+--devid+1+--hostile peer2=shbuf+displ-fe+--platform+xen+--hostile+--attack-for+86400" \
+  "vdispl=[ 'backend=0,be-alloc=0,connectors=c0:640x480;c1:800x600', 'backend=0,be-alloc=1,connectors=c0:320x200' ]"
+grep -aq 'PEER: run 1 exit 0' "$hostile_console" ||
+  fail "the hostile guest's backend-allocated run failed"
 
 # Two guests at once: frontend- and backend-allocated buffers.
 # Xen emulates the TSC of an HVM-type guest whose host TSC it does not trust
@@ -73,8 +94,9 @@ done
 dom0id=$(xl_ domid displ0) || fail "no domid for displ0"
 dom1id=$(xl_ domid displ1) || fail "no domid for displ1"
 
-# A refused flip or mode set loses a frame the guest believes shown.
-refused() { grep 'refused: \(PG_FLIP\|SET_CONFIG\)' "$out/backend.log"; }
+# A refused flip or mode set loses a frame the guest believes shown (the
+# hostile guest's are refused on purpose).
+refused() { grep "dom\($dom0id\|$dom1id\)/.*refused: \(PG_FLIP\|SET_CONFIG\)" "$out/backend.log"; }
 
 # Every connector of both guests shows all the frames the client draws first.
 last=$(printf '%06d' $((frames - 1)))
@@ -113,9 +135,11 @@ grep -q "dom$dom1id/0: c0: DBUF_CREATE id 0: ok" "$out/backend.log" ||
   fail "domain $dom1id: the first DBUF_CREATE was refused"
 say "all frames seen after $(($(date +%s) - t0))s"
 grep -q 'c0: frame' "$out/backend.log" || fail "the backend logged no frame"
+hostile_finish "$bepid"
 
-# Destroy both guests while their clients still flip.
-for g in displ0 displ1; do
+# Destroy both guests while their clients still flip, and the hostile one
+# mid-round.
+for g in displ0 displ1 hostile-displ; do
   xl_ destroy "$g" || fail "xl destroy $g"
 done
 wait_for 30 'grep -q "holds after a device went away: devices=0 connected=0 ring_mappings=0 event_channels=0 dbufs=0 buffer_pages=0" "$out/backend.log"' ||
@@ -123,7 +147,9 @@ wait_for 30 'grep -q "holds after a device went away: devices=0 connected=0 ring
 # A domain whose pages someone still maps cannot finish dying.
 wait_for 30 '[ "$(xl list | grep -c displ)" = 0 ] && [ "$(xl list | tail -n +2 | wc -l)" = 1 ]' ||
   fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
-say "both domains are gone and the backend holds nothing"
+say "the three domains are gone and the backend holds nothing"
+written_outside /tmp/displ-test.start "$out" "$B/xen-run" >/tmp/displ-test.outside
+[ -s /tmp/displ-test.outside ] && fail "files written outside $out: $(head -n 5 /tmp/displ-test.outside)"
 
 kill -TERM "$bepid"
 wait "$bepid"
@@ -132,7 +158,9 @@ bepid=
 [ "$rc" -eq 0 ] || fail "displ-be exited with $rc"
 grep -q "holds at exit: devices=0 connected=0 ring_mappings=0 event_channels=0 dbufs=0 buffer_pages=0" \
   "$out/backend.log" || fail "displ-be's exit report is missing or not empty"
-grep "refused\|error" "$out/backend.log" | sed 's/^/displ-test: be| /'
+grep "refused\|error" "$out/backend.log" | grep -v "dom$hostile_domid/" | sed 's/^/displ-test: be| /'
+say "displ-be's answers to the hostile domain $hostile_domid: $(grep -c "dom$hostile_domid/.*refused" "$out/backend.log") refusals, $(grep -c "dom$hostile_domid/0: error" "$out/backend.log") devices ended"
+
 refused >/dev/null && fail "the backend refused a frame: $(refused | head -n 1)"
 
 "$B/shbuf_displ_check" "$out" "$frames" "$dom0id,$dom1id" 640x480 800x600 || fail "frames differ"

@@ -13,10 +13,12 @@
 #   SHBUF_XEN_KERNEL   kernel package to boot (the one linux-image-amd64 depends on)
 #   SHBUF_XEN_TARGETS  CMake targets to build (shbuf_cli shbuf_xen_selftest test_xen_provider test_pv_platform)
 #   SHBUF_XEN_SKIP_BUILD=1  boot with what the build directory holds
-#   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh): no
-#                      toolstack in dom0, no domU (it runs by default)
+#   SHBUF_XEN_DISPL=0  leave out the PV display proof (tests/xen/displ-test.sh: the
+#                      toolstack, domUs running xen-drm-front and a hostile domU;
+#                      it runs by default)
 #   SHBUF_XEN_SND=0    leave out the PV sound proof (tests/xen/snd-test.sh: the
-#                      toolstack and a domU running snd_client; it runs by default)
+#                      toolstack, domUs running snd_client and a hostile domU; it
+#                      runs by default)
 #   SHBUF_XEN_VCHAN=0  leave out the proof across domains (tests/xen/vchan-test.sh:
 #                      `shbuf frontend` and `backend` over a vchan, one in a domU
 #                      and one in dom0; it runs by default)
@@ -247,18 +249,20 @@ if [ "$guests" = 1 ]; then
     die "building tests/xen/snd_client.c failed (apt-get install linux-libc-dev)"
   install -m 755 "$root/tests/xen/domu-init.sh" "$guest/root/init"
   (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu.cpio.gz"
-  # The guest of the proof across domains also has the grant and event
-  # channel devices, `shbuf` itself and the grant probe (stripped), with
-  # their libraries.
-  if [ "$vchan" = 1 ]; then
+  # The guest of the proof across domains, and the hostile guest of the
+  # display and sound proofs, also have the grant and event channel devices,
+  # `shbuf` itself and the grant probe (stripped), with their libraries.
+  if [ "$vchan" = 1 ] || [ "$displ" = 1 ] || [ "$snd" = 1 ]; then
     for m in xen-evtchn xen-gntdev xen-gntalloc; do
       [ -e "$mods/drivers/xen/$m.ko" ] || die "module $m.ko is not in $kernel_pkg"
       cp "$mods/drivers/xen/$m.ko" "$guest/root/lib/modules/"
     done
-    for b in shbuf shbuf_grant_probe; do
-      strip -o "$guest/root/bin/$b" "$build/$b" || die "cannot strip $build/$b"
+    peer_exes=("$build/shbuf")
+    [ "$vchan" = 1 ] && peer_exes+=("$build/shbuf_grant_probe")
+    for e in "${peer_exes[@]}"; do
+      strip -o "$guest/root/bin/${e##*/}" "$e" || die "cannot strip $e"
     done
-    copy_libs "$guest/root" "$build/shbuf" "$build/shbuf_grant_probe"
+    copy_libs "$guest/root" "${peer_exes[@]}"
     (cd "$guest/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$guest/domu-peer.cpio.gz"
     log "domU initramfs with shbuf and $nlibs shared libraries: $(du -k "$guest/domu-peer.cpio.gz" | cut -f1) KiB"
   fi

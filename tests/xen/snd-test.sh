@@ -9,6 +9,14 @@
 # equals the WAV the backend was given for capture; then destroys a second
 # guest while it plays and requires again that the backend holds nothing.
 #
+#
+# A hostile guest attacks snd-be all along (toolstack.sh: hostile_start):
+# our lying sndif frontend, `shbuf snd-fe --hostile`, in rounds, in a PV
+# domU of its own with the same card. The first sound guest is created once
+# it has completed a round and must be served as it is while it goes on;
+# then it must complete three more rounds with every answer as it should be
+# and without snd-be growing, and it is destroyed mid-round. Nothing may
+# have been written outside the output directory.
 # Usage (busybox sh, repository as working directory): snd-test.sh BUILD_DIR
 set -u
 B=$1
@@ -30,8 +38,11 @@ fail() {
     sed 's/^/snd-test: xs| /'
   [ -f /var/log/xen/console/guest-snd0.log ] &&
     tail -n 30 /var/log/xen/console/guest-snd0.log | sed 's/^/snd-test: guest-snd0.log: /'
+  [ -n "${hostile_console:-}" ] && [ -f "$hostile_console" ] &&
+    grep -a 'PEER\|DOMU' "$hostile_console" | tail -n 30 | sed 's/^/snd-test: hostile: /'
   [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null
   xl destroy snd0 >/dev/null 2>&1
+  xl destroy hostile-snd >/dev/null 2>&1
   exit 1
 }
 . tests/xen/toolstack.sh
@@ -55,16 +66,21 @@ holds_nothing() {
 "$B/shbuf_snd_check" wav "$out/capture.wav" "$capture_first" $((record * 2)) ||
   fail "cannot write the capture WAV"
 mkdir -p "$out/be"
+touch /tmp/snd-test.start
 "$B/shbuf" snd-be --platform xen --out "$out/be" --capture-wav "$out/capture.wav" -v 2 \
   2>"$out/backend.log" &
 bepid=$!
 wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "snd-be did not start"
 
+# The card of every guest.
+card="vsnd = [ [ 'CARD, backend=0, short-name=Card0, sample-rates=48000, sample-formats=s16_le, channels-min=2, channels-max=2, buffer-size=65536', 'PCM, name=pcm0', 'STREAM, unique-id=s0p, type=p', 'STREAM, unique-id=s0c, type=c' ] ]"
+hostile_start hostile-snd "peer1=shbuf+snd-fe+--platform+xen+--hostile+--attack-for+86400" "$card"
+
 # How long the client waits for its card.
 wait_s=60
 guest_cfg /tmp/snd0.cfg snd0 pv /tmp/domu.cpio.gz 128 \
   "extra=\"console=hvc0 loglevel=4 role=snd snd_play=$play snd_record=$record snd_wait=$wait_s\"" \
-  "vsnd = [ [ 'CARD, backend=0, short-name=Card0, sample-rates=48000, sample-formats=s16_le, channels-min=2, channels-max=2, buffer-size=65536', 'PCM, name=pcm0', 'STREAM, unique-id=s0p, type=p', 'STREAM, unique-id=s0c, type=c' ] ]"
+  "$card"
 t0=$(date +%s)
 xl_create /tmp/snd0.cfg snd0
 domid=$(xl_ domid snd0) || fail "no domid for snd0"
@@ -98,11 +114,14 @@ grep -aq "SNDCLIENT: recorded $record frames, xruns 0" "$console" ||
 [ "$got" = "$want" ] ||
   fail "the guest recorded fnv1a64 $got, the capture WAV's first $record frames are $want"
 say "the guest recorded the capture WAV's first $record frames"
+hostile_finish "$bepid"
 
+# The first guest and the hostile one (mid-round) destroyed.
 xl_ destroy snd0 || fail "xl destroy snd0"
+xl_ destroy hostile-snd || fail "xl destroy hostile-snd"
 wait_for 30 'holds_nothing "holds after a device went away"' ||
   fail "the backend did not end up holding nothing after xl destroy"
-wait_for 30 '! xl list | grep -q "^snd"' ||
+wait_for 30 '! xl list | grep -q "^snd\|^hostile"' ||
   fail "a destroyed domain is still listed: $(xl list | tail -n +2 | tr '\n' ' ')"
 
 # A second guest is destroyed while it plays (a minute of signal): the
@@ -134,6 +153,9 @@ holds_nothing "holds at exit" || fail "snd-be's exit report is missing or not em
 wavs=$(ls "$out/be/d$first-"*.wav 2>/dev/null)
 [ "$(echo "$wavs" | grep -c .)" = 1 ] || fail "expected one WAV of domain $first in $out/be, found: $wavs"
 "$B/shbuf_snd_check" compare "$wavs" "$play" || fail "the WAV snd-be wrote is not the signal played"
-grep "refused\|error" "$out/backend.log" | sed 's/^/snd-test: be| /'
+grep "refused\|error" "$out/backend.log" | grep -v "dom$hostile_domid/" | sed 's/^/snd-test: be| /'
+say "snd-be's answers to the hostile domain $hostile_domid: $(grep -c "dom$hostile_domid/.*refused" "$out/backend.log") refusals, $(grep -c "dom$hostile_domid/0: error" "$out/backend.log") devices ended"
+written_outside /tmp/snd-test.start "$out" "$B/xen-run" >/tmp/snd-test.outside
+[ -s /tmp/snd-test.outside ] && fail "files written outside $out: $(head -n 5 /tmp/snd-test.outside)"
 grep -a "DOMU\|SNDCLIENT\|snd\|xen" "$console" | head -n 20 | sed 's/^/snd-test: guest-snd0.log: /'
 say "PASS"

@@ -73,3 +73,90 @@ guest_cfg() {
   shift 5
   [ "$#" -eq 0 ] || printf '%s\n' "$@" >>"$guest_cfg_file"
 }
+
+# The hostile guest: a PV domU (role=peer in domu-init.sh, its initramfs
+# holding `shbuf`) whose runs are our lying frontends (`shbuf snd-fe
+# --hostile`, `shbuf displ-fe --hostile`: tools/hostile*.cpp). Its last run
+# goes on in rounds until the guest is destroyed; each round ends with the
+# backend closing the device.
+# hostile_start NAME RUNS DEVICE_LINE...: creates guest NAME with the peer
+# runs RUNS ("peer1=... peer2=...") and the devices, and returns once a
+# round has been completed (the second has begun).
+hostile_start() {
+  hostile_name=$1
+  hostile_runs=$2
+  shift 2
+  hostile_console=/var/log/xen/console/guest-$hostile_name.log
+  [ -f "$guest/domu-peer.cpio.gz" ] || fail "the hostile guest's initramfs is missing in $guest"
+  cp "$guest/domu-peer.cpio.gz" /tmp/ || fail "cannot copy the hostile guest's initramfs"
+  rm -f "$hostile_console"
+  guest_cfg "/tmp/$hostile_name.cfg" "$hostile_name" pv /tmp/domu-peer.cpio.gz 192 \
+    "extra=\"console=hvc0 loglevel=4 role=peer $hostile_runs\"" "$@"
+  hostile_t0=$(date +%s)
+  xl_create "/tmp/$hostile_name.cfg" "$hostile_name"
+  hostile_domid=$(xl_ domid "$hostile_name") || fail "no domid for $hostile_name"
+  wait_for 240 "grep -aq 'hostile: round 2\$\|hostile: round 2.\$' $hostile_console" ||
+    fail "the hostile guest $hostile_name (domain $hostile_domid) did not complete a round within 240 s"
+  say "hostile guest $hostile_name (domain $hostile_domid) completed its first round $(($(date +%s) - hostile_t0))s after xl create"
+}
+
+# The number of the hostile guest's current round.
+hostile_round() {
+  sed -n 's/.*hostile: round \([0-9]*\)[^0-9a-z]*$/\1/p' "$hostile_console" | tail -n 1
+}
+
+# Waits up to $1 seconds for the hostile guest to complete $2 more rounds,
+# and requires that the backend of pid $3 grew by at most $4 KiB meanwhile.
+hostile_rounds_without_growth() {
+  r0=$(hostile_round)
+  m0=$(rss_kib "$3")
+  hostile_want=$((r0 + $2))
+  wait_for "$1" '[ "$(hostile_round)" -ge "$hostile_want" ]' ||
+    fail "the hostile guest completed fewer than $2 rounds in $1 s (round $r0 to $(hostile_round))"
+  m1=$(rss_kib "$3")
+  say "backend resident memory over hostile rounds $r0 to $(hostile_round): $m0 KiB, then $m1 KiB"
+  [ "$m1" -le $((m0 + $4)) ] || fail "the backend grew from $m0 KiB to $m1 KiB over $2 hostile rounds"
+}
+
+# Fails when a hostile answer differed from the refusal it should be, or a
+# round could not go on; prints what the backend answered in the first
+# round.
+hostile_check() {
+  tr -d '\r' <"$hostile_console" | grep -a 'hostile: DIFFERS\|could not go on' | head -n 5 >/tmp/hostile.bad
+  [ -s /tmp/hostile.bad ] && fail "the hostile guest saw: $(cat /tmp/hostile.bad)"
+  grep -aq 'PEER: .*exit [1-9]' "$hostile_console" &&
+    fail "a hostile run failed: $(grep -a 'PEER: .*exit [1-9]' "$hostile_console" | head -n 1)"
+  return 0
+}
+
+# Once the guests running Linux's frontends were served: the hostile guest
+# must go on for three more rounds, every answer as it should be, while the
+# backend of pid $1 stays up and grows by at most 4 MiB; prints its first
+# round.
+hostile_finish() {
+  hostile_check
+  hostile_rounds_without_growth 240 3 "$1" 4096
+  hostile_check
+  kill -0 "$1" || fail "the backend is gone"
+  say "the hostile guest lied for $(hostile_round) rounds; every answer was a refusal"
+  tr -d '\r' <"$hostile_console" | grep -a 'PEER: [0-9]*| hostile: ' | sed -n '1,/round 2$/p' |
+    sed "s/^/hostile: /"
+}
+
+# The backend's resident memory in KiB.
+rss_kib() {
+  sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status"
+}
+
+# Files written since the file $1 outside the directory $2 (and the logs,
+# state and scratch of dom0's toolstack and tests): on the root file
+# system, and under the directory $3 (the shared build directory's run
+# data, where the host's QEMU writes the serial console to serial.log).
+written_outside() {
+  {
+    find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
+      -o -path /var/log -o -path /var/lib/xen -o -path /var/run \) -prune -o \
+      -type f -newer "$1" -print
+    find "$3" -type f -newer "$1" ! -path "$3/serial.log" -print
+  } 2>/dev/null | grep -v "^$2/"
+}
