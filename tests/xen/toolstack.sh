@@ -140,7 +140,7 @@ hostile_finish() {
   kill -0 "$1" || fail "the backend is gone"
   say "the hostile guest lied for $(hostile_round) rounds; every answer was a refusal"
   tr -d '\r' <"$hostile_console" | grep -a 'PEER: [0-9]*| hostile: ' | sed -n '1,/round 2$/p' |
-    sed "s/^/hostile: /"
+    while IFS= read -r l; do say "hostile guest: $l"; done
 }
 
 # The backend's resident memory in KiB.
