@@ -35,7 +35,7 @@ def main():
             "set key top right",
             "set grid",
             "set format y '%g'",
-            "set xtics ('1' 1, '1024' 1024, '16384' 16384, '262144' 262144)",
+            "set xtics ('1' 1, '16' 16, '1024' 1024, '16384' 16384, '262144' 262144)",
         ]
         for i, (op, mode) in enumerate(PANELS):
             rows = sorted((r for r in data["rows"] if r["op"] == op and r["mode"] == mode),

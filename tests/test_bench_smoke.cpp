@@ -42,7 +42,7 @@ TEST(BenchSmoke, QuickJsonHasEveryRow) {
   EXPECT_EQ(out[out.find_last_not_of('\n')], '}');
   for (const char* op : {"frontend create", "frontend free", "backend attach", "backend detach"}) {
     for (const char* mode : {"frontend-alloc", "backend-alloc"}) {
-      for (const char* pages : {"1", "1024", "16384"}) {
+      for (const char* pages : {"1", "16", "1024", "16384"}) {
         const std::string row = std::string("{\"op\":\"") + op + "\",\"mode\":\"" + mode +
                                 "\",\"pages\":" + pages + ",";
         EXPECT_EQ(count(out, row), 1u) << "missing row " << row;
@@ -53,7 +53,10 @@ TEST(BenchSmoke, QuickJsonHasEveryRow) {
   EXPECT_EQ(count(out, "\"ours_ns\":null"), 0u);
   EXPECT_EQ(count(out, "\"limit_ns\":null"), 0u);
   EXPECT_EQ(count(out, "\"naive_ns\":null"), 0u);
-  EXPECT_EQ(count(out, "\"ours_ns_per_page\":"), 24u);
+  EXPECT_EQ(count(out, "\"ours_ns_per_page\":"), 32u);
+  EXPECT_EQ(count(out, "\"naive_ns_per_call\":"), 32u);
+  // Naive is information: no target compares with it.
+  EXPECT_EQ(out.find("than naive"), std::string::npos);
   EXPECT_EQ(count(out, "\"live_100000_ns\":"), 2u);
   EXPECT_EQ(count(out, "\"bytes_per_page\":"), 4u);
   EXPECT_NE(out.find("\"quick\":true"), std::string::npos);
