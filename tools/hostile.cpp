@@ -152,6 +152,20 @@ Result<Gref> LyingDirectories::directory_granted_elsewhere(DomId other) {
   return first;
 }
 
+void LyingDirectories::for_each_lie(
+    std::size_t pages,
+    const std::function<void(const std::string&, Result<Gref>, std::size_t)>& lie) {
+  lie("a directory that links to itself", loop(pages), pages);
+  if (dir_pages(pages) > 1) lie("a directory that ends early", ends_early(pages), pages);
+  lie("a directory that runs on past its last page", runs_long(pages), pages);
+  lie("a directory whose buffer grefs stop halfway", zero_buffer_gref(pages), pages);
+  lie("a directory of grefs never granted", buffer_not_granted(pages), pages);
+  lie("a directory of pages granted to another domain",
+      buffer_granted_elsewhere(pages, kOtherDomain), pages);
+  lie("a directory granted to another domain", directory_granted_elsewhere(kOtherDomain), 1);
+  lie("a directory gref never granted", Gref(kNeverGranted), pages);
+}
+
 Result<Gref> LyingDirectories::to_fill(std::size_t pages, Access access) {
   auto dir = grants_.share(backend_, dir_pages(pages), access);
   if (!dir.ok()) return dir.error();

@@ -29,6 +29,10 @@ struct FrontendOptions;
 
 namespace shbuf::cli {
 
+// Another domain, standing for another guest: a grant names its grantee
+// whether or not it exists.
+inline constexpr DomId kOtherDomain = 32000;
+
 struct HostileOptions {
   bool enabled = false;
   // Rounds go on until this many seconds have passed (at least one round).
@@ -100,6 +104,12 @@ class LyingDirectories {
   Result<Gref> to_fill(std::size_t pages, Access access);
   // A gref nobody granted.
   static constexpr Gref kNeverGranted = 0x0ffffff0;
+  // Each lie about a frontend-allocated buffer of `pages` pages, in turn:
+  // its name, its first directory gref (or why it could not be shared) and
+  // the pages the request must claim for it. A chain that ends early needs
+  // two directory pages (more than 1023 pages), so it comes only then.
+  void for_each_lie(std::size_t pages,
+                    const std::function<void(const std::string&, Result<Gref>, std::size_t)>& lie);
   void clear() { shares_.clear(); }
 
  private:

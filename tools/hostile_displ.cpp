@@ -14,8 +14,6 @@ namespace {
 
 using namespace shbuf::displ;
 
-constexpr DomId kOtherDomain = 32000;
-
 struct Round {
   pv::Platform& platform;
   DisplFrontend& fe;
@@ -94,27 +92,20 @@ struct Round {
   // lying directories.
   void directories() {
     LyingDirectories dirs(*platform.grants, fe.backend());
-    auto try_dir = [&](const std::string& what, Result<Gref> gref, std::uint32_t h) {
+    auto refused = [&](const std::string& what, Result<Gref> gref, std::size_t pages) {
       if (!gref.ok()) {
         r.expect_ok("sharing " + what, gref.error());
         return;
       }
-      create("through " + what, dbuf(1024, h, *gref), Want::refusal());
+      // 1024 pixels of 4 bytes to a row: one page each.
+      create("through " + what, dbuf(1024, std::uint32_t(pages), *gref), Want::refusal());
     };
     if (fe.be_alloc()) {
-      try_dir("a directory granted read-only", dirs.to_fill(1025, Access::kReadOnly), 1025);
+      refused("a directory granted read-only", dirs.to_fill(1025, Access::kReadOnly), 1025);
+      refused("a directory gref never granted", Gref(LyingDirectories::kNeverGranted), 1025);
     } else {
-      try_dir("a directory that loops", dirs.loop(1025), 1025);
-      try_dir("a directory that ends early", dirs.ends_early(1025), 1025);
-      try_dir("a directory that runs on past its last page", dirs.runs_long(1025), 1025);
-      try_dir("a directory whose buffer grefs stop halfway", dirs.zero_buffer_gref(1025), 1025);
-      try_dir("a directory of grefs never granted", dirs.buffer_not_granted(1025), 1025);
-      try_dir("a directory of pages granted to another domain",
-              dirs.buffer_granted_elsewhere(1025, kOtherDomain), 1025);
+      dirs.for_each_lie(1025, refused);
     }
-    try_dir("a directory granted to another domain", dirs.directory_granted_elsewhere(kOtherDomain),
-            1);
-    try_dir("a directory gref never granted", Gref(LyingDirectories::kNeverGranted), 1025);
   }
 
   void storm(int n) {

@@ -14,10 +14,6 @@ namespace {
 
 using namespace shbuf::snd;
 
-// Another domain, standing for another guest: a grant names its grantee
-// whether or not it exists.
-constexpr DomId kOtherDomain = 32000;
-
 struct Round {
   pv::Platform& platform;
   SndFrontend& fe;
@@ -87,23 +83,15 @@ struct Round {
   // OPENs of 64 KiB (16 pages) or one page through lying directories.
   void directories() {
     LyingDirectories dirs(*platform.grants, fe.backend());
-    auto try_dir = [&](const std::string& what, Result<Gref> gref, std::uint32_t bytes) {
+    dirs.for_each_lie(16, [&](const std::string& what, Result<Gref> gref, std::size_t pages) {
       if (!gref.ok()) {
         r.expect_ok("sharing " + what, gref.error());
         return;
       }
+      const auto bytes = std::uint32_t(pages * kPageSize);
       open("through " + what, capture, {48000, kFormatS16LE, 2, bytes, *gref, 4096},
            Want::refusal());
-    };
-    try_dir("a directory that links to itself", dirs.loop(16), 65536);
-    try_dir("a directory that runs on past its last page", dirs.runs_long(16), 65536);
-    try_dir("a directory whose buffer grefs stop halfway", dirs.zero_buffer_gref(16), 65536);
-    try_dir("a directory of grefs never granted", dirs.buffer_not_granted(16), 65536);
-    try_dir("a directory of pages granted to another domain",
-            dirs.buffer_granted_elsewhere(16, kOtherDomain), 65536);
-    try_dir("a directory granted to another domain", dirs.directory_granted_elsewhere(kOtherDomain),
-            4096);
-    try_dir("a directory gref never granted", Gref(LyingDirectories::kNeverGranted), 65536);
+    });
   }
 
   void storm(int n) {
