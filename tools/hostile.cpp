@@ -80,50 +80,46 @@ Result<Gref> LyingDirectories::chain(std::size_t pages,
   return first;
 }
 
-Result<Gref> LyingDirectories::honest(std::size_t pages) {
-  auto buffer = grants_.share(backend_, pages, Access::kReadWrite);
+Result<std::vector<Gref>> LyingDirectories::buffer(DomId to, std::size_t pages) {
+  auto buffer = grants_.share(to, pages, Access::kReadWrite);
   if (!buffer.ok()) return buffer.error();
-  const std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
+  std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
   shares_.push_back(std::move(buffer).value());
-  return chain(
-      pages, [&](std::size_t k) { return grefs[k]; }, false, false);
+  return grefs;
 }
 
-Result<Gref> LyingDirectories::loop(std::size_t pages) {
+Result<Gref> LyingDirectories::chain_of_buffer(DomId to, std::size_t pages, bool end_early,
+                                               bool run_long, std::size_t valid) {
+  auto grefs = buffer(to, pages);
+  if (!grefs.ok()) return grefs.error();
+  return chain(
+      pages, [&](std::size_t k) { return k < valid ? (*grefs)[k] : kDirListEnd; }, end_early,
+      run_long);
+}
+
+Result<Gref> LyingDirectories::honest(std::size_t pages) {
+  return chain_of_buffer(backend_, pages, false, false, pages);
+}
+
+Result<Gref> LyingDirectories::loop() {
   auto dir = grants_.share(backend_, 1, Access::kReadOnly);
   if (!dir.ok()) return dir.error();
   const Gref self = dir->grefs()[0];
   write_page(dir->memory(), self, std::vector<Gref>(kGrefsPerDirPage, self));
-  (void)pages;
   shares_.push_back(std::move(dir).value());
   return self;
 }
 
 Result<Gref> LyingDirectories::ends_early(std::size_t pages) {
-  auto buffer = grants_.share(backend_, pages, Access::kReadWrite);
-  if (!buffer.ok()) return buffer.error();
-  const std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
-  shares_.push_back(std::move(buffer).value());
-  return chain(
-      pages, [&](std::size_t k) { return grefs[k]; }, true, false);
+  return chain_of_buffer(backend_, pages, true, false, pages);
 }
 
 Result<Gref> LyingDirectories::runs_long(std::size_t pages) {
-  auto buffer = grants_.share(backend_, pages, Access::kReadWrite);
-  if (!buffer.ok()) return buffer.error();
-  const std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
-  shares_.push_back(std::move(buffer).value());
-  return chain(
-      pages, [&](std::size_t k) { return grefs[k]; }, false, true);
+  return chain_of_buffer(backend_, pages, false, true, pages);
 }
 
 Result<Gref> LyingDirectories::zero_buffer_gref(std::size_t pages) {
-  auto buffer = grants_.share(backend_, pages, Access::kReadWrite);
-  if (!buffer.ok()) return buffer.error();
-  const std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
-  shares_.push_back(std::move(buffer).value());
-  return chain(
-      pages, [&](std::size_t k) { return k < pages / 2 ? grefs[k] : kDirListEnd; }, false, false);
+  return chain_of_buffer(backend_, pages, false, false, pages / 2);
 }
 
 Result<Gref> LyingDirectories::buffer_not_granted(std::size_t pages) {
@@ -132,22 +128,16 @@ Result<Gref> LyingDirectories::buffer_not_granted(std::size_t pages) {
 }
 
 Result<Gref> LyingDirectories::buffer_granted_elsewhere(std::size_t pages, DomId other) {
-  auto buffer = grants_.share(other, pages, Access::kReadWrite);
-  if (!buffer.ok()) return buffer.error();
-  const std::vector<Gref> grefs(buffer->grefs().begin(), buffer->grefs().end());
-  shares_.push_back(std::move(buffer).value());
-  return chain(
-      pages, [&](std::size_t k) { return grefs[k]; }, false, false);
+  return chain_of_buffer(other, pages, false, false, pages);
 }
 
 Result<Gref> LyingDirectories::directory_granted_elsewhere(DomId other) {
-  auto buffer = grants_.share(backend_, 1, Access::kReadWrite);
-  if (!buffer.ok()) return buffer.error();
+  auto page = buffer(backend_, 1);
+  if (!page.ok()) return page.error();
   auto dir = grants_.share(other, 1, Access::kReadOnly);
   if (!dir.ok()) return dir.error();
-  write_page(dir->memory(), kDirListEnd, {buffer->grefs()[0]});
+  write_page(dir->memory(), kDirListEnd, *page);
   const Gref first = dir->grefs()[0];
-  shares_.push_back(std::move(buffer).value());
   shares_.push_back(std::move(dir).value());
   return first;
 }
@@ -155,7 +145,7 @@ Result<Gref> LyingDirectories::directory_granted_elsewhere(DomId other) {
 void LyingDirectories::for_each_lie(
     std::size_t pages,
     const std::function<void(const std::string&, Result<Gref>, std::size_t)>& lie) {
-  lie("a directory that links to itself", loop(pages), pages);
+  lie("a directory that links to itself", loop(), pages);
   if (dir_pages(pages) > 1) lie("a directory that ends early", ends_early(pages), pages);
   lie("a directory that runs on past its last page", runs_long(pages), pages);
   lie("a directory whose buffer grefs stop halfway", zero_buffer_gref(pages), pages);

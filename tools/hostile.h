@@ -84,9 +84,9 @@ class LyingDirectories {
   LyingDirectories(Provider& grants, DomId backend) : grants_(grants), backend_(backend) {}
   // A true directory of a buffer granted to the backend.
   Result<Gref> honest(std::size_t pages);
-  // A directory whose pages each link to the first (a loop once the buffer
-  // needs two pages or more; a chain that never ends otherwise).
-  Result<Gref> loop(std::size_t pages);
+  // A directory page that links to itself (a loop once the buffer needs two
+  // directory pages or more; a chain that never ends otherwise).
+  Result<Gref> loop();
   // The first page links nowhere (0) although the buffer needs more.
   Result<Gref> ends_early(std::size_t pages);
   // The last page links on to a further page.
@@ -110,9 +110,14 @@ class LyingDirectories {
   // two directory pages (more than 1023 pages), so it comes only then.
   void for_each_lie(std::size_t pages,
                     const std::function<void(const std::string&, Result<Gref>, std::size_t)>& lie);
-  void clear() { shares_.clear(); }
 
  private:
+  // Shares `pages` pages with `to`, keeps them alive, returns their grefs.
+  Result<std::vector<Gref>> buffer(DomId to, std::size_t pages);
+  // A chain of a buffer shared with `to` whose first `valid` grefs are true
+  // (the rest 0).
+  Result<Gref> chain_of_buffer(DomId to, std::size_t pages, bool end_early, bool run_long,
+                               std::size_t valid);
   // Shares a chain of directory pages for `pages` buffer grefs, keeps it
   // alive and returns its first gref.
   Result<Gref> chain(std::size_t pages, const std::function<Gref(std::size_t)>& buffer_gref,
