@@ -41,11 +41,9 @@ FrameSink FrameWriter::queue_to(std::string name, FrameSink output) {
 // fresh pages on every flip.
 std::vector<std::byte> FrameWriter::storage(std::size_t bytes) {
   std::lock_guard lock(mu_);
-
   for (auto it = spares_.begin(); it != spares_.end(); ++it) {
     if (it->capacity() >= bytes) {
       std::vector<std::byte> v = std::move(*it);
-      spare_bytes_ -= v.capacity();
       spares_.erase(it);
       return v;
     }
@@ -77,7 +75,6 @@ void FrameWriter::drop(std::deque<Job>::iterator it, std::vector<std::vector<std
 // is behind the queue is full, and that is when fresh buffers cost most).
 void FrameWriter::recycle(std::vector<std::byte>&& bytes) {
   if (spares_.size() >= 2 || bytes.capacity() == 0) return;
-  spare_bytes_ += bytes.capacity();
   spares_.push_back(std::move(bytes));
 }
 
@@ -125,7 +122,7 @@ void FrameWriter::queue(const std::shared_ptr<Output>& output, Frame&& frame) {
       ++counts_.dropped;
     }
     // A dropped frame's buffer serves the next flip.
-    for (std::vector<std::byte>& bytes : freed) recycle(std::move(bytes));
+    for (std::vector<std::byte>& old : freed) recycle(std::move(old));
     if (counts_.dropped != dropped_before && !dropping_) {
       dropping_ = true;
       note = output->name + ": c" + std::to_string(connector) +

@@ -118,7 +118,6 @@ class FrameWriter {
   std::condition_variable idle_;  // finish(): a frame written
   std::deque<Job> queue_;
   std::vector<std::vector<std::byte>> spares_;
-  std::size_t spare_bytes_ = 0;
   WriterCounts counts_;
   std::uint64_t next_output_ = 0;
   std::uint64_t failures_in_run_ = 0;
