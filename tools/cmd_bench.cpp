@@ -679,8 +679,9 @@ void add_bench_commands(CLI::App& app) {
   snd->add_flag("--json", snd_flags->json, "Print JSON instead of tables");
   snd->add_option("--json-file", snd_flags->json_file, "Also write the JSON to this file");
   snd->callback([snd_flags] { run_bench_snd(*snd_flags); });
-  cmd->callback([flags, cmd, snd] {
-    if (!cmd->got_subcommand(snd)) run_bench(*flags);
+  add_bench_displ_command(*cmd);
+  cmd->callback([flags, cmd] {
+    if (cmd->get_subcommands().empty()) run_bench(*flags);
   });
 }
 
