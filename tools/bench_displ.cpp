@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.h"
 #include "child.h"
 #include "cli.h"
 #include "pv/displ/frontend.h"
@@ -88,19 +88,6 @@ double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const std::size_t i = std::min(v.size() - 1, std::size_t(std::ceil(p * double(v.size())) - 1));
   return v[p <= 0 ? 0 : i];
-}
-
-Json figure(double v) {
-  return std::isfinite(v) ? Json(v) : Json(nullptr);
-}
-
-// A shbuf command run to its end (bounded); its failure is ours.
-void run_self(const std::vector<std::string>& argv) {
-  const UniqueFd null = open_for_child("/dev/null");
-  Child c;
-  c.spawn(argv, null.get(), -1);
-  const int code = c.wait(10000);
-  if (code != 0) fail(kExitFailure, fmt::format("shbuf {} exited with {}", argv[1], code));
 }
 
 // The median time of copying `bytes` bytes from one buffer to another, the
@@ -241,16 +228,10 @@ Run measure(const std::string& dir, std::uint32_t w, std::uint32_t h, double sec
 
 Results measure_all(const DisplFlags& flags) {
   Results res;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      res.cpu = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  res.cores = sysconf(_SC_NPROCESSORS_ONLN);
-  utsname u{};
-  if (uname(&u) == 0) res.kernel = std::string(u.sysname) + " " + u.release;
+  const Machine m = machine();
+  res.cpu = m.cpu;
+  res.cores = m.cores;
+  res.kernel = m.kernel;
 
   WorkDir work("shbuf-bench-displ");
   const std::string sim = work.path() + "/sim";
@@ -335,13 +316,7 @@ void print_tables(const Results& res) {
 
 void run_bench_displ(const DisplFlags& flags) {
   const Results res = measure_all(flags);
-  const std::string json = json_text(to_json(res));
-  if (flags.json) std::fputs(json.c_str(), stdout);
-  if (!flags.json_file.empty()) {
-    std::ofstream out(flags.json_file);
-    out << json;
-    if (!out.flush()) fail(kExitFailure, "cannot write " + flags.json_file);
-  }
+  report(json_text(to_json(res)), flags.json, flags.json_file);
   if (!flags.json) print_tables(res);
   std::fflush(stdout);
   for (const Run& r : res.runs) {
