@@ -46,8 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.limits.max_buffer_bytes = 64 * kPageSize;
   std::size_t frames = 0;
   displ::DisplayDevice device(*d.backend, config, [&frames](const displ::Frame& f) -> Status {
-    if (f.image == nullptr ||
-        f.image->rgb.size() != std::size_t{f.image->width} * f.image->height * 3) {
+    if (f.pixels.bytes.size() !=
+        std::size_t{f.pixels.width} * f.pixels.height * (f.pixels.format.bpp / 8)) {
       std::abort();
     }
     ++frames;

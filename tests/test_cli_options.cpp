@@ -51,6 +51,9 @@ TEST(CliOptions, BadNumbersAreUsageErrorsEverywhere) {
       {{"demo", "--pages", "1, 2"}, "' 2' is not a decimal number"},
       {{"displ-be", "--verbose", "0x1"}, "'0x1' is not a decimal number"},
       {{"displ-be", "--max-buffer-mib", "4096"}, "from 1 to 4095"},
+      {{"displ-be", "--png-level", "10"}, "from 0 to 9"},
+      {{"displ-be", "--png-level", "-1"}, "'-1' is not a decimal number"},
+      {{"bench", "displ", "--seconds", "nan"}, "'nan' is not a number"},
   };
   for (const OptionCase& c : cases) expect_usage_error(c);
 }

@@ -220,8 +220,16 @@ TEST_F(SimDevice, DisplFeShowsItsPicturesThroughDisplBe) {
   EXPECT_EQ(fe.exit_code, 0) << fe.err << slurp(log);
   EXPECT_NE(fe.out.find("connector 0: 40x30: frame 2 shown"), std::string::npos) << fe.out;
   EXPECT_NE(fe.out.find("connector 1: 20x10: frame 2 shown"), std::string::npos) << fe.out;
-  EXPECT_TRUE(std::filesystem::exists(out + "/dom6-dev0-c0-000002.png"));
-  EXPECT_TRUE(std::filesystem::exists(out + "/dom6-dev0-c1-000002.png"));
+  // Frames are written after their flip is answered: each file within 5 s.
+  auto appears = [](const std::string& file) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!std::filesystem::exists(file) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::filesystem::exists(file);
+  };
+  EXPECT_TRUE(appears(out + "/dom6-dev0-c0-000002.png"));
+  EXPECT_TRUE(appears(out + "/dom6-dev0-c1-000002.png"));
   EXPECT_EQ(
       shbuf({"sim", "device", "remove", "vdispl", "--sim", path, "--frontend", "6"}).exit_code, 0);
   kill(be, SIGTERM);

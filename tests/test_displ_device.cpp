@@ -6,10 +6,14 @@
 #include <unistd.h>
 #include <algorithm>
 
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
 
 #include "pv/displ/device.h"
+#include "pv/displ/writer.h"
 #include "shbuf/core/frontend_buffer.h"
 #include "sim_fixture.h"
 
@@ -26,7 +30,7 @@ class DisplDevice : public testing::SimPair {
     c.limits = limits;
     return std::make_unique<DisplayDevice>(*be, c, [this](const Frame& f) -> Status {
       if (!sink_status.ok()) return sink_status;
-      frames.push_back({f.connector, f.number, f.fb_cookie, *f.image});
+      frames.push_back({f.connector, f.number, f.fb_cookie, to_rgb(f.pixels)});
       return {};
     });
   }
@@ -578,21 +582,117 @@ TEST_F(DisplDevice, ReleasesEverythingTheFrontendLeftBehind) {
   }
 }
 
+// The backend's way: frames go through the writer. A flip is answered while
+// the writer is held up, from a copy taken before the answer (the guest
+// draws the next picture at once), and the frames of a device that is gone
+// are still written.
+TEST_F(DisplDevice, FlipsAreAnsweredWithoutWaitingForTheWriter) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  int entered = 0;
+  std::vector<Shown> written;
+  FrameWriter writer;
+  FrameSink gated = [&](Frame&& f) -> Status {
+    std::unique_lock lock(mu);
+    ++entered;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+    written.push_back({f.connector, f.number, f.fb_cookie, to_rgb(f.pixels)});
+    return {};
+  };
+  DeviceConfig c;
+  c.frontend = kFrontendDom;
+  c.connectors = {{64, 48}};
+  auto dev = std::make_unique<DisplayDevice>(*be, c, writer.queue_to("dom1/0", gated),
+                                             writer.storage_source());
+  FrontendBuffer a = buffer(64 * 48 * 4);
+  draw(a.memory(), 64, 48, 1);
+  ASSERT_EQ(send(*dev, 0, kOpDbufCreate, create_req(1, a.directory_gref(), 64, 48)).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpFbAttach, FbAttach{1, 10, 64, 48, kFormatXRGB8888}).response.status,
+            0);
+  ASSERT_EQ(send(*dev, 0, kOpSetConfig, SetConfig{10, 0, 0, 64, 48, 32}).response.status, 0);
+  {
+    // The worker now holds frame 0 and writes nothing more until opened.
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return entered == 1; }));
+  }
+  for (std::uint32_t seed = 2; seed <= 3; ++seed) {
+    draw(a.memory(), 64, 48, seed);
+    Outcome flip = send(*dev, 0, kOpPgFlip, PgFlip{10});
+    EXPECT_EQ(flip.response.status, 0) << flip.error;
+    EXPECT_TRUE(flip.flip_event);
+  }
+  draw(a.memory(), 64, 48, 4);
+  EXPECT_EQ(dev->frames(0), 3u);
+  EXPECT_EQ(writer.counts().queued, 2u);
+  // The device goes with its frames still queued; it holds nothing more.
+  dev.reset();
+  ASSERT_TRUE(a.free().ok());
+  expect_clean();
+  {
+    std::lock_guard lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+  writer.finish(std::chrono::seconds(5));
+  ASSERT_EQ(written.size(), 3u);
+  for (std::uint32_t n = 0; n < 3; ++n) {
+    EXPECT_EQ(written[n].number, n);
+    EXPECT_TRUE(shows(written[n].image, 64, 48, n + 1, 64)) << "frame " << n;
+  }
+  EXPECT_EQ(writer.counts().written, 3u);
+  EXPECT_EQ(writer.counts().dropped, 0u);
+}
+
+// --digest-only: one line per frame, the FNV-1a of the RGB pixels.
+TEST_F(DisplDevice, DigestSinkWritesWhatThePixelsSay) {
+  EXPECT_EQ(rgb_digest(RgbImage{}), 0xcbf29ce484222325ull);
+  // FNV-1a 64 of "a" (0x61), the published test vector.
+  EXPECT_EQ(rgb_digest(RgbImage{1, 1, {0x61}}), 0xaf63dc4c8601ec8cull);
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("shbuf-displ-dig-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  // XRGB8888 bytes B, G, R, X of two pixels: RGB 03 02 01, 06 05 04.
+  const RawFrame px{*find_pixel_format(kFormatXRGB8888),
+                    2,
+                    1,
+                    {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{0xff}, std::byte{4},
+                     std::byte{5}, std::byte{6}, std::byte{0xff}}};
+  const std::uint64_t want = rgb_digest(RgbImage{2, 1, {3, 2, 1, 6, 5, 4}});
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(want));
+  FrameSink digests = digest_frame_sink(dir.string(), 3, 0, false, 2);
+  for (std::uint64_t n = 0; n < 4; ++n) ASSERT_TRUE(digests(Frame{1, n, 10, px}).ok());
+  auto text = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  EXPECT_EQ(text(dir / "dom3-dev0-c1.digests"),
+            "0 2x1 " + std::string(hex) + "\n1 2x1 " + std::string(hex) + "\n");
+  EXPECT_EQ(text(dir / "dom3-dev0-c1-last.digest"), "3 2x1 " + std::string(hex) + "\n");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
   EXPECT_EQ(frame_file_name(3, 0, 1, 42, false), "dom3-dev0-c1-000042.png");
   EXPECT_EQ(frame_file_name(3, 2, 0, 42, true), "dom3-dev2-c0-last.png");
   const auto dir =
       std::filesystem::temp_directory_path() / ("shbuf-displ-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  RgbImage img{2, 2, std::vector<std::uint8_t>(12, 0x80)};
+  const RawFrame img{*find_pixel_format(kFormatRGB888), 2, 2,
+                     std::vector<std::byte>(12, std::byte{0x80})};
   FrameSink each = png_frame_sink(dir.string(), 3, 0, false);
-  ASSERT_TRUE(each(Frame{1, 7, 10, &img}).ok());
+  ASSERT_TRUE(each(Frame{1, 7, 10, img}).ok());
   EXPECT_TRUE(std::filesystem::exists(dir / "dom3-dev0-c1-000007.png"));
   FrameSink last = png_frame_sink(dir.string(), 3, 0, true);
-  ASSERT_TRUE(last(Frame{1, 8, 10, &img}).ok());
+  ASSERT_TRUE(last(Frame{1, 8, 10, img}).ok());
   EXPECT_TRUE(std::filesystem::exists(dir / "dom3-dev0-c1-last.png"));
   FrameSink nowhere = png_frame_sink((dir / "missing").string(), 3, 0, false);
-  EXPECT_EQ(nowhere(Frame{0, 0, 10, &img}).error().code, ENOENT);
+  EXPECT_EQ(nowhere(Frame{0, 0, 10, img}).error().code, ENOENT);
   std::filesystem::remove_all(dir);
 }
 
@@ -603,9 +703,10 @@ TEST_F(DisplDevice, PngSinkCapsTheFilesOfAConnector) {
       std::filesystem::temp_directory_path() / ("shbuf-displ-cap-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  RgbImage img{2, 2, std::vector<std::uint8_t>(12, 0x40)};
+  const RawFrame img{*find_pixel_format(kFormatRGB888), 2, 2,
+                     std::vector<std::byte>(12, std::byte{0x40})};
   FrameSink capped = png_frame_sink(dir.string(), 5, 1, false, 3);
-  for (std::uint64_t n = 0; n < 50; ++n) ASSERT_TRUE(capped(Frame{0, n, 10, &img}).ok());
+  for (std::uint64_t n = 0; n < 50; ++n) ASSERT_TRUE(capped(Frame{0, n, 10, img}).ok());
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     names.push_back(e.path().filename());

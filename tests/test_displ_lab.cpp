@@ -100,6 +100,19 @@ class DisplLab : public simtest::BackendLab {
     return best.empty() ? best : out + "/" + best;
   }
 
+  // The pixels of the newest frame file of (dom, connector) that differ
+  // from frame `f` as drawn. Frames are written after the flip is answered:
+  // waits up to 5 s for the newest file to be that frame.
+  long newest_differs(DomId dom, std::size_t c, const Resolution& r, int f) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    long bad = differing_pixels(newest(dom, c), r.width, r.height, dom, c, f);
+    while (bad != 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      bad = differing_pixels(newest(dom, c), r.width, r.height, dom, c, f);
+    }
+    return bad;
+  }
+
   // Shows `frames` frames on each connector, each checked in its PNG.
   void show_frames(DisplFrontend& fe, DomId dom, int frames) {
     for (std::size_t c = 0; c < fe.connectors().size(); ++c) {
@@ -114,7 +127,7 @@ class DisplLab : public simtest::BackendLab {
         draw(fe.pixels(*dbuf), r.width, r.height, dom, c, f);
         Status s = fe.page_flip(c, *fb);
         ASSERT_TRUE(s.ok()) << s.error().describe() << slurp(log);
-        EXPECT_EQ(differing_pixels(newest(dom, c), r.width, r.height, dom, c, f), 0)
+        EXPECT_EQ(newest_differs(dom, c, r, f), 0)
             << "domain " << dom << " connector " << c << " frame " << f << ": " << newest(dom, c);
       }
       ASSERT_TRUE(fe.set_config(c, 0).ok());
@@ -255,6 +268,106 @@ TEST_F(DisplLab, AHostileFrontendCannotHurtDisplBeOrTheOthers) {
   remove(4);
   remove(6);
   EXPECT_TRUE(log_says(holds_nothing("after a device went away")));
+}
+
+// Shows frames 1..frames after frame 0 on connector 0 of `fe` (domain dom),
+// as fast as they are answered, and lets go of the buffer.
+void flip_frames(DisplFrontend& fe, DomId dom, int frames) {
+  const Resolution r = fe.connectors()[0];
+  auto dbuf = fe.dbuf_create(r.width, r.height, 32);
+  ASSERT_TRUE(dbuf.ok()) << dbuf.error().describe();
+  auto fb = fe.fb_attach(*dbuf, kFormatXRGB8888);
+  ASSERT_TRUE(fb.ok()) << fb.error().describe();
+  draw(fe.pixels(*dbuf), r.width, r.height, dom, 0, 0);
+  ASSERT_TRUE(fe.set_config(0, *fb).ok());
+  for (int f = 1; f <= frames; ++f) {
+    draw(fe.pixels(*dbuf), r.width, r.height, dom, 0, f);
+    ASSERT_TRUE(fe.page_flip(0, *fb).ok());
+  }
+  ASSERT_TRUE(fe.set_config(0, 0).ok());
+  ASSERT_TRUE(fe.fb_detach(*fb).ok());
+  ASSERT_TRUE(fe.dbuf_destroy(*dbuf).ok());
+}
+
+// Frames still queued when their device goes away and displ-be is stopped
+// right after are all written before it exits (slow to encode here: large
+// and at level 9).
+class DisplLabSlowWriter : public DisplLab {
+ protected:
+  void SetUp() override {
+    BackendLab::SetUp();
+    start({"--png-level", "9"});
+  }
+};
+
+TEST_F(DisplLabSlowWriter, QueuedFramesAreWrittenWhenTheDeviceGoesAndAtExit) {
+  add(1, false, "1920x1080");
+  {
+    auto p1 = platform(1);
+    auto fe = DisplFrontend::connect(p1, {});
+    ASSERT_TRUE(fe.ok()) << fe.error().describe() << slurp(log);
+    flip_frames(**fe, 1, 5);
+    EXPECT_TRUE((*fe)->close().ok());
+  }
+  remove(1);
+  kill(be, SIGTERM);
+  int st = 0;
+  waitpid(be, &st, 0);
+  be = -1;
+  const std::string text = slurp(log);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << text;
+  EXPECT_NE(text.find(holds_nothing("at exit") +
+                      " frames_queued=0 frames_written=6 frames_dropped=0 write_failures=0"),
+            std::string::npos)
+      << text;
+  for (int f = 0; f <= 5; ++f) {
+    EXPECT_EQ(differing_pixels(out + "/" + frame_file_name(1, 0, 0, f, false), 1920, 1080, 1, 0, f),
+              0)
+        << "frame " << f;
+  }
+}
+
+// --digest-only: no image, a line per frame with the FNV-1a of its pixels
+// as drawn.
+class DisplLabDigests : public DisplLab {
+ protected:
+  void SetUp() override {
+    BackendLab::SetUp();
+    start({"--digest-only"});
+  }
+};
+
+TEST_F(DisplLabDigests, EachFrameIsALineWithTheDigestOfWhatWasDrawn) {
+  add(2, true, "64x48");
+  auto p2 = platform(2);
+  auto fe = DisplFrontend::connect(p2, {});
+  ASSERT_TRUE(fe.ok()) << fe.error().describe() << slurp(log);
+  flip_frames(**fe, 2, 3);
+  std::string want;
+  for (int f = 0; f <= 3; ++f) {
+    RgbImage img{64, 48, {}};
+    for (std::uint32_t y = 0; y < 48; ++y) {
+      for (std::uint32_t x = 0; x < 64; ++x) {
+        const auto rgb = pattern(2, 0, f, x, y);
+        img.rgb.insert(img.rgb.end(), rgb.begin(), rgb.end());
+      }
+    }
+    char line[64];
+    std::snprintf(line, sizeof line, "%d 64x48 %016llx\n", f,
+                  static_cast<unsigned long long>(rgb_digest(img)));
+    want += line;
+  }
+  const std::string path = out + "/dom2-dev0-c0.digests";
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (slurp(path) != want && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(slurp(path), want);
+  for (const auto& e : std::filesystem::directory_iterator(out)) {
+    EXPECT_EQ(e.path().extension(), ".digests") << e.path();
+  }
+  EXPECT_TRUE((*fe)->close().ok());
+  remove(2);
 }
 
 // A backend that refuses what it should serve (here: a frame larger than

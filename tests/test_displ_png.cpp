@@ -88,6 +88,51 @@ TEST(DisplPng, EncodesChunksWithCorrectCrcsAndTheExactPixels) {
   }
 }
 
+// The concatenated IDAT data of a PNG that encode_png wrote.
+std::vector<std::uint8_t> idat_of(const std::vector<std::uint8_t>& f) {
+  std::vector<std::uint8_t> idat;
+  for (std::size_t at = 8; at + 12 <= f.size();) {
+    const std::uint32_t len = be32(&f[at]);
+    if (at + 12 + len > f.size()) break;
+    if (std::memcmp(&f[at + 4], "IDAT", 4) == 0) {
+      idat.insert(idat.end(), &f[at + 8], &f[at + 8 + len]);
+    }
+    at += 12 + len;
+  }
+  return idat;
+}
+
+// --png-level: zlib's level, in the zlib header and in the size; every
+// level gives back the same pixels.
+TEST(DisplPng, EncodesAtTheCompressionLevelAsked) {
+  const RgbImage img = test_image(640, 480);
+  const std::size_t raw_size = (640 * 3 + 1) * 480;
+  std::vector<std::size_t> sizes;
+  for (int level : {0, 1, 9}) {
+    auto png = encode_png(img, level);
+    ASSERT_TRUE(png.ok()) << png.error().describe();
+    const std::vector<std::uint8_t> idat = idat_of(*png);
+    ASSERT_GE(idat.size(), 2u);
+    // FLEVEL, the top two bits of the header's second byte: 0 for levels
+    // 0 and 1, 3 for 7..9.
+    EXPECT_EQ(idat[1] >> 6, level == 9 ? 3 : 0) << level;
+    std::vector<std::uint8_t> raw(raw_size);
+    uLongf size = raw.size();
+    ASSERT_EQ(uncompress(raw.data(), &size, idat.data(), idat.size()), Z_OK) << level;
+    ASSERT_EQ(size, raw_size);
+    for (std::uint32_t y = 0; y < 480; ++y) {
+      ASSERT_EQ(std::memcmp(&raw[y * (640 * 3 + 1) + 1], &img.rgb[y * 640 * 3], 640 * 3), 0);
+    }
+    sizes.push_back(png->size());
+  }
+  EXPECT_GT(sizes[0], raw_size);  // level 0 stores
+  EXPECT_LT(sizes[1], sizes[0]);
+  EXPECT_LE(sizes[2], sizes[1]);
+  EXPECT_EQ(encode_png(img, -1).error().code, EINVAL);
+  EXPECT_EQ(encode_png(img, 10).error().code, EINVAL);
+  EXPECT_EQ(encode_png(img, kDefaultPngLevel).value(), encode_png(img).value());
+}
+
 TEST(DisplPng, RefusesImagesItCannotEncode) {
   EXPECT_EQ(encode_png(RgbImage{0, 10, {}}).error().code, EINVAL);
   EXPECT_EQ(encode_png(RgbImage{10, 0, {}}).error().code, EINVAL);

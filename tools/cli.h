@@ -106,5 +106,7 @@ void add_sim_commands(CLI::App& app);
 void add_peer_commands(CLI::App& app);
 void add_displ_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
+// `shbuf bench displ`, under `bench`.
+void add_bench_displ_command(CLI::App& bench);
 
 }  // namespace shbuf::cli

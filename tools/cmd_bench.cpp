@@ -4,7 +4,6 @@
 // simulator instance.
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "bench_cases.h"
+#include "bench_common.h"
 #include "child.h"
 #include "cli.h"
 #include "pv/platform.h"
@@ -93,29 +93,6 @@ struct Target {
   bool pass;
 };
 
-struct Machine {
-  std::string cpu = "unknown CPU";
-  long cores = 0;
-  std::string kernel;
-  long max_map_count = 0;
-};
-
-Machine machine() {
-  Machine m;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      m.cpu = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  m.cores = sysconf(_SC_NPROCESSORS_ONLN);
-  utsname u{};
-  if (uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release;
-  std::ifstream("/proc/sys/vm/max_map_count") >> m.max_map_count;
-  return m;
-}
-
 constexpr const char* kLegend[] = {
     "ours: FrontendBuffer::create/free, BackendBuffer::attach/detach over the sim provider "
     "(a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate every page; "
@@ -138,10 +115,6 @@ std::string mode_name(AllocMode m) {
 }
 
 // A figure for JSON: NaN and infinities (a run that did not happen) are null.
-Json figure(double v) {
-  return std::isfinite(v) ? Json(v) : Json(nullptr);
-}
-
 struct Flags {
   bool json = false;
   bool quick = false;
@@ -421,16 +394,6 @@ void print_tables(const Results& res) {
   }
 }
 
-// Prints (and writes) the results as JSON (on stdout and/or into a file).
-void report(const std::string& json, bool json_only, const std::string& json_file) {
-  if (json_only) std::fputs(json.c_str(), stdout);
-  if (!json_file.empty()) {
-    std::ofstream out(json_file);
-    out << json;
-    if (!out.flush()) fail(kExitFailure, "cannot write " + json_file);
-  }
-}
-
 void run_bench(const Flags& flags) {
   Results res;
   res.quick = flags.quick;
@@ -456,16 +419,6 @@ void run_bench(const Flags& flags) {
 // ---- shbuf bench snd ----
 
 using Clock = std::chrono::steady_clock;
-
-// A shbuf command run to its end (bounded), its stdout (the report's) to
-// /dev/null; its failure is ours.
-void run_self(const std::vector<std::string>& argv) {
-  const UniqueFd null = open_for_child("/dev/null");
-  Child c;
-  c.spawn(argv, null.get(), -1);
-  const int code = c.wait(10000);
-  if (code != 0) fail(kExitFailure, fmt::format("shbuf {} exited with {}", argv[1], code));
-}
 
 // CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
 double cpu_seconds(pid_t pid) {
@@ -679,8 +632,9 @@ void add_bench_commands(CLI::App& app) {
   snd->add_flag("--json", snd_flags->json, "Print JSON instead of tables");
   snd->add_option("--json-file", snd_flags->json_file, "Also write the JSON to this file");
   snd->callback([snd_flags] { run_bench_snd(*snd_flags); });
-  cmd->callback([flags, cmd, snd] {
-    if (!cmd->got_subcommand(snd)) run_bench(*flags);
+  add_bench_displ_command(*cmd);
+  cmd->callback([flags, cmd] {
+    if (cmd->get_subcommands().empty()) run_bench(*flags);
   });
 }
 

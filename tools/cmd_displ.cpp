@@ -77,7 +77,8 @@ void add_displ_commands(CLI::App& app) {
   CLI::App* be = app.add_subcommand(
       "displ-be",
       "Serve Xen PV display (vdispl) frontends and write every frame they show as a PNG; runs "
-      "until SIGINT or SIGTERM");
+      "until SIGINT or SIGTERM. A flip is answered once its frame is copied; one worker thread "
+      "writes the frames, dropping (and counting) older ones when it falls behind");
   platform.provider = "xen";
   platform.add_to(be, 0, "--platform", "Where the frontends are");
   be->add_option("--out", options.out_dir, "Directory receiving the PNGs (must exist)")
@@ -89,6 +90,16 @@ void add_displ_commands(CLI::App& app) {
                  "overwrites the connector's <...>-last.png, so a guest cannot fill the disk")
       ->check(decimal_in(0, 1000000000))
       ->capture_default_str();
+  be->add_option("--png-level", options.png_level,
+                 "zlib compression level of the PNGs: 0 stores, 9 compresses most (and slowest)")
+      ->check(decimal_in(0, 9))
+      ->capture_default_str();
+  be->add_flag("--digest-only", options.digest_only,
+               "Write no image but one line per frame, '<frame> <width>x<height> <digest>', "
+               "appended to dom<d>-dev<n>-c<c>.digests (frames from --max-frames on, or all with "
+               "--last-only, replace the one line of dom<d>-dev<n>-c<c>-last.digest); the digest "
+               "is the 64-bit FNV-1a of the frame's RGB pixels (R, G, B bytes, row by row, as a "
+               "PNG of it decodes to), in 16 hex digits");
   be->add_option("--verbose,-v", options.verbosity,
                  "Log level: 0 errors, 1 devices and frames, 2 every request, 3 every scan")
       ->check(decimal_in(0, 3))

@@ -372,6 +372,8 @@ void Backend::report(const char* when) {
   for (std::size_t i = 0; i < names.size(); ++i) {
     line += " " + names[i] + "=" + std::to_string(h.protocol[i]);
   }
+  const std::string counters = protocol_.counters();
+  if (!counters.empty()) line += " " + counters;
   log(0, line);
 }
 
@@ -435,6 +437,7 @@ Status Backend::run(const std::atomic<bool>& stop) {
   while (!stop.load()) SHBUF_TRY(turn(config_.rescan));
   log(1, "stopping");
   close_all("the backend stops");
+  protocol_.finish();
   report("at exit");
   return {};
 }

@@ -112,6 +112,12 @@ class Protocol {
   // Names of what its devices hold ("dbufs", "buffer_pages"), summed over
   // the devices in the backend's reports.
   virtual std::vector<std::string> holding_names() const { return {}; }
+  // Counts of the whole protocol (not of a device) that end each holds
+  // report, "name=value" separated by spaces; may be empty.
+  virtual std::string counters() const { return {}; }
+  // The backend stops: every device is closed. Finishes, in bounded time,
+  // the work that outlives the devices; runs before the exit report.
+  virtual void finish() {}
 };
 
 struct BackendConfig {

@@ -1,5 +1,7 @@
 #include "pv/displ/backend.h"
 
+#include <cstdio>
+
 #include "pv/displ/ring.h"
 
 namespace shbuf::displ {
@@ -16,8 +18,8 @@ struct Connector {
 
 class DisplDevice final : public pv::Device {
  public:
-  DisplDevice(const pv::DeviceInfo& info, DeviceLimits limits, FrameSink sink)
-      : info_(info), limits_(limits), sink_(std::move(sink)) {}
+  DisplDevice(const pv::DeviceInfo& info, DeviceLimits limits, FrameSink sink, FrameStorage storage)
+      : info_(info), limits_(limits), sink_(std::move(sink)), storage_(std::move(storage)) {}
 
   // Reads everything the frontend published before mapping anything.
   Status connect(pv::DeviceContext& ctx) override {
@@ -54,7 +56,7 @@ class DisplDevice final : public pv::Device {
     ctx.log(1, "connected: " + std::to_string(config.connectors.size()) + " connector(s) " + sizes +
                    ", " + (config.be_alloc ? "backend-allocated" : "frontend-allocated") +
                    " buffers");
-    display_ = std::make_unique<DisplayDevice>(ctx.grants(), std::move(config), sink_);
+    display_ = std::make_unique<DisplayDevice>(ctx.grants(), std::move(config), sink_, storage_);
     return {};
   }
 
@@ -144,6 +146,7 @@ class DisplDevice final : public pv::Device {
   pv::DeviceInfo info_;
   DeviceLimits limits_;
   FrameSink sink_;
+  FrameStorage storage_;
   std::vector<Connector> connectors_;
   std::unique_ptr<DisplayDevice> display_;
 };
@@ -151,15 +154,31 @@ class DisplDevice final : public pv::Device {
 }  // namespace
 
 std::unique_ptr<pv::Device> DisplProtocol::make_device(const pv::DeviceInfo& info) {
-  return std::make_unique<DisplDevice>(info, limits_, sink_for_(info.frontend, info.devid));
+  FrameSink sink = sink_for_(info.frontend, info.devid);
+  if (!writer_) return std::make_unique<DisplDevice>(info, limits_, std::move(sink), nullptr);
+  const std::string name = "dom" + std::to_string(info.frontend) + "/" + std::to_string(info.devid);
+  return std::make_unique<DisplDevice>(info, limits_, writer_->queue_to(name, std::move(sink)),
+                                       writer_->storage_source());
 }
 
 Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop) {
   SHBUF_TRY(pv::check_output_dir(options.out_dir));
-  DisplProtocol protocol(options.limits, [&options](DomId frontend, std::uint32_t devid) {
+  if (options.png_level < 0 || options.png_level > 9) {
+    return make_error(EINVAL, "PNG level " + std::to_string(options.png_level) + " is not 0..9");
+  }
+  WriterOptions wo;
+  wo.budget_bytes = options.queue_budget_bytes;
+  wo.log = [](const std::string& line) { std::fprintf(stderr, "displ-be: %s\n", line.c_str()); };
+  FrameWriter writer(wo);
+  auto sink_for = [&options](DomId frontend, std::uint32_t devid) {
+    if (options.digest_only) {
+      return digest_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
+                               options.max_frames);
+    }
     return png_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
-                          options.max_frames);
-  });
+                          options.max_frames, options.png_level);
+  };
+  DisplProtocol protocol(options.limits, sink_for, &writer, options.flush_timeout);
   pv::BackendConfig config;
   config.verbosity = options.verbosity;
   config.name = "displ-be";

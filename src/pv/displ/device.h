@@ -3,7 +3,8 @@
 // framebuffers attached to them, and each connector's configuration. It
 // answers each request packet, validating every field against the others
 // and against its own records before anything is mapped or read, and hands
-// every shown frame to a sink (which writes PNGs).
+// every shown frame, copied out of the shared buffer, to a sink (which
+// queues it to be written as a PNG, see writer.h).
 //
 // Transport-agnostic: the caller copies packets out of the rings and
 // publishes responses and events (see displ_ring.h); buffers are attached
@@ -73,16 +74,35 @@ struct DeviceConfig {
   DeviceLimits limits;
 };
 
+// The configured region of a shown framebuffer as the guest stored it:
+// `height` rows of width * format.bpp / 8 bytes each, packed, copied out of
+// the shared buffer (one plain copy per row, so the flip is answered soon;
+// to_rgb() converts it later, off the ring path).
+struct RawFrame {
+  PixelFormat format;
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::vector<std::byte> bytes;
+};
+
+// The frame's pixels as 8-bit RGB. An image of the frame's size whatever
+// `bytes` holds: pixels beyond it stay black.
+RgbImage to_rgb(const RawFrame& raw);
+
 // A frame the device shows: the configured region of the framebuffer.
 struct Frame {
   std::size_t connector = 0;
   std::uint64_t number = 0;  // counts this connector's frames from 0
   std::uint64_t fb_cookie = 0;
-  const RgbImage* image = nullptr;
+  RawFrame pixels;
 };
-// Receives each frame; a failure is reported to the frontend as the flip's
-// status.
-using FrameSink = std::function<Status(const Frame&)>;
+// Receives each frame and may keep it; a failure is reported to the
+// frontend as the flip's status (the backend's sink queues the frame, see
+// writer.h, and fails only when it cannot take it).
+using FrameSink = std::function<Status(Frame&&)>;
+// Storage for a frame's `bytes` bytes (say, a buffer an earlier frame was
+// written from); the device fills every byte of it.
+using FrameStorage = std::function<std::vector<std::byte>(std::size_t bytes)>;
 
 // The file a frame is written to: "dom1-dev0-c0-000003.png", or with
 // last_only "dom1-dev0-c0-last.png" (overwritten by each frame).
@@ -93,11 +113,31 @@ std::string frame_file_name(DomId frontend, std::uint32_t device, std::size_t co
 // later ones all go to its "-last.png", so that a guest cannot fill the disk.
 inline constexpr std::uint64_t kDefaultMaxFramesPerConnector = 10000;
 
-// A sink writing each frame as a PNG into `dir` under frame_file_name():
-// frames numbered below `max_frames` to their own files (none with
-// last_only), every later one to the connector's last-frame file.
+// A sink writing each frame, there and then, as a PNG at zlib level
+// `png_level` into `dir` under frame_file_name(): frames numbered below
+// `max_frames` to their own files (none with last_only), every later one
+// to the connector's last-frame file.
 FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
-                         std::uint64_t max_frames = kDefaultMaxFramesPerConnector);
+                         std::uint64_t max_frames = kDefaultMaxFramesPerConnector,
+                         int png_level = kDefaultPngLevel);
+
+// The 64-bit FNV-1a hash (offset basis 0xcbf29ce484222325, prime
+// 0x100000001b3) of a frame's RGB pixels, row by row, R, G, B per pixel:
+// the bytes a PNG of the frame decodes to with 8-bit RGB output.
+std::uint64_t rgb_digest(const RgbImage& image);
+
+// The digest file of a connector: "dom1-dev0-c0.digests", or with last_only
+// "dom1-dev0-c0-last.digest".
+std::string digest_file_name(DomId frontend, std::uint32_t device, std::size_t connector,
+                             bool last_only);
+
+// A sink writing, instead of an image, one line per frame:
+//   <frame number> <width>x<height> <rgb_digest, 16 lower-case hex digits>
+// e.g. "3 640x480 9b2f0c1d44e8a7b6". Frames numbered below `max_frames`
+// (none with last_only) are appended to the connector's .digests file;
+// every later one replaces the one line of its -last.digest file.
+FrameSink digest_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
+                            std::uint64_t max_frames = kDefaultMaxFramesPerConnector);
 
 struct Outcome {
   Response response;
@@ -109,8 +149,9 @@ struct Outcome {
 
 class DisplayDevice {
  public:
-  // The provider must outlive the device.
-  DisplayDevice(Provider& provider, DeviceConfig config, FrameSink sink);
+  // The provider must outlive the device. Frames' bytes come from
+  // `storage` when given, from the heap otherwise.
+  DisplayDevice(Provider& provider, DeviceConfig config, FrameSink sink, FrameStorage storage = {});
   DisplayDevice(DisplayDevice&&) noexcept = default;
   DisplayDevice& operator=(DisplayDevice&&) noexcept = default;
   ~DisplayDevice();
@@ -158,6 +199,7 @@ class DisplayDevice {
   Provider* provider_;
   DeviceConfig config_;
   FrameSink sink_;
+  FrameStorage storage_;
   std::map<std::uint64_t, Dbuf> dbufs_;
   std::map<std::uint64_t, Fb> fbs_;
   std::vector<Connector> connectors_;

@@ -23,9 +23,14 @@ struct RgbImage {
   std::vector<std::uint8_t> rgb;
 };
 
-// Encodes a PNG (IHDR, one IDAT, IEND; filter 0 on every row). EINVAL for an
-// empty image, a dimension above kMaxImageDimension, or rgb of the wrong size.
-Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image);
+// zlib's level for frames: fast, since a guest may flip at the display's rate.
+inline constexpr int kDefaultPngLevel = 1;
+
+// Encodes a PNG (IHDR, one IDAT, IEND; filter 0 on every row) at zlib
+// compression `level` (0 stores, 9 compresses most). EINVAL for an empty
+// image, a dimension above kMaxImageDimension, rgb of the wrong size, or a
+// level outside 0..9.
+Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level = kDefaultPngLevel);
 
 // Writes `bytes` to `path` through a temporary file in the same directory
 // and a rename, so the file appears whole or not at all.
