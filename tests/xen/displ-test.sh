@@ -8,8 +8,12 @@
 # alone: XRGB8888 -> RGB565 and RGB888 -> XRGB8888), destroys both guests
 # while the client still flips, and then
 # requires that the backend holds nothing, that both domains are really gone,
-# that the backend exits cleanly, and that every PNG of both guests equals
-# the picture the client drew, pixel for pixel, in the format it drew it in.
+# that the backend exits cleanly, and that every frame of both guests the
+# backend kept equals the picture the client drew, in the format it drew it
+# in, and the first frames were all kept. The backend writes each frame's
+# digest (--digest-only: FNV-1a 64 of its RGB pixels) rather than a PNG, so
+# that its writer keeps up under QEMU's emulation; the PNG encoder is proven
+# pixel for pixel on the simulator.
 #
 # The backend-allocated guest runs as PVH: a PV guest cannot map another
 # domain's grants into user space through the DRM driver (Linux 6.1's
@@ -62,14 +66,16 @@ mkdir -p "$out"
 # the backend writes frames there.
 cp "$guest/vmlinux" "$guest/domu.cpio.gz" /tmp/ || fail "cannot copy the guest images"
 touch /tmp/displ-test.start
-"$B/shbuf" displ-be --out "$out" -v 2 2>"$out/backend.log" &
+"$B/shbuf" displ-be --out "$out" --digest-only -v 2 2>"$out/backend.log" &
 bepid=$!
 wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "displ-be did not start"
 
 # The hostile guest: device 1 backend-allocated (one round), device 0
 # frontend-allocated (rounds until destroyed).
+# Answers wait up to 30 s (--timeout): under QEMU's emulation, with four
+# domains on one CPU, a reconnection can take longer than the 5 s default.
 hostile_start hostile-displ \
-  "peer1=shbuf+displ-fe+--platform+xen+--devid+1+--hostile peer2=shbuf+displ-fe+--platform+xen+--hostile+--attack-for+86400" \
+  "peer1=shbuf+displ-fe+--platform+xen+--devid+1+--hostile+--timeout+30 peer2=shbuf+displ-fe+--platform+xen+--hostile+--attack-for+86400+--timeout+30" \
   "vdispl=[ 'backend=0,be-alloc=0,connectors=c0:640x480;c1:800x600', 'backend=0,be-alloc=1,connectors=c0:320x200' ]"
 grep -aq 'PEER: run 1 exit 0' "$hostile_console" ||
   fail "the hostile guest's backend-allocated run failed"
@@ -99,7 +105,7 @@ dom1id=$(xl_ domid displ1) || fail "no domid for displ1"
 refused() { grep "dom\($dom0id\|$dom1id\)/.*refused: \(PG_FLIP\|SET_CONFIG\)" "$out/backend.log"; }
 
 # Every connector of both guests shows all the frames the client draws first.
-last=$(printf '%06d' $((frames - 1)))
+last=$((frames - 1))
 t0=$(date +%s)
 wait_for 120 "grep -q 'dom$dom1id/0: connected: 2 connector(s) 640x480, 800x600, backend-allocated' $out/backend.log" ||
   fail "domain $dom1id did not connect with backend-allocated buffers"
@@ -111,7 +117,7 @@ for d in $dom0id $dom1id; do
 done
 for d in $dom0id $dom1id; do
   for c in 0 1; do
-    wait_for 240 "[ -f $out/dom$d-dev0-c$c-$last.png ] || refused >/dev/null" ||
+    wait_for 240 "grep -q '^$last ' $out/dom$d-dev0-c$c.digests 2>/dev/null || refused >/dev/null" ||
       fail "no frame $last from domain $d connector $c after $(($(date +%s) - t0))s"
     refused >/dev/null && fail "the backend refused a frame: $(refused | head -n 1)"
   done
@@ -158,6 +164,7 @@ bepid=
 [ "$rc" -eq 0 ] || fail "displ-be exited with $rc"
 grep -q "holds at exit: devices=0 connected=0 ring_mappings=0 event_channels=0 dbufs=0 buffer_pages=0" \
   "$out/backend.log" || fail "displ-be's exit report is missing or not empty"
+say "displ-be's frame writer at exit: $(grep -o 'frames_written=[0-9]* frames_dropped=[0-9]* write_failures=[0-9]*' "$out/backend.log" | tail -n 1)"
 grep "refused\|error" "$out/backend.log" | grep -v "dom$hostile_domid/" | sed 's/^/displ-test: be| /'
 say "displ-be's answers to the hostile domain $hostile_domid: $(grep -c "dom$hostile_domid/.*refused" "$out/backend.log") refusals, $(grep -c "dom$hostile_domid/0: error" "$out/backend.log") devices ended"
 

@@ -74,7 +74,9 @@ wait_for 10 'grep -q "serving" "$out/backend.log" 2>/dev/null' || fail "snd-be d
 
 # The card of every guest.
 card="vsnd = [ [ 'CARD, backend=0, short-name=Card0, sample-rates=48000, sample-formats=s16_le, channels-min=2, channels-max=2, buffer-size=65536', 'PCM, name=pcm0', 'STREAM, unique-id=s0p, type=p', 'STREAM, unique-id=s0c, type=c' ] ]"
-hostile_start hostile-snd "peer1=shbuf+snd-fe+--platform+xen+--hostile+--attack-for+86400" "$card"
+# Answers wait up to 30 s (--timeout): under QEMU's emulation a
+# reconnection can take longer than the 5 s default.
+hostile_start hostile-snd "peer1=shbuf+snd-fe+--platform+xen+--hostile+--attack-for+86400+--timeout+30" "$card"
 
 # How long the client waits for its card.
 wait_s=60

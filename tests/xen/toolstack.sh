@@ -144,8 +144,16 @@ hostile_finish() {
 }
 
 # The backend's resident memory in KiB.
+# The least of three readings a second apart: a frame being copied or
+# written is not growth.
 rss_kib() {
-  sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status"
+  least=
+  for i in 1 2 3; do
+    [ "$i" = 1 ] || sleep 1
+    now=$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status")
+    [ -z "$least" ] || [ "$now" -lt "$least" ] && least=$now
+  done
+  echo "$least"
 }
 
 # Files written since the file $1 outside the directory $2 (and the logs,
