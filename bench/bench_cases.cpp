@@ -124,21 +124,50 @@ const char* to_string(Impl impl) {
   return "?";
 }
 
-const char* to_string(Op op) { return op == Op::kCreate ? "frontend create" : "backend attach"; }
-const char* release_name(Op op) { return op == Op::kCreate ? "frontend free" : "backend detach"; }
+const char* to_string(Op op) {
+  switch (op) {
+    case Op::kCreate:
+      return "frontend create";
+    case Op::kAttach:
+      return "backend attach";
+    case Op::kMap:
+      return "frontend map";
+  }
+  return "?";
+}
+
+const char* release_name(Op op) {
+  switch (op) {
+    case Op::kCreate:
+      return "frontend free";
+    case Op::kAttach:
+      return "backend detach";
+    case Op::kMap:
+      return "frontend unmap";
+  }
+  return "?";
+}
 
 struct Bench::State {
   std::string path;
   std::unique_ptr<SimProvider> fe;
   std::unique_ptr<SimProvider> be;
-  // The frontend's buffer a backend attach runs against.
+  // The frontend's buffer a backend attach runs against, and for a map the
+  // backend's attach of it.
   std::optional<FrontendBuffer> prepared;
+  std::optional<BackendBuffer> attached;
   // The limit's counterpart of the directory a backend-allocated attach fills.
   Shm limit_dir;
   std::vector<Share> live;
 
-  Result<const FrontendBuffer*> prepare(AllocMode mode, std::size_t n) {
-    if (prepared && prepared->mode() == mode && prepared->pages() == n) return &*prepared;
+  // A frontend buffer of n pages in `mode`: the one kept, or a new one for
+  // first-time use.
+  Result<FrontendBuffer*> prepare(AllocMode mode, std::size_t n, Use use) {
+    if (use == Use::kRepeated && !attached && prepared && prepared->mode() == mode &&
+        prepared->pages() == n) {
+      return &*prepared;
+    }
+    attached.reset();
     prepared.reset();
     FrontendBufferConfig c;
     c.backend = kBackDom;
@@ -150,6 +179,21 @@ struct Bench::State {
     return &*prepared;
   }
 
+  // A backend-allocated frontend buffer with the backend attached: what the
+  // frontend maps.
+  Result<FrontendBuffer*> prepare_map(std::size_t n, Use use) {
+    if (use == Use::kRepeated && attached && prepared && prepared->pages() == n &&
+        prepared->mode() == AllocMode::kBackend) {
+      return &*prepared;
+    }
+    auto fb = prepare(AllocMode::kBackend, n, Use::kFirst);
+    if (!fb.ok()) return std::move(fb).error();
+    auto bb = BackendBuffer::attach(*be, attach_config(**fb));
+    if (!bb.ok()) return std::move(bb).error();
+    attached.emplace(std::move(bb).value());
+    return *fb;
+  }
+
   BackendBufferConfig attach_config(const FrontendBuffer& fb) const {
     BackendBufferConfig c;
     c.frontend = kFrontDom;
@@ -159,7 +203,7 @@ struct Bench::State {
     return c;
   }
 
-  Result<Sample> ours(Op op, AllocMode mode, std::size_t n) {
+  Result<Sample> ours(Op op, AllocMode mode, std::size_t n, Use use) {
     Sample s;
     if (op == Op::kCreate) {
       FrontendBufferConfig c;
@@ -176,7 +220,21 @@ struct Bench::State {
       SHBUF_TRY(st);
       return s;
     }
-    auto fb = prepare(mode, n);
+    if (op == Op::kMap) {
+      auto fb = prepare_map(n, use);
+      if (!fb.ok()) return std::move(fb).error();
+      const auto t0 = Clock::now();
+      Status st = (*fb)->map();
+      s.acquire_ns = since(t0);
+      SHBUF_TRY(st);
+      if ((*fb)->memory().size() != n * kPageSize) return make_error(EPROTO, "map: wrong size");
+      const auto t1 = Clock::now();
+      st = (*fb)->unmap();
+      s.release_ns = since(t1);
+      SHBUF_TRY(st);
+      return s;
+    }
+    auto fb = prepare(mode, n, use);
     if (!fb.ok()) return std::move(fb).error();
     const BackendBufferConfig c = attach_config(**fb);
     const auto t0 = Clock::now();
@@ -191,7 +249,28 @@ struct Bench::State {
     return s;
   }
 
-  Result<Sample> limit(Op op, AllocMode mode, std::size_t n) {
+  // A second mapping of `pages` pages someone shared and one populate: the
+  // limit of mapping a peer's pages. Sources differ in what they cost to
+  // map (on the machines measured, pages first touched earlier cost up to
+  // 1.35x more), so the limit maps the very pages ours maps.
+  static Status second_mapping(std::span<std::byte> pages, Sample& s,
+                               const std::vector<Gref>* words) {
+    const auto t0 = Clock::now();
+    // mremap() of size 0 makes a second mapping of a shared one.
+    void* p = mremap(pages.data(), 0, pages.size(), MREMAP_MAYMOVE);
+    const bool ok = p != MAP_FAILED && madvise(p, pages.size(), MADV_POPULATE_READ) == 0;
+    // The gref words a frontend reads back from its directory.
+    std::vector<Gref> copy;
+    if (ok && words != nullptr) copy.assign(words->begin(), words->end());
+    s.acquire_ns = since(t0);
+    if (!ok) return errno_error("mapping the limit's pages");
+    const auto t1 = Clock::now();
+    munmap(p, pages.size());
+    s.release_ns = since(t1);
+    return {};
+  }
+
+  Result<Sample> limit(Op op, AllocMode mode, std::size_t n, Use use) {
     Sample s;
     const std::size_t d = dir_pages(n);
     if (op == Op::kCreate) {
@@ -206,24 +285,25 @@ struct Bench::State {
       s.release_ns = since(t1);
       return s;
     }
-    if (mode == AllocMode::kFrontend) {
-      // The very pages ours maps: mremap() of size 0 makes a second mapping
-      // of a shared one. The cost of mapping pages depends on which physical
-      // pages they are (on the machines measured, pages first touched
-      // earlier cost up to 1.35x more to map), so a memfd of its own would
-      // compare different memory.
-      auto fb = prepare(mode, n);
+    if (op == Op::kMap) {
+      auto fb = prepare_map(n, use);
       if (!fb.ok()) return std::move(fb).error();
-      void* src = (*fb)->memory().data();
-      const auto t0 = Clock::now();
-      void* p = mremap(src, 0, n * kPageSize, MREMAP_MAYMOVE);
-      const bool ok = p != MAP_FAILED && madvise(p, n * kPageSize, MADV_POPULATE_READ) == 0;
-      s.acquire_ns = since(t0);
-      if (!ok) return errno_error("mapping the limit's pages");
-      const auto t1 = Clock::now();
-      munmap(p, n * kPageSize);
-      s.release_ns = since(t1);
+      const std::vector<Gref> grefs(attached->buffer_grefs().begin(),
+                                    attached->buffer_grefs().end());
+      SHBUF_TRY(second_mapping(attached->memory(), s, &grefs));
       return s;
+    }
+    if (mode == AllocMode::kFrontend) {
+      auto fb = prepare(mode, n, use);
+      if (!fb.ok()) return std::move(fb).error();
+      SHBUF_TRY(second_mapping((*fb)->memory(), s, nullptr));
+      return s;
+    }
+    if (use == Use::kFirst) {
+      // As ours, which attaches to a directory made for it.
+      auto fb = prepare(mode, n, use);
+      if (!fb.ok()) return std::move(fb).error();
+      limit_dir.reset();
     }
     if (limit_dir.bytes != d * kPageSize || limit_dir.fd < 0) {
       limit_dir.reset();
@@ -271,7 +351,32 @@ struct Bench::State {
     return {};
   }
 
-  Result<Sample> naive(Op op, AllocMode mode, std::size_t n) {
+  // One map() of one gref per gref, kNaiveChunk mappings held at a time.
+  static Status naive_maps(SimProvider& p, DomId granter, std::span<const Gref> grefs,
+                           Sample& s) {
+    std::vector<Mapping> maps;
+    s.chunks = 0;
+    for (std::size_t done = 0; done < grefs.size();) {
+      const std::size_t count = std::min(kNaiveChunk, grefs.size() - done);
+      maps.clear();
+      maps.reserve(count);
+      auto t0 = Clock::now();
+      for (std::size_t i = 0; i < count; ++i) {
+        auto one = p.map(granter, grefs.subspan(done + i, 1), Access::kReadWrite);
+        if (!one.ok()) return std::move(one).error();
+        maps.push_back(std::move(one).value());
+      }
+      s.acquire_ns += since(t0);
+      const auto t1 = Clock::now();
+      for (Mapping& one : maps) SHBUF_TRY(one.unmap());
+      s.release_ns += since(t1);
+      done += count;
+      ++s.chunks;
+    }
+    return {};
+  }
+
+  Result<Sample> naive(Op op, AllocMode mode, std::size_t n, Use use) {
     Sample s;
     const std::size_t d = dir_pages(n);
     if (op == Op::kCreate) {
@@ -306,7 +411,14 @@ struct Bench::State {
       s.release_ns += since(t1);
       return s;
     }
-    auto fb = prepare(mode, n);
+    if (op == Op::kMap) {
+      // One map of one gref per page the backend granted.
+      auto fb = prepare_map(n, use);
+      if (!fb.ok()) return std::move(fb).error();
+      SHBUF_TRY(naive_maps(*fe, kBackDom, attached->buffer_grefs(), s));
+      return s;
+    }
+    auto fb = prepare(mode, n, use);
     if (!fb.ok()) return std::move(fb).error();
     const FrontendBuffer& front = **fb;
     // The walk is per directory page in both implementations.
@@ -330,26 +442,7 @@ struct Bench::State {
       auto grefs = walk(Access::kReadOnly, nullptr);
       s.acquire_ns += since(t0);
       if (!grefs.ok()) return std::move(grefs).error();
-      std::vector<Mapping> maps;
-      s.chunks = 0;
-      for (std::size_t done = 0; done < n;) {
-        const std::size_t count = std::min(kNaiveChunk, n - done);
-        maps.clear();
-        maps.reserve(count);
-        t0 = Clock::now();
-        for (std::size_t i = 0; i < count; ++i) {
-          auto one = be->map(kFrontDom, std::span<const Gref>(&(*grefs)[done + i], 1),
-                             Access::kReadWrite);
-          if (!one.ok()) return std::move(one).error();
-          maps.push_back(std::move(one).value());
-        }
-        s.acquire_ns += since(t0);
-        const auto t1 = Clock::now();
-        for (Mapping& one : maps) SHBUF_TRY(one.unmap());
-        s.release_ns += since(t1);
-        done += count;
-        ++s.chunks;
-      }
+      SHBUF_TRY(naive_maps(*be, kFrontDom, *grefs, s));
       return s;
     }
     std::vector<Share> bufs;
@@ -397,15 +490,18 @@ Result<std::unique_ptr<Bench>> Bench::open() {
   return b;
 }
 
-Result<Sample> Bench::run(Op op, AllocMode mode, Impl impl, std::size_t n) {
+Result<Sample> Bench::run(Op op, AllocMode mode, Impl impl, std::size_t n, Use use) {
   if (n == 0) return make_error(EINVAL, "a benchmark of 0 pages");
+  if (op == Op::kMap && mode != AllocMode::kBackend) {
+    return make_error(EINVAL, "a frontend maps a buffer only in backend-allocated mode");
+  }
   switch (impl) {
     case Impl::kOurs:
-      return s_->ours(op, mode, n);
+      return s_->ours(op, mode, n, use);
     case Impl::kLimit:
-      return s_->limit(op, mode, n);
+      return s_->limit(op, mode, n, use);
     case Impl::kNaive:
-      return s_->naive(op, mode, n);
+      return s_->naive(op, mode, n, use);
   }
   return make_error(EINVAL, "unknown implementation");
 }
@@ -437,7 +533,16 @@ Result<std::size_t> Bench::heap_bytes(Op op, AllocMode mode, std::size_t n) {
     SHBUF_TRY(fb->free());
     return heap_growth(before, after);
   }
-  auto fb = s_->prepare(mode, n);
+  if (op == Op::kMap) {
+    auto fb = s_->prepare_map(n, Use::kRepeated);
+    if (!fb.ok()) return std::move(fb).error();
+    const std::size_t before = heap_live_bytes();
+    SHBUF_TRY((*fb)->map());
+    const std::size_t after = heap_live_bytes();
+    SHBUF_TRY((*fb)->unmap());
+    return heap_growth(before, after);
+  }
+  auto fb = s_->prepare(mode, n, Use::kRepeated);
   if (!fb.ok()) return std::move(fb).error();
   const BackendBufferConfig c = s_->attach_config(**fb);
   const std::size_t before = heap_live_bytes();
@@ -477,6 +582,7 @@ Result<double> Bench::grant_cycle(std::size_t pages) {
 }
 
 void Bench::release_fixtures() {
+  s_->attached.reset();
   s_->prepared.reset();
   s_->limit_dir.reset();
   s_->live.clear();

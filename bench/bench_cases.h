@@ -2,15 +2,16 @@
 //
 // Every kernel runs one operation on a private simulator instance and returns
 // how long it took. Three implementations of each operation:
-//  - kOurs:  the library (FrontendBuffer::create/free, BackendBuffer::attach/
-//            detach) over the sim provider, which allocates and maps pages up
-//            front (see sim.h).
+//  - kOurs:  the library (FrontendBuffer::create/free/map/unmap,
+//            BackendBuffer::attach/detach) over the sim provider, which
+//            allocates and maps pages up front (see sim.h).
 //  - kLimit: the same amount of shared memory straight from the kernel: a
 //            memfd (shmem, as the sim's tmpfs files under /dev/shm) of the
 //            same size, mmapped MAP_SHARED and populated with one madvise
 //            (MADV_POPULATE_WRITE for new pages, MADV_POPULATE_READ for
-//            mapping existing ones), plus writing the directory words where
-//            the operation writes a directory; released with munmap + close.
+//            mapping existing ones: a second mapping of the very pages the
+//            peer shared), plus writing (or reading) the directory words the
+//            operation writes (or reads); released with munmap + close.
 //  - kNaive: the library's work done with one provider call per page: one
 //            share() of one page per page, one map() of one gref per page,
 //            as a direct port of per-page reference loops does.
@@ -32,7 +33,15 @@ namespace shbuf::bench {
 enum class Impl { kOurs, kLimit, kNaive };
 // kCreate: frontend create, released by free. kAttach: backend attach (of a
 // buffer the frontend created beforehand, untimed), released by detach.
-enum class Op { kCreate, kAttach };
+// kMap: the frontend's map of the pages a backend allocated and granted
+// (backend-allocated mode only; frontend buffer and backend attach made
+// beforehand, untimed), released by unmap.
+enum class Op { kCreate, kAttach, kMap };
+// kRepeated: attach and map run again and again on one buffer, as a backend
+// re-attaching a buffer it saw before (the pages were mapped once before).
+// kFirst: every run on a buffer made for it, untimed, as a real
+// create-then-attach or create-attach-then-map. Create is always first-time.
+enum class Use { kRepeated, kFirst };
 
 const char* to_string(Impl impl);
 const char* to_string(Op op);
@@ -61,7 +70,8 @@ class Bench {
   Bench& operator=(const Bench&) = delete;
 
   // One acquire + release of `impl` doing `op` on n pages in `mode`.
-  Result<Sample> run(Op op, AllocMode mode, Impl impl, std::size_t n);
+  Result<Sample> run(Op op, AllocMode mode, Impl impl, std::size_t n,
+                     Use use = Use::kRepeated);
 
   // Library heap bytes still held after acquiring (kOurs), i.e. the memory a
   // live buffer costs; the buffer is released again before returning.

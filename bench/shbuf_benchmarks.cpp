@@ -1,6 +1,6 @@
 // Google Benchmark suite over the kernels in bench_cases.h. The reported time
-// is the create or attach; the counters add the free or detach and the cost
-// per page. `shbuf bench` runs the same kernels interleaved, with targets.
+// is the create, attach or map; the counters add the free, detach or unmap
+// and the cost per page. `shbuf bench` runs the same kernels interleaved, with targets.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -16,6 +16,7 @@ using shbuf::AllocMode;
 using shbuf::bench::Bench;
 using shbuf::bench::Impl;
 using shbuf::bench::Op;
+using shbuf::bench::Use;
 
 Bench& env() {
   static std::unique_ptr<Bench> bench = [] {
@@ -29,11 +30,11 @@ Bench& env() {
   return *bench;
 }
 
-void run(benchmark::State& state, Op op, AllocMode mode, Impl impl) {
+void run(benchmark::State& state, Op op, AllocMode mode, Impl impl, Use use) {
   const auto n = static_cast<std::size_t>(state.range(0));
   double release_ns = 0;
   for (auto _ : state) {
-    auto s = env().run(op, mode, impl, n);
+    auto s = env().run(op, mode, impl, n, use);
     if (!s.ok()) {
       state.SkipWithError(s.error().describe().c_str());
       return;
@@ -55,17 +56,22 @@ void register_all() {
     const char* name;
     Op op;
     AllocMode mode;
+    Use use;
   } ops[] = {
-      {"FrontendCreate/frontend-alloc", Op::kCreate, AllocMode::kFrontend},
-      {"FrontendCreate/backend-alloc", Op::kCreate, AllocMode::kBackend},
-      {"BackendAttach/frontend-alloc", Op::kAttach, AllocMode::kFrontend},
-      {"BackendAttach/backend-alloc", Op::kAttach, AllocMode::kBackend},
+      {"FrontendCreate/frontend-alloc", Op::kCreate, AllocMode::kFrontend, Use::kRepeated},
+      {"FrontendCreate/backend-alloc", Op::kCreate, AllocMode::kBackend, Use::kRepeated},
+      {"BackendAttach/frontend-alloc", Op::kAttach, AllocMode::kFrontend, Use::kRepeated},
+      {"BackendAttach/frontend-alloc/first-time", Op::kAttach, AllocMode::kFrontend, Use::kFirst},
+      {"BackendAttach/backend-alloc", Op::kAttach, AllocMode::kBackend, Use::kRepeated},
+      {"BackendAttach/backend-alloc/first-time", Op::kAttach, AllocMode::kBackend, Use::kFirst},
+      {"FrontendMap/backend-alloc", Op::kMap, AllocMode::kBackend, Use::kRepeated},
+      {"FrontendMap/backend-alloc/first-time", Op::kMap, AllocMode::kBackend, Use::kFirst},
   };
   for (const auto& o : ops) {
     for (const Impl impl : {Impl::kOurs, Impl::kLimit, Impl::kNaive}) {
       const std::string name = std::string(o.name) + "/" + shbuf::bench::to_string(impl);
       auto* b = benchmark::RegisterBenchmark(name.c_str(), [o, impl](benchmark::State& s) {
-        run(s, o.op, o.mode, impl);
+        run(s, o.op, o.mode, impl, o.use);
       });
       b->UseManualTime()->Unit(benchmark::kMicrosecond)->Arg(1)->Arg(1024)->Arg(16384);
       // One naive pass at 1 GiB takes seconds: once is enough.
@@ -80,7 +86,7 @@ void register_all() {
   for (const auto& o : ops) {
     const std::string name = std::string(o.name) + "/naive-1GiB";
     benchmark::RegisterBenchmark(name.c_str(),
-                                 [o](benchmark::State& s) { run(s, o.op, o.mode, Impl::kNaive); })
+                                 [o](benchmark::State& s) { run(s, o.op, o.mode, Impl::kNaive, o.use); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Arg(262144)

@@ -33,6 +33,7 @@ namespace {
 using bench::Bench;
 using bench::Impl;
 using bench::Op;
+using bench::Use;
 
 double median(std::vector<double> v) {
   if (v.empty()) return NAN;
@@ -44,8 +45,9 @@ double median(std::vector<double> v) {
 struct Row {
   Op op = Op::kCreate;
   AllocMode mode = AllocMode::kFrontend;
+  Use use = Use::kRepeated;
   std::size_t pages = 0;
-  bool release = false;  // the free/detach half
+  bool release = false;  // the free/detach/unmap half
   int reps = 0;
   int naive_reps = 0;
   std::size_t naive_chunks = 1;
@@ -57,14 +59,19 @@ struct Row {
   double naive_over_ours() const { return naive_ns() / ours_ns(); }
   // Provider calls the naive way makes per buffer: one per page it shares or
   // maps, directory pages included (a backend-allocated create shares only
-  // the D directory pages).
+  // the D directory pages; a frontend's map maps only the N buffer pages).
   std::size_t naive_calls() const {
     const std::size_t d = dir_pages(pages);
+    if (op == Op::kMap) return pages;
     return op == Op::kCreate && mode == AllocMode::kBackend ? d : pages + d;
   }
   double naive_ns_per_call() const { return naive_ns() / double(naive_calls()); }
   std::string name() const { return release ? bench::release_name(op) : bench::to_string(op); }
+  // "backend attach, first-time, frontend-alloc, 1 page(s)"
+  std::string what() const;
 };
+
+const char* use_name(Op op, Use use);
 
 struct GrantCost {
   std::size_t pages = 0;
@@ -94,18 +101,22 @@ struct Target {
 };
 
 constexpr const char* kLegend[] = {
-    "ours: FrontendBuffer::create/free, BackendBuffer::attach/detach over the sim provider "
-    "(a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate every page; "
-    "attach reads the directory pages by grant copy)",
+    "ours: FrontendBuffer::create/free/map/unmap, BackendBuffer::attach/detach over the sim "
+    "provider (a tmpfs file under /dev/shm per domain, MAP_SHARED; share() and map() populate "
+    "every page; attach reads the directory pages by grant copy)",
     "limit: create and backend-allocated attach: a memfd (shmem, like tmpfs) of the same number "
     "of new pages, mmap MAP_SHARED and one MADV_POPULATE_WRITE, plus writing the directory words "
-    "the operation writes, released with munmap + close; frontend-allocated attach: a second "
-    "mapping of the very pages the frontend shared (mremap of size 0) and one "
-    "MADV_POPULATE_READ, released with munmap",
+    "the operation writes, released with munmap + close; frontend-allocated attach and the "
+    "frontend's map: a second mapping of the very pages the peer shared (mremap of size 0) and "
+    "one MADV_POPULATE_READ (map: plus copying the N gref words), released with munmap",
     "naive: the same work with one provider call per page (share of 1 page, map of 1 gref; "
     "each directory page mapped)",
     "create counts the directory pages too (N + D pages frontend-allocated, D backend-allocated); "
-    "attach maps or allocates the N buffer pages",
+    "attach maps or allocates the N buffer pages; map (backend-allocated only) maps the N pages "
+    "the backend granted",
+    "repeated: attach or map again and again on one buffer, whose pages were mapped before; "
+    "first-time: each run on a buffer made for it (untimed), as a real create-then-attach; "
+    "ours and the limit alike",
     "ns/page: median time over interleaved runs (ours, limit, limit, ours, ...) divided by N; "
     "ours/limit: median of the per-pair ratios",
 };
@@ -121,15 +132,32 @@ struct Flags {
   std::string json_file;
 };
 
-// The operations measured, each in both modes.
+// The operations measured: every one of both ends in both modes (a frontend
+// maps only in backend-allocated mode), attach and map also first-time.
 struct Combo {
   Op op;
   AllocMode mode;
+  Use use = Use::kRepeated;
 };
 constexpr Combo kCombos[] = {{Op::kCreate, AllocMode::kFrontend},
                              {Op::kCreate, AllocMode::kBackend},
                              {Op::kAttach, AllocMode::kFrontend},
-                             {Op::kAttach, AllocMode::kBackend}};
+                             {Op::kAttach, AllocMode::kFrontend, Use::kFirst},
+                             {Op::kAttach, AllocMode::kBackend},
+                             {Op::kAttach, AllocMode::kBackend, Use::kFirst},
+                             {Op::kMap, AllocMode::kBackend},
+                             {Op::kMap, AllocMode::kBackend, Use::kFirst}};
+
+const char* use_name(Op op, Use use) {
+  if (op == Op::kCreate) return "";
+  return use == Use::kFirst ? "first-time" : "repeated";
+}
+
+std::string Row::what() const {
+  const std::string u = use_name(op, use);
+  return fmt::format("{}{}{} {} ({} pages)", name(), u.empty() ? "" : ", ", u, mode_name(mode),
+                     pages);
+}
 
 // Everything one run of the command measures and concludes.
 struct Results {
@@ -143,9 +171,12 @@ struct Results {
   std::string naive_note;
   bool all_pass = true;
 
-  const Row* find(Op op, AllocMode mode, std::size_t n, bool release) const {
+  const Row* find(const Combo& c, std::size_t n, bool release) const {
     for (const Row& r : rows) {
-      if (r.op == op && r.mode == mode && r.pages == n && r.release == release) return &r;
+      if (r.op == c.op && r.mode == c.mode && r.use == c.use && r.pages == n &&
+          r.release == release) {
+        return &r;
+      }
     }
     return nullptr;
   }
@@ -168,22 +199,23 @@ std::vector<Row> measure_rows(Bench& b, const std::vector<std::size_t>& sizes, b
       Row acq;
       acq.op = c.op;
       acq.mode = c.mode;
+      acq.use = c.use;
       acq.pages = n;
       Row rel = acq;
       rel.release = true;
       acq.reps = rel.reps = reps_for(n);
       acq.naive_reps = rel.naive_reps = naive_reps_for(n);
       // Warm up: first use of memory costs more on some machines.
-      take(b.run(c.op, c.mode, Impl::kOurs, n));
-      take(b.run(c.op, c.mode, Impl::kLimit, n));
+      take(b.run(c.op, c.mode, Impl::kOurs, n, c.use));
+      take(b.run(c.op, c.mode, Impl::kLimit, n, c.use));
       for (int i = 0; i < acq.reps; ++i) {
         bench::Sample o, l;
         if (i % 2 == 0) {
-          o = take(b.run(c.op, c.mode, Impl::kOurs, n));
-          l = take(b.run(c.op, c.mode, Impl::kLimit, n));
+          o = take(b.run(c.op, c.mode, Impl::kOurs, n, c.use));
+          l = take(b.run(c.op, c.mode, Impl::kLimit, n, c.use));
         } else {
-          l = take(b.run(c.op, c.mode, Impl::kLimit, n));
-          o = take(b.run(c.op, c.mode, Impl::kOurs, n));
+          l = take(b.run(c.op, c.mode, Impl::kLimit, n, c.use));
+          o = take(b.run(c.op, c.mode, Impl::kOurs, n, c.use));
         }
         acq.ours.push_back(o.acquire_ns);
         acq.limit.push_back(l.acquire_ns);
@@ -192,7 +224,7 @@ std::vector<Row> measure_rows(Bench& b, const std::vector<std::size_t>& sizes, b
         rel.limit.push_back(l.release_ns);
         rel.ratio.push_back(o.release_ns / l.release_ns);
         if (i < acq.naive_reps) {
-          const bench::Sample s = take(b.run(c.op, c.mode, Impl::kNaive, n));
+          const bench::Sample s = take(b.run(c.op, c.mode, Impl::kNaive, n, c.use));
           acq.naive.push_back(s.acquire_ns);
           rel.naive.push_back(s.release_ns);
           acq.naive_chunks = rel.naive_chunks = s.chunks;
@@ -232,6 +264,7 @@ std::vector<GrantCost> measure_grant_cost(Bench& b, bool q) {
 std::vector<Memory> measure_memory(Bench& b, const std::vector<std::size_t>& sizes) {
   std::vector<Memory> memory;
   for (const Combo& c : kCombos) {
+    if (c.use != Use::kRepeated) continue;
     Memory m;
     m.op = c.op;
     m.mode = c.mode;
@@ -242,25 +275,41 @@ std::vector<Memory> measure_memory(Bench& b, const std::vector<std::size_t>& siz
   return memory;
 }
 
+const char* memory_name(Op op) {
+  switch (op) {
+    case Op::kCreate:
+      return "frontend buffer";
+    case Op::kAttach:
+      return "backend buffer";
+    case Op::kMap:
+      return "frontend buffer mapped";
+  }
+  return "?";
+}
+
 std::vector<Target> check_targets(const Results& res) {
   std::vector<Target> targets;
   const std::size_t big = res.sizes.back();
-  for (const Combo& c : kCombos) {
-    const Row* r = res.find(c.op, c.mode, big, false);
-    const std::string what = fmt::format("{} {} ({} pages)", r->name(), mode_name(c.mode), big);
-    targets.push_back({what + " within 1.25x the limit",
-                       fmt::format("{:.3f}x", r->ours_over_limit()), r->ours_over_limit() <= 1.25});
+  // Create, attach and map; free, detach and unmap are reported. The
+  // smallest buffer shows the fixed cost per call, the largest the cost per
+  // page.
+  for (const std::size_t n : {res.sizes.front(), big}) {
+    for (const Combo& c : kCombos) {
+      const Row* r = res.find(c, n, false);
+      targets.push_back({r->what() + " within 1.25x the limit",
+                         fmt::format("{:.3f}x", r->ours_over_limit()),
+                         r->ours_over_limit() <= 1.25});
+    }
   }
   for (const Combo& c : kCombos) {
-    // Create and attach; free and detach are reported.
-    const Row* lo = res.find(c.op, c.mode, 1024, false);
-    const Row* mid = res.find(c.op, c.mode, 16384, false);
-    const Row* hi = res.find(c.op, c.mode, big, false);
+    const Row* lo = res.find(c, 1024, false);
+    const Row* mid = res.find(c, 16384, false);
+    const Row* hi = res.find(c, big, false);
     const double base = std::min(lo->ours_ns() / 1024, mid->ours_ns() / 16384);
     const double top = hi->ours_ns() / double(big);
-    targets.push_back({fmt::format("{} {} ns/page flat: at {} pages within 1.25x the lower of "
-                                   "1024 and 16384 pages",
-                                   hi->name(), mode_name(c.mode), big),
+    targets.push_back({fmt::format("{} ns/page flat: within 1.25x the lower of 1024 and 16384 "
+                                   "pages",
+                                   hi->what()),
                        fmt::format("{:.1f} vs {:.1f} ns/page ({:.3f}x)", top, base, top / base),
                        top <= 1.25 * base});
   }
@@ -276,7 +325,7 @@ std::vector<Target> check_targets(const Results& res) {
   for (const Memory& m : res.memory) {
     targets.push_back(
         {fmt::format("{} {} heap at most 8 bytes/page + a constant",
-                     m.op == Op::kCreate ? "frontend buffer" : "backend buffer", mode_name(m.mode)),
+                     memory_name(m.op), mode_name(m.mode)),
          fmt::format("{:.2f} bytes/page + {} bytes", m.per_page(), m.constant()),
          m.per_page() <= 8.0});
   }
@@ -316,6 +365,7 @@ Json to_json(const Results& res) {
   for (const Row& r : res.rows) {
     const double n = double(r.pages);
     j["rows"].push_back({{"op", r.name()},
+                         {"use", use_name(r.op, r.use)},
                          {"mode", mode_name(r.mode)},
                          {"pages", r.pages},
                          {"reps", r.reps},
@@ -342,7 +392,7 @@ Json to_json(const Results& res) {
   for (const Memory& m : res.memory) {
     Json bytes = Json::array();
     for (const auto& [pages, b] : m.bytes) bytes.push_back({{"pages", pages}, {"bytes", b}});
-    j["memory"].push_back({{"buffer", m.op == Op::kCreate ? "frontend" : "backend"},
+    j["memory"].push_back({{"buffer", memory_name(m.op)},
                            {"mode", mode_name(m.mode)},
                            {"bytes_per_page", figure(m.per_page())},
                            {"constant", m.constant()},
@@ -363,15 +413,16 @@ void print_tables(const Results& res) {
              res.machine.kernel);
   for (const char* l : kLegend) fmt::print("  {}\n", l);
   if (!res.naive_note.empty()) fmt::print("  {}\n", res.naive_note);
-  fmt::print("\n{:<16} {:<15} {:>7} {:>5} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12} {:>10}\n",
-             "operation", "mode", "pages", "runs", "ours ns/pg", "limit ns/pg", "naive ns/pg",
+  fmt::print(
+      "\n{:<16} {:<10} {:<15} {:>7} {:>5} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12} {:>10}\n",
+      "operation", "use", "mode", "pages", "runs", "ours ns/pg", "limit ns/pg", "naive ns/pg",
              "ours/limit", "naive/ours", "naive ns/call", "ours ms");
   for (const Row& r : res.rows) {
     const double n = double(r.pages);
     fmt::print(
-        "{:<16} {:<15} {:>7} {:>5} {:>12.1f} {:>12.1f} {:>12.1f} {:>11.3f} {:>11.1f} {:>12.0f} "
-        "{:>10.3f}\n",
-        r.name(), mode_name(r.mode), r.pages, r.reps, r.ours_ns() / n, r.limit_ns() / n,
+        "{:<16} {:<10} {:<15} {:>7} {:>5} {:>12.1f} {:>12.1f} {:>12.1f} {:>11.3f} {:>11.1f} "
+        "{:>12.0f} {:>10.3f}\n",
+        r.name(), use_name(r.op, r.use), mode_name(r.mode), r.pages, r.reps, r.ours_ns() / n, r.limit_ns() / n,
         r.naive_ns() / n, r.ours_over_limit(), r.naive_over_ours(), r.naive_ns_per_call(),
         r.ours_ns() / 1e6);
   }
@@ -384,8 +435,8 @@ void print_tables(const Results& res) {
   for (const Memory& m : res.memory) {
     std::string line;
     for (const auto& [n, bytes] : m.bytes) line += fmt::format("  {}p: {}", n, bytes);
-    fmt::print("  {:<8} {:<15}{}  => {:.2f} B/page + {} B\n",
-               m.op == Op::kCreate ? "frontend" : "backend", mode_name(m.mode), line, m.per_page(),
+    fmt::print("  {:<22} {:<15}{}  => {:.2f} B/page + {} B\n",
+               memory_name(m.op), mode_name(m.mode), line, m.per_page(),
                m.constant());
   }
   fmt::print("\ntargets{}:\n", q ? " (not enforced with --quick)" : "");
@@ -616,7 +667,9 @@ void run_bench_snd(const SndFlags& flags) {
 
 void add_bench_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "bench", "Measure create/attach against the limit and the naive way; check the targets");
+      "bench",
+      "Measure every operation of both ends in both modes against the limit (and the naive "
+      "way, as information); check the targets");
   auto flags = std::make_shared<Flags>();
   cmd->add_flag("--json", flags->json, "Print JSON instead of tables");
   cmd->add_flag("--quick", flags->quick, "Up to 16384 pages, few runs, targets not enforced");
