@@ -49,4 +49,12 @@ void run_self(const std::vector<std::string>& argv) {
   if (code != 0) fail(kExitFailure, fmt::format("shbuf {} exited with {}", argv[1], code));
 }
 
+pv::Platform sim_platform(const std::string& sim, DomId self) {
+  pv::PlatformOptions po;
+  po.name = "sim";
+  po.self = self;
+  po.sim_path = sim;
+  return take(pv::open_platform(po));
+}
+
 }  // namespace shbuf::cli

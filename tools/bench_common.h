@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "pv/platform.h"
 
 namespace shbuf::cli {
 
@@ -28,5 +29,8 @@ void report(const std::string& json, bool json_only, const std::string& json_fil
 // A shbuf command run to its end (bounded, 10 s), its stdout to /dev/null;
 // its failure is ours.
 void run_self(const std::vector<std::string>& argv);
+
+// The simulator instance at `sim` as domain `self`, for a bench's frontend.
+pv::Platform sim_platform(const std::string& sim, DomId self);
 
 }  // namespace shbuf::cli

@@ -166,12 +166,8 @@ Run measure(const std::string& dir, std::uint32_t w, std::uint32_t h, double sec
   }
   run_self({"shbuf", "sim", "device", "add", "vdispl", "--sim", sim, "--frontend",
             std::to_string(kFrontendDom), "--connectors", fmt::format("{}x{}", w, h)});
-  pv::PlatformOptions po;
-  po.name = "sim";
-  po.self = kFrontendDom;
-  po.sim_path = sim;
   {
-    pv::Platform platform = take(pv::open_platform(po));
+    pv::Platform platform = sim_platform(sim, kFrontendDom);
     auto fe = take(displ::DisplFrontend::connect(platform, {}));
     const std::uint64_t dbuf = take(fe->dbuf_create(w, h, 32));
     const std::uint64_t fb = take(fe->fb_attach(dbuf, displ::kFormatXRGB8888));

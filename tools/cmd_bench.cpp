@@ -550,11 +550,7 @@ SndResults measure_snd(double seconds) {
   }
   run_self({"shbuf", "sim", "device", "add", "vsnd", "--sim", sim, "--frontend",
             std::to_string(kSndFrontendDom)});
-  pv::PlatformOptions po;
-  po.name = "sim";
-  po.self = kSndFrontendDom;
-  po.sim_path = sim;
-  pv::Platform platform = take(pv::open_platform(po));
+  pv::Platform platform = sim_platform(sim, kSndFrontendDom);
   auto fe = take(snd::SndFrontend::connect(platform, {}));
   std::size_t stream = fe->streams().size();
   for (std::size_t i = 0; i < fe->streams().size() && stream == fe->streams().size(); ++i) {

@@ -1,8 +1,6 @@
 // shbuf displ-be: the headless PV display backend, writing each frame the
 // guest shows as a PNG, on Xen or on the simulator; and shbuf displ-fe, our
 // frontend, drawing test pictures for it.
-#include <malloc.h>
-
 #include <string>
 
 #include "cli.h"
@@ -71,10 +69,6 @@ void run_frontend(const FrontendArgs& a) {
 
 }  // namespace
 
-// Allocations from this size up are mapped on their own (a 256x256 frame of
-// 4 bytes a pixel).
-constexpr int kFrameMmapThreshold = 256 * 1024;
-
 // Options map one to one onto BackendOptions.
 void add_displ_commands(CLI::App& app) {
   static displ::BackendOptions options;
@@ -114,11 +108,6 @@ void add_displ_commands(CLI::App& app) {
       ->check(decimal_in(1, 4095))
       ->capture_default_str();
   be->callback([] {
-    // Frames are large and come and go with the guests: glibc then maps
-    // each on its own and gives it back when freed, rather than raising its
-    // mmap threshold and keeping the largest burst of queued frames in the
-    // heap for the life of the process.
-    mallopt(M_MMAP_THRESHOLD, kFrameMmapThreshold);
     options.limits.max_buffer_bytes = max_buffer_mib << 20;
     options.platform = platform.platform();
     check(displ::run_backend(options, stop_on_signals()));

@@ -50,8 +50,10 @@ fail() {
   done
   [ -n "${hostile_console:-}" ] && [ -f "$hostile_console" ] &&
     grep -a 'PEER\|DOMU' "$hostile_console" | tail -n 30 | sed 's/^/displ-test: hostile: /'
-  [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null
   for g in displ0 displ1 hostile-displ; do xl destroy "$g" >/dev/null 2>&1; done
+  # displ-be writes the frames still queued before it exits (at most 10 s):
+  # not while the next proof runs.
+  [ -n "${bepid:-}" ] && kill "$bepid" 2>/dev/null && wait "$bepid"
   exit 1
 }
 . tests/xen/toolstack.sh

@@ -1,6 +1,7 @@
 // The frame queue and its worker thread.
 #include "pv/displ/writer.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@ namespace shbuf::displ {
 namespace {
 
 constexpr int kWorkerNice = 10;
+constexpr std::chrono::seconds kGiveBackEvery{1};
 
 }  // namespace
 
@@ -180,7 +182,20 @@ void FrameWriter::run() {
       bytes = {};
       lock.lock();
     }
+    if (queue_.empty()) give_back_memory(lock);
   }
+}
+
+// glibc keeps the memory of freed frames for later ones, so that a burst of
+// queued frames would stay in the process's resident memory for its life.
+// Once the queue has drained, at most once a second, it is given back.
+void FrameWriter::give_back_memory(std::unique_lock<std::mutex>& lock) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_give_back_ < kGiveBackEvery) return;
+  last_give_back_ = now;
+  lock.unlock();
+  (void)::malloc_trim(0);
+  lock.lock();
 }
 
 bool FrameWriter::wait_idle(std::chrono::milliseconds timeout) {

@@ -13,7 +13,9 @@
 // at most `max_queued` (one frame larger than the whole budget is still
 // taken when nothing waits). Beyond that, memory is the frame being written
 // (with its RGB image and encoded bytes) and at most two spare buffers of
-// frames already written or dropped, kept for the next flips. When a new frame does not fit, the
+// frames already written or dropped, kept for the next flips; once the queue
+// has drained, the memory of freed frames is given back to the system (at
+// most once a second). When a new frame does not fit, the
 // latest frame of a connector wins: older frames of the same connector that still wait are dropped
 // first, then older frames of connectors that have a newer one waiting; if it still does not fit
 // the new frame is dropped. Every dropped frame is counted.
@@ -110,6 +112,7 @@ class FrameWriter {
   void drop(std::deque<Job>::iterator it, std::vector<std::vector<std::byte>>& freed);
   void recycle(std::vector<std::byte>&& bytes);
   void run();
+  void give_back_memory(std::unique_lock<std::mutex>& lock);
   void log(const std::string& line) const;
 
   WriterOptions options_;
@@ -125,6 +128,7 @@ class FrameWriter {
   bool busy_ = false;      // the worker holds a frame
   bool stopping_ = false;
   bool finished_ = false;
+  std::chrono::steady_clock::time_point last_give_back_{};  // the worker's
   std::thread worker_;
 };
 
