@@ -53,12 +53,14 @@ clean:
 test-xen: deps
 	tests/xen/run.sh
 
-# Runs `shbuf bench` (tables on stdout, JSON in $(BUILD)/bench.json) and draws
-# docs/bench.svg from the JSON; fails when a performance target is missed.
+# Runs `shbuf bench` (tables on stdout, JSON in $(BUILD)/bench.json), draws
+# docs/bench.svg and writes the README's table ($(BUILD)/bench.md) from the
+# JSON; fails when a performance target is missed.
 bench: build
 	@mkdir -p docs
 	./$(BUILD)/shbuf bench --json-file $(BUILD)/bench.json; status=$$?; \
-	  python3 bench/chart.py $(BUILD)/bench.json docs/bench.svg && exit $$status
+	  python3 bench/chart.py $(BUILD)/bench.json docs/bench.svg && \
+	  python3 bench/table.py $(BUILD)/bench.json | tee $(BUILD)/bench.md && exit $$status
 
 # Debian packages libshbuf0, libshbuf-dev and shbuf in build-deb/, built with
 # dpkg-buildpackage from a copy of the tree and checked with lintian.
