@@ -18,6 +18,7 @@
 namespace shbuf {
 
 namespace sim {
+struct Granted;
 struct MapPlan;
 struct Placed;
 struct Revoked;
@@ -52,10 +53,10 @@ struct SimProvider::Impl {
   Status finish_free(std::uint16_t di, int mem_fd, std::vector<std::uint32_t>& grefs);
 
   // Under the lock: allocates `count` entries granted to `peer` and maps
-  // their pages into `base`. Refuses a full table (ENOSPC), damage (EUCLEAN)
-  // and a failed mmap.
-  Result<std::vector<Gref>> grant_pages(DomId peer, std::size_t count, Access access,
-                                        std::uint32_t limit, std::byte* base);
+  // their pages side by side. Refuses a full table (ENOSPC), damage (EUCLEAN),
+  // a failed reservation (ENOMEM) and a failed mmap.
+  Result<sim::Granted> grant_pages(DomId peer, std::size_t count, Access access,
+                                   std::uint32_t limit);
   // Under the lock: revokes a share's grants, marking the unmapped ones
   // kFreeing and the mapped ones pending. Refuses (EUCLEAN) grefs that are
   // not this attachment's granted ones, before changing anything.

@@ -28,6 +28,12 @@ struct MapPlan {
   bool inline_populate;
 };
 
+// Pages granted and mapped in place: their memory and their grefs.
+struct Granted {
+  std::byte* memory;
+  std::vector<Gref> grefs;
+};
+
 // A mapping in place: its memory and its token.
 struct Placed {
   std::byte* memory;
@@ -253,31 +259,53 @@ std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, std::s
   return grefs;
 }
 
-// share: maps the granted pages side by side into `base`. Should a mapping
-// fail, nobody can have seen the entries: they are undone without zeroing.
-Status map_shared(Instance& in, DomView& v, std::uint16_t di, const std::vector<Run>& runs,
-                  std::byte* base, std::size_t count) {
-  std::size_t at = 0;
-  for (const Run& run : runs) {
-    void* got =
-        mmap(base + at * kPageSize, std::size_t{run.len} * kPageSize, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_FIXED, v.mem_rw.get(), off_t(run.start) * off_t(kPageSize));
+// share: maps the granted pages, one run straight into place, several side
+// by side into a range reserved for them. Should a mapping fail, nobody can
+// have seen the entries: they are undone without zeroing.
+Result<std::byte*> map_shared(Instance& in, DomView& v, std::uint16_t di,
+                              const std::vector<Run>& runs, std::size_t count) {
+  const std::size_t bytes = count * kPageSize;
+  auto undo = [&] {
+    for (const Run& run : runs) {
+      for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+        v.ent[g] = GrantEntryV1{};
+        v.aux[g].state = kFree;
+        v.aux[g].owner = kNoSlot;
+      }
+      (void)in.release(di, run);
+    }
+  };
+  const int fd = v.mem_rw.get();
+  if (runs.size() == 1) {
+    void* got = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                     off_t(runs[0].start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
-      for (const Run& undo : runs) {
-        for (std::uint32_t g = undo.start; g < undo.start + undo.len; ++g) {
-          v.ent[g] = GrantEntryV1{};
-          v.aux[g].state = kFree;
-          v.aux[g].owner = kNoSlot;
-        }
-        (void)in.release(di, undo);
-      }
+      undo();
+      return errno_error(e,
+                         "cannot map " + std::to_string(count) + " shared pages" + no_room_hint(e));
+    }
+    return static_cast<std::byte*>(got);
+  }
+  auto space = Reservation::make(bytes, "share " + std::to_string(count) + " pages");
+  if (!space.ok()) {
+    undo();
+    return std::move(space).error();
+  }
+  std::size_t at = 0;
+  for (const Run& run : runs) {
+    void* got = mmap(space->data() + at * kPageSize, std::size_t{run.len} * kPageSize,
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+                     off_t(run.start) * off_t(kPageSize));
+    if (got == MAP_FAILED) {
+      const int e = errno;
+      undo();
       return errno_error(e,
                          "cannot map " + std::to_string(count) + " shared pages" + no_room_hint(e));
     }
     at += run.len;
   }
-  return {};
+  return space->release();
 }
 
 MapPlan plan_map(std::span<const Gref> grefs, Access access) {
@@ -407,9 +435,8 @@ Status SimProvider::Impl::finish_free(std::uint16_t di, int mem_fd,
   return result;
 }
 
-Result<std::vector<Gref>> SimProvider::Impl::grant_pages(DomId peer, std::size_t count,
-                                                         Access access, std::uint32_t limit,
-                                                         std::byte* base) {
+Result<Granted> SimProvider::Impl::grant_pages(DomId peer, std::size_t count, Access access,
+                                               std::uint32_t limit) {
   auto locked = lock_swept();
   if (!locked.ok()) return std::move(locked).error();
   auto v = in->view(dom_index);
@@ -420,8 +447,9 @@ Result<std::vector<Gref>> SimProvider::Impl::grant_pages(DomId peer, std::size_t
   SHBUF_TRY(in->alloc(dom_index, std::uint32_t(count), runs));
   SHBUF_TRY(check_allocated(*in, **v, domid, runs));
   std::vector<Gref> grefs = grant_entries(**v, runs, count, peer, access, slot);
-  SHBUF_TRY(map_shared(*in, **v, dom_index, runs, base, count));
-  return grefs;
+  auto memory = map_shared(*in, **v, dom_index, runs, count);
+  if (!memory.ok()) return std::move(memory).error();
+  return Granted{*memory, std::move(grefs)};
 }
 
 Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access) {
@@ -430,13 +458,11 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   const std::uint32_t limit = m.in->nr_entries() - kReservedGrefs;
   SHBUF_TRY(check_share_size(m.domid, count, limit, m.in->hdr().max_grant_frames));
   const std::size_t bytes = count * kPageSize;
-  auto space = Reservation::make(bytes, "share " + std::to_string(count) + " pages");
-  if (!space.ok()) return std::move(space).error();
-  auto grefs = m.grant_pages(peer, count, access, limit, space->data());
-  if (!grefs.ok()) return std::move(grefs).error();
-  std::byte* p = space->release();
+  auto granted = m.grant_pages(peer, count, access, limit);
+  if (!granted.ok()) return std::move(granted).error();
+  std::byte* p = granted->memory;
   madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
-  Share share = make_share(p, std::move(*grefs), 0, peer, access);
+  Share share = make_share(p, std::move(granted->grefs), 0, peer, access);
   // gntalloc allocates every page when it grants it: so do we, outside the
   // lock, in one call rather than one page fault per page.
   if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
