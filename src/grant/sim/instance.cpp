@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <string>
 #include <string_view>
@@ -55,7 +56,30 @@ std::uint64_t random_id() {
   return (std::uint64_t(rd()) << 32) ^ rd() ^ now_ns();
 }
 
+// A page the kernel zeroes in every forked child (MADV_WIPEONFORK), so the
+// id cached there is never a parent's; null on kernels without it.
+std::atomic<pid_t>* make_pid_cell() {
+  void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return nullptr;
+  if (madvise(page, kPageSize, MADV_WIPEONFORK) != 0) {
+    munmap(page, kPageSize);
+    return nullptr;
+  }
+  return new (page) std::atomic<pid_t>(0);
+}
+
 }  // namespace
+
+pid_t self_pid() {
+  static std::atomic<pid_t>* const cell = make_pid_cell();
+  if (cell == nullptr) return getpid();
+  pid_t pid = cell->load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = getpid();
+    cell->store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
 
 Error damage_error(const std::string& dir, const std::string& what) {
   return make_error(EUCLEAN, "the simulator instance at " + dir + " is damaged: " + what +
@@ -315,7 +339,7 @@ Result<Instance::Locked> Instance::hold() {
     return damaged(std::string("its lock cannot be taken: ") + strerror_r(rc, buf, sizeof buf));
   }
   Locked held(*this);
-  holder_of(*hdr_).store(std::int32_t(getpid()), std::memory_order_relaxed);
+  holder_of(*hdr_).store(std::int32_t(self_pid()), std::memory_order_relaxed);
   if (hdr_->reset != 0) {
     return make_error(ESTALE,
                       "the simulator instance at " + dir_ + " was reset; open the provider again");

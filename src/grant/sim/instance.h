@@ -167,6 +167,9 @@ class Instance {
   std::vector<DomView> views_;
 };
 
+// This process's id, as getpid() returns it, mostly without a system call.
+pid_t self_pid();
+
 // The lock timeout: $SHBUF_SIM_LOCK_TIMEOUT_MS, else kSimLockTimeoutMs.
 Result<unsigned> lock_timeout_ms();
 // Takes the mutex, waiting at most `ms` milliseconds; returns what pthread_mutex_trylock would.

@@ -48,7 +48,7 @@ std::string sim_default_path() {
 }
 
 Status SimProvider::Impl::owned() const {
-  if (getpid() == pid) return {};
+  if (self_pid() == pid) return {};
   return make_error(EPERM, "this sim provider was opened by process " + std::to_string(pid) +
                                "; a forked child must open its own");
 }
