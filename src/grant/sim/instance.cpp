@@ -143,6 +143,32 @@ int lock_within(pthread_mutex_t& mutex, unsigned ms) {
 #endif
 }
 
+void DomView::unmap() {
+  if (base != nullptr) munmap(base, len);
+  if (window_rw != nullptr) munmap(window_rw, window_len);
+  if (window_ro != nullptr) munmap(window_ro, window_len);
+  base = nullptr;
+  window_rw = window_ro = nullptr;
+}
+
+// Address space only: the window is never read or written, so it costs no
+// memory, and a copy of any part of it comes with MADV_DONTFORK set.
+std::byte* window(DomView& v, bool rw, std::uint32_t nr_entries) {
+  std::byte*& w = rw ? v.window_rw : v.window_ro;
+  if (w != nullptr) return w;
+  const std::size_t len = std::size_t{nr_entries} * kPageSize;
+  void* p = mmap(nullptr, len, rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                 rw ? v.mem_rw.get() : v.mem_ro.get(), 0);
+  if (p == MAP_FAILED) return nullptr;
+  if (madvise(p, len, MADV_DONTFORK) != 0) {
+    munmap(p, len);
+    return nullptr;
+  }
+  v.window_len = len;
+  w = static_cast<std::byte*>(p);
+  return w;
+}
+
 void clear_entries(DomView& v, const Run& run) {
   for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
     v.ent[g] = GrantEntryV1{};
@@ -307,9 +333,7 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
 }
 
 Instance::~Instance() {
-  for (DomView& v : views_) {
-    if (v.base != nullptr) munmap(v.base, v.len);
-  }
+  for (DomView& v : views_) v.unmap();
   if (state_ != nullptr) munmap(state_, kStateSize);
   // The descriptors close with their owners. Closing the last descriptor of
   // our open file description (lives_fd_) drops our liveness lock: from then
@@ -523,7 +547,7 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   d.ready = 1;  // view() needs it; not visible until nr_domains moves
   DomView& v = views_[di];
   if (v.base != nullptr) {  // a stale view from a failed creation
-    munmap(v.base, v.len);
+    v.unmap();
     v = DomView{};  // closes its descriptors
   }
   auto view_or = map_view(di);

@@ -32,7 +32,21 @@ struct DomView {
   UniqueFd mem_rw;
   UniqueFd mem_ro;
   DomId domid = 0;
+  // Windows onto the whole page file through mem_rw and mem_ro, never
+  // touched themselves: a share or map duplicates the part it needs
+  // (mremap), which keeps the window's MADV_DONTFORK. Made on first use,
+  // under the lock; null when not made (yet).
+  std::byte* window_rw = nullptr;
+  std::byte* window_ro = nullptr;
+  std::size_t window_len = 0;
+
+  // Unmaps the table and the windows; the descriptors stay.
+  void unmap();
 };
+
+// `v`'s window through mem_rw (`rw`) or mem_ro, made when missing; null
+// when it cannot be made (the caller maps the file itself). Needs the lock.
+std::byte* window(DomView& v, bool rw, std::uint32_t nr_entries);
 
 class Instance {
  public:

@@ -32,12 +32,14 @@ struct MapPlan {
 struct Granted {
   std::byte* memory;
   std::vector<Gref> grefs;
+  bool dontfork;  // copied from a window, MADV_DONTFORK already set
 };
 
 // A mapping in place: its memory and its token.
 struct Placed {
   std::byte* memory;
   std::uint64_t token;
+  bool dontfork;  // copied from a window, MADV_DONTFORK already set
 };
 
 // Entries revoked or unmapped under the lock, to be freed after it.
@@ -259,11 +261,18 @@ std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, std::s
   return grefs;
 }
 
-// share: maps the granted pages, one run straight into place, several side
-// by side into a range reserved for them. Should a mapping fail, nobody can
-// have seen the entries: they are undone without zeroing.
+// A second mapping of `bytes` of a window from page `first` on (mremap of
+// size 0 duplicates a shared mapping), or MAP_FAILED with errno set.
+void* from_window(std::byte* window, std::uint32_t first, std::size_t bytes) {
+  return mremap(window + std::size_t{first} * kPageSize, 0, bytes, MREMAP_MAYMOVE);
+}
+
+// share: maps the granted pages, one run straight into place (a copy of the
+// window when there is one), several side by side into a range reserved for
+// them. Should a mapping fail, nobody can have seen the entries: they are
+// undone without zeroing. Sets `dontfork` when the pages came from the window.
 Result<std::byte*> map_shared(Instance& in, DomView& v, std::uint16_t di,
-                              const std::vector<Run>& runs, std::size_t count) {
+                              const std::vector<Run>& runs, std::size_t count, bool& dontfork) {
   const std::size_t bytes = count * kPageSize;
   auto undo = [&] {
     for (const Run& run : runs) {
@@ -276,15 +285,19 @@ Result<std::byte*> map_shared(Instance& in, DomView& v, std::uint16_t di,
     }
   };
   const int fd = v.mem_rw.get();
+  dontfork = false;
   if (runs.size() == 1) {
-    void* got = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                     off_t(runs[0].start) * off_t(kPageSize));
+    std::byte* w = window(v, true, in.nr_entries());
+    void* got = w != nullptr ? from_window(w, runs[0].start, bytes)
+                             : mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                                    off_t(runs[0].start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
       undo();
       return errno_error(e,
                          "cannot map " + std::to_string(count) + " shared pages" + no_room_hint(e));
     }
+    dontfork = w != nullptr;
     return static_cast<std::byte*>(got);
   }
   auto space = Reservation::make(bytes, "share " + std::to_string(count) + " pages");
@@ -376,20 +389,23 @@ Result<std::vector<std::uint32_t>> record_runs(Instance& in, DomView& v, std::ui
   return recs;
 }
 
-// map: maps the pages, one run straight into place or several side by side
-// into `reserved`; undoes the counts and records should a mapping fail.
+// map: maps the pages, one run straight into place (a copy of `window`
+// when there is one) or several side by side into `reserved`; undoes the
+// counts and records should a mapping fail.
 Result<std::byte*> map_runs(Instance& in, DomView& v, DomId peer, int fd,
                             std::span<const Gref> grefs, const MapPlan& plan, std::byte* reserved,
-                            const std::vector<std::uint32_t>& recs) {
+                            std::byte* window, const std::vector<std::uint32_t>& recs) {
   const int prot = plan.rw ? PROT_READ | PROT_WRITE : PROT_READ;
   std::byte* p = reserved;
   std::size_t at = 0;
   for (const Run& run : plan.runs) {
-    void* got = plan.single ? mmap(nullptr, plan.bytes, prot,
-                                   MAP_SHARED | (plan.inline_populate ? MAP_POPULATE : 0), fd,
-                                   off_t(run.start) * off_t(kPageSize))
-                            : mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
-                                   MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
+    void* got = plan.single && window != nullptr ? from_window(window, run.start, plan.bytes)
+                : plan.single
+                    ? mmap(nullptr, plan.bytes, prot,
+                           MAP_SHARED | (plan.inline_populate ? MAP_POPULATE : 0), fd,
+                           off_t(run.start) * off_t(kPageSize))
+                    : mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
+                           MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
       uncount_maps(in, v, grefs, plan.rw, recs);
@@ -447,9 +463,10 @@ Result<Granted> SimProvider::Impl::grant_pages(DomId peer, std::size_t count, Ac
   SHBUF_TRY(in->alloc(dom_index, std::uint32_t(count), runs));
   SHBUF_TRY(check_allocated(*in, **v, domid, runs));
   std::vector<Gref> grefs = grant_entries(**v, runs, count, peer, access, slot);
-  auto memory = map_shared(*in, **v, dom_index, runs, count);
+  bool dontfork = false;
+  auto memory = map_shared(*in, **v, dom_index, runs, count, dontfork);
   if (!memory.ok()) return std::move(memory).error();
-  return Granted{*memory, std::move(grefs)};
+  return Granted{*memory, std::move(grefs), dontfork};
 }
 
 Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access) {
@@ -461,7 +478,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   auto granted = m.grant_pages(peer, count, access, limit);
   if (!granted.ok()) return std::move(granted).error();
   std::byte* p = granted->memory;
-  madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
+  if (!granted->dontfork) madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
   Share share = make_share(p, std::move(granted->grefs), 0, peer, access);
   // gntalloc allocates every page when it grants it: so do we, outside the
   // lock, in one call rather than one page fault per page.
@@ -559,11 +576,13 @@ Result<Placed> SimProvider::Impl::place_mapping(DomId peer, std::span<const Gref
   count_maps(v, grefs, plan.rw);
   auto recs = record_runs(*in, v, pv->di, slot, grefs, plan);
   if (!recs.ok()) return std::move(recs).error();
-  auto memory = map_runs(*in, v, peer, fd, grefs, plan, space.data(), *recs);
+  std::byte* w = plan.single ? window(v, plan.rw, in->nr_entries()) : nullptr;
+  auto memory = map_runs(*in, v, peer, fd, grefs, plan, space.data(), w, *recs);
   if (!memory.ok()) return std::move(memory).error();
   space.release();
   const std::uint32_t head = recs->front();
-  return Placed{*memory, (std::uint64_t(in->rec(head).gen) << 32) | (std::uint64_t(head) + 1)};
+  return Placed{*memory, (std::uint64_t(in->rec(head).gen) << 32) | (std::uint64_t(head) + 1),
+                w != nullptr};
 }
 
 Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Access access) {
@@ -573,14 +592,16 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   const MapPlan plan = plan_map(grefs, access);
   auto placed = m.place_mapping(peer, grefs, plan);
   if (!placed.ok()) return std::move(placed).error();
-  madvise(placed->memory, plan.bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
+  if (!placed->dontfork)
+    madvise(placed->memory, plan.bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
   Mapping mapping = make_mapping(placed->memory, grefs.size(), placed->token, peer, access);
   // gntdev maps every page when the range is mapped: so do we, outside the
   // lock. Read faults map the granter's existing pages many at a time
   // (fault-around), and the page table entries of a writable shared mapping
-  // come writable, so later writes do not fault.
-  if (Status st = plan.inline_populate ? Status{}
-                                       : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
+  // come writable, so later writes do not fault. A copy of a window comes
+  // unpopulated.
+  const bool populated = plan.inline_populate && !placed->dontfork;
+  if (Status st = populated ? Status{} : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
       !st.ok()) {
     (void)mapping.unmap();
     return make_error(st.code(), "cannot map " + std::to_string(grefs.size()) + " grefs of " +
