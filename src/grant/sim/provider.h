@@ -9,11 +9,12 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "shbuf/grant/sim.h"
 #include "grant/sim/faults.h"
 #include "grant/sim/instance.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf {
 
@@ -41,7 +42,7 @@ struct SimProvider::Impl {
   // What an operation on a peer checks before anything else: owned(), a peer
   // that is not a reserved domid (EINVAL, "<action> domid N: ..."), and the
   // fault injected for this call of `op`.
-  Status admit(DomId peer, const std::string& action, SimFaultOp op);
+  Status admit(DomId peer, std::string_view action, SimFaultOp op);
 
   // The instance lock, after reaping dead attachments when due; refuses what
   // Instance::hold() and Instance::check_liveness() refuse.

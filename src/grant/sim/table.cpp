@@ -676,7 +676,8 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
                             bool to_peer) {
   Impl& m = *impl_;
   const char* verb = to_peer ? "copy into" : "copy from";
-  SHBUF_TRY(m.admit(peer, std::string("cannot ") + verb + " a page of", SimFaultOp::kCopy));
+  SHBUF_TRY(m.admit(peer, to_peer ? "cannot copy into a page of" : "cannot copy from a page of",
+                    SimFaultOp::kCopy));
   const Gref one[] = {gref};
   SHBUF_TRY(m.faults.gref_fault(peer, one, "copy"));
   auto locked = m.lock_swept();
