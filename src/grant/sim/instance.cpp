@@ -143,10 +143,10 @@ int lock_within(pthread_mutex_t& mutex, unsigned ms) {
 #endif
 }
 
-void DomView::unmap() {
+void DomView::unmap(bool windows) {
   if (base != nullptr) munmap(base, len);
-  if (window_rw != nullptr) munmap(window_rw, window_len);
-  if (window_ro != nullptr) munmap(window_ro, window_len);
+  if (windows && window_rw != nullptr) munmap(window_rw, window_len);
+  if (windows && window_ro != nullptr) munmap(window_ro, window_len);
   base = nullptr;
   window_rw = window_ro = nullptr;
 }
@@ -273,6 +273,7 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
     }
     std::unique_ptr<Instance> in(new Instance);
     in->dir_ = dir;
+    in->pid_ = self_pid();
     in->state_fd_ = std::move(state_fd);
     const int fd = in->state_fd_.get();
     in->lock_timeout_ms_ = *timeout;
@@ -333,7 +334,8 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
 }
 
 Instance::~Instance() {
-  for (DomView& v : views_) v.unmap();
+  const bool windows = self_pid() == pid_;
+  for (DomView& v : views_) v.unmap(windows);
   if (state_ != nullptr) munmap(state_, kStateSize);
   // The descriptors close with their owners. Closing the last descriptor of
   // our open file description (lives_fd_) drops our liveness lock: from then
@@ -547,7 +549,7 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   d.ready = 1;  // view() needs it; not visible until nr_domains moves
   DomView& v = views_[di];
   if (v.base != nullptr) {  // a stale view from a failed creation
-    v.unmap();
+    v.unmap(true);
     v = DomView{};  // closes its descriptors
   }
   auto view_or = map_view(di);

@@ -40,8 +40,10 @@ struct DomView {
   std::byte* window_ro = nullptr;
   std::size_t window_len = 0;
 
-  // Unmaps the table and the windows; the descriptors stay.
-  void unmap();
+  // Unmaps the table and, with `windows`, the windows; the descriptors stay.
+  // A forked child has no windows (MADV_DONTFORK): their range may hold its
+  // own mappings by now, so it unmaps the table only.
+  void unmap(bool windows);
 };
 
 // `v`'s window through mem_rw (`rw`) or mem_ro, made when missing; null
@@ -179,6 +181,7 @@ class Instance {
   unsigned lock_timeout_ms_ = 0;
   std::uint32_t known_domains_ = 0;  // one past the highest domain index seen
   std::vector<DomView> views_;
+  pid_t pid_ = 0;  // the process that opened the instance
 };
 
 // This process's id, as getpid() returns it, mostly without a system call.
