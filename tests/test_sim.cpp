@@ -58,6 +58,70 @@ TEST_F(Sim, ShareIsZeroedContiguousAndAliasedByMap) {
   EXPECT_EQ(d0->stats().share_calls, 1u);
 }
 
+TEST_F(Sim, SharePairGrantsTwoSharesWithTheirOwnAccessAndEndsEachAlone) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  ASSERT_TRUE(d0 && d1);
+  std::size_t failed = 9;
+  auto pair = d0->share_pair(1, 1, Access::kReadOnly, 3, Access::kReadWrite, failed);
+  ASSERT_TRUE(pair.ok()) << pair.error().describe();
+  auto& [ro, rw] = *pair;
+  ASSERT_EQ(ro.pages(), 1u);
+  ASSERT_EQ(rw.pages(), 3u);
+  EXPECT_EQ(ro.access(), Access::kReadOnly);
+  EXPECT_EQ(rw.access(), Access::kReadWrite);
+  for (std::byte b : ro.memory()) ASSERT_EQ(b, std::byte{0});
+  for (std::byte b : rw.memory()) ASSERT_EQ(b, std::byte{0});
+  std::memcpy(ro.memory().data(), "dir", 3);
+  std::memcpy(rw.memory().data() + 4096 * 2, "buf", 3);
+  auto writable = d1->map(0, ro.grefs(), Access::kReadWrite);
+  ASSERT_FALSE(writable.ok());
+  EXPECT_EQ(writable.error().code, EINVAL);
+  auto dir = d1->map(0, ro.grefs(), Access::kReadOnly);
+  ASSERT_TRUE(dir.ok()) << dir.error().describe();
+  EXPECT_EQ(std::memcmp(dir->memory().data(), "dir", 3), 0);
+  auto buf = d1->map(0, rw.grefs(), Access::kReadWrite);
+  ASSERT_TRUE(buf.ok()) << buf.error().describe();
+  EXPECT_EQ(std::memcmp(buf->memory().data() + 4096 * 2, "buf", 3), 0);
+  EXPECT_EQ(status().grants.size(), 4u);
+  EXPECT_EQ(d0->stats().share_calls, 2u);
+  EXPECT_EQ(d0->stats().pages_shared, 4u);
+
+  // Ending one leaves the other's grants and memory as they were.
+  EXPECT_TRUE(dir->unmap().ok());
+  EXPECT_TRUE(ro.end().ok());
+  EXPECT_EQ(status().grants.size(), 3u);
+  std::memcpy(rw.memory().data(), "still", 5);
+  EXPECT_EQ(std::memcmp(buf->memory().data(), "still", 5), 0);
+  EXPECT_TRUE(buf->unmap().ok());
+  EXPECT_TRUE(rw.end().ok());
+  expect_clean();
+}
+
+TEST_F(Sim, SharePairFailsAsItsTwoSharesWouldAndLeavesNothing) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  ASSERT_TRUE(d0 && d1);
+  for (unsigned k : {1u, 2u}) {
+    SCOPED_TRACE("share call " + std::to_string(k));
+    d0->inject_fault(SimFaultOp::kShare, k, EIO);
+    std::size_t failed = 9;
+    auto pair = d0->share_pair(1, 1, Access::kReadOnly, 2, Access::kReadWrite, failed);
+    d0->clear_faults();
+    ASSERT_FALSE(pair.ok());
+    EXPECT_EQ(pair.error().code, EIO) << pair.error().describe();
+    EXPECT_EQ(failed, k - 1);
+    EXPECT_THAT(pair.error().message, HasSubstr("injected fault: share call"));
+    expect_clean();
+  }
+  std::size_t failed = 9;
+  auto none = d0->share_pair(1, 1, Access::kReadOnly, 0, Access::kReadWrite, failed);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, EINVAL);
+  EXPECT_EQ(failed, 1u);
+  expect_clean();
+}
+
 TEST_F(Sim, MapOrderFollowsGrefListAndScatteredListsWork) {
   auto d0 = open(0);
   auto d1 = open(1);

@@ -3,10 +3,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -294,6 +299,47 @@ TEST_F(SimProcess, ForkedCopyOfAProviderRefusesToAct) {
   // The child did not inherit the share's pages (as with gntalloc).
   share->memory()[0] = std::byte{9};
   EXPECT_TRUE(share->end().ok());
+}
+
+TEST_F(SimProcess, ForkedCopyOfAProviderLeavesTheChildsOwnMappingsAlone) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  auto share = d0->share(1, 1, Access::kReadWrite);
+  ASSERT_TRUE(share.ok()) << share.error().describe();
+  auto map = d1->map(0, share->grefs(), Access::kReadWrite);
+  ASSERT_TRUE(map.ok()) << map.error().describe();
+  // The ranges where this process maps the whole of domain 0's page file.
+  std::vector<std::uintptr_t> whole;
+  std::istringstream maps(shbuf::testing::slurp("/proc/self/maps"));
+  for (std::string line; std::getline(maps, line);) {
+    std::uintptr_t start = 0;
+    std::uintptr_t end = 0;
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR, &start, &end) != 2) continue;
+    if (line.ends_with("/dom0.mem") && end - start == std::uintptr_t{1024} * 512 * 4096) {
+      whole.push_back(start);
+    }
+  }
+  ASSERT_EQ(whole.size(), 2u);  // the sharer's, the mapper's
+  const pid_t pid = spawn([&] {
+    // The child has none of them: it maps pages of its own there, then
+    // drops its copies of the providers.
+    std::vector<volatile char*> own;
+    for (std::uintptr_t at : whole) {
+      void* p = mmap(reinterpret_cast<void*>(at), 4096, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p != reinterpret_cast<void*>(at)) return 91;
+      own.push_back(static_cast<volatile char*>(p));
+    }
+    d1.reset();
+    d0.reset();
+    for (volatile char* p : own) *p = 1;  // faults should they be gone
+    return 0;
+  });
+  const int st = wait_for(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
+  EXPECT_TRUE(map->unmap().ok());
+  EXPECT_TRUE(share->end().ok());
+  expect_clean();
 }
 
 TEST_F(SimProcess, FaultEnvironmentReachesAChildProcess) {

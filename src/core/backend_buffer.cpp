@@ -22,8 +22,9 @@ std::string dir_page_name(std::size_t index, Gref gref) {
 // Walks the frontend's chain one page at a time. Each page is grant-copied
 // into a private page (or, without grant copy, mapped and unmapped), handed to
 // `visit`, which reads the grefs out or, with `write`, writes grefs into it,
-// and those slots are copied back. The walker's own count bounds the loop,
-// never the pages.
+// and those slots are copied back. A copy brings only the words `visit`
+// reads: the link and this page's slots, or with `write` the link alone.
+// The walker's own count bounds the loop, never the pages.
 template <typename Visit>
 Status walk_directory(Provider& provider, const BackendBufferConfig& config, bool write,
                       DirectoryWalker& walker, Visit visit) {
@@ -33,8 +34,11 @@ Status walk_directory(Provider& provider, const BackendBufferConfig& config, boo
   Gref gref = config.directory_gref;
   std::size_t index = 0;
   while (!walker.done()) {
+    const std::size_t count = std::min(kGrefsPerDirPage, config.pages - index * kGrefsPerDirPage);
     if (copy) {
-      Status got = provider.copy_from(config.frontend, gref, 0, local);
+      const std::size_t words = write ? 1 : 1 + count;
+      Status got = provider.copy_from(config.frontend, gref, 0,
+                                      std::span<std::byte>(local, words * sizeof(Gref)));
       if (got.code() == EOPNOTSUPP && config.directory_read == DirectoryRead::kAuto) {
         copy = false;  // a kernel without grant copy: map instead
         continue;
@@ -43,8 +47,6 @@ Status walk_directory(Provider& provider, const BackendBufferConfig& config, boo
       Result<Gref> next = visit(std::span<std::byte>(local));
       if (!next.ok()) return with_context(std::move(next).error(), dir_page_name(index, gref));
       if (write) {
-        const std::size_t count =
-            std::min(kGrefsPerDirPage, config.pages - index * kGrefsPerDirPage);
         const std::span<const std::byte> slots(local + sizeof(Gref), count * sizeof(Gref));
         if (Status put = provider.copy_to(config.frontend, gref, sizeof(Gref), slots); !put.ok()) {
           return with_context(put.error(), "writing grefs into " + dir_page_name(index, gref));

@@ -170,7 +170,10 @@ Result<DirectoryWalker> DirectoryWalker::start(std::size_t n, Gref first_dir_gre
     DirectoryWalker w;
     w.n_ = n;
     w.total_dir_pages_ = dir_pages(n);
-    if (first_dir_gref != kDirListEnd) w.visited_.emplace(first_dir_gref, 0);
+    // A chain of one page follows no link: nothing to remember.
+    if (first_dir_gref != kDirListEnd && w.total_dir_pages_ > 1) {
+      w.visited_.emplace(first_dir_gref, 0);
+    }
     return w;
   });
 }

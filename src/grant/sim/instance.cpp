@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <string>
 #include <string_view>
@@ -55,7 +56,30 @@ std::uint64_t random_id() {
   return (std::uint64_t(rd()) << 32) ^ rd() ^ now_ns();
 }
 
+// A page the kernel zeroes in every forked child (MADV_WIPEONFORK), so the
+// id cached there is never a parent's; null on kernels without it.
+std::atomic<pid_t>* make_pid_cell() {
+  void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return nullptr;
+  if (madvise(page, kPageSize, MADV_WIPEONFORK) != 0) {
+    munmap(page, kPageSize);
+    return nullptr;
+  }
+  return new (page) std::atomic<pid_t>(0);
+}
+
 }  // namespace
+
+pid_t self_pid() {
+  static std::atomic<pid_t>* const cell = make_pid_cell();
+  if (cell == nullptr) return getpid();
+  pid_t pid = cell->load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = getpid();
+    cell->store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
 
 Error damage_error(const std::string& dir, const std::string& what) {
   return make_error(EUCLEAN, "the simulator instance at " + dir + " is damaged: " + what +
@@ -117,6 +141,32 @@ int lock_within(pthread_mutex_t& mutex, unsigned ms) {
   }
   return pthread_mutex_timedlock(&mutex, &until);
 #endif
+}
+
+void DomView::unmap(bool windows) {
+  if (base != nullptr) munmap(base, len);
+  if (windows && window_rw != nullptr) munmap(window_rw, window_len);
+  if (windows && window_ro != nullptr) munmap(window_ro, window_len);
+  base = nullptr;
+  window_rw = window_ro = nullptr;
+}
+
+// Address space only: the window is never read or written, so it costs no
+// memory, and a copy of any part of it comes with MADV_DONTFORK set.
+std::byte* window(DomView& v, bool rw, std::uint32_t nr_entries) {
+  std::byte*& w = rw ? v.window_rw : v.window_ro;
+  if (w != nullptr) return w;
+  const std::size_t len = std::size_t{nr_entries} * kPageSize;
+  void* p = mmap(nullptr, len, rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                 rw ? v.mem_rw.get() : v.mem_ro.get(), 0);
+  if (p == MAP_FAILED) return nullptr;
+  if (madvise(p, len, MADV_DONTFORK) != 0) {
+    munmap(p, len);
+    return nullptr;
+  }
+  v.window_len = len;
+  w = static_cast<std::byte*>(p);
+  return w;
 }
 
 void clear_entries(DomView& v, const Run& run) {
@@ -223,6 +273,7 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
     }
     std::unique_ptr<Instance> in(new Instance);
     in->dir_ = dir;
+    in->pid_ = self_pid();
     in->state_fd_ = std::move(state_fd);
     const int fd = in->state_fd_.get();
     in->lock_timeout_ms_ = *timeout;
@@ -283,9 +334,8 @@ Result<std::unique_ptr<Instance>> Instance::open(const std::string& dir, bool cr
 }
 
 Instance::~Instance() {
-  for (DomView& v : views_) {
-    if (v.base != nullptr) munmap(v.base, v.len);
-  }
+  const bool windows = self_pid() == pid_;
+  for (DomView& v : views_) v.unmap(windows);
   if (state_ != nullptr) munmap(state_, kStateSize);
   // The descriptors close with their owners. Closing the last descriptor of
   // our open file description (lives_fd_) drops our liveness lock: from then
@@ -315,7 +365,7 @@ Result<Instance::Locked> Instance::hold() {
     return damaged(std::string("its lock cannot be taken: ") + strerror_r(rc, buf, sizeof buf));
   }
   Locked held(*this);
-  holder_of(*hdr_).store(std::int32_t(getpid()), std::memory_order_relaxed);
+  holder_of(*hdr_).store(std::int32_t(self_pid()), std::memory_order_relaxed);
   if (hdr_->reset != 0) {
     return make_error(ESTALE,
                       "the simulator instance at " + dir_ + " was reset; open the provider again");
@@ -499,7 +549,7 @@ Result<std::uint16_t> Instance::ensure_domain(DomId domid) {
   d.ready = 1;  // view() needs it; not visible until nr_domains moves
   DomView& v = views_[di];
   if (v.base != nullptr) {  // a stale view from a failed creation
-    munmap(v.base, v.len);
+    v.unmap(true);
     v = DomView{};  // closes its descriptors
   }
   auto view_or = map_view(di);

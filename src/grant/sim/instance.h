@@ -32,7 +32,23 @@ struct DomView {
   UniqueFd mem_rw;
   UniqueFd mem_ro;
   DomId domid = 0;
+  // Windows onto the whole page file through mem_rw and mem_ro, never
+  // touched themselves: a share or map duplicates the part it needs
+  // (mremap), which keeps the window's MADV_DONTFORK. Made on first use,
+  // under the lock; null when not made (yet).
+  std::byte* window_rw = nullptr;
+  std::byte* window_ro = nullptr;
+  std::size_t window_len = 0;
+
+  // Unmaps the table and, with `windows`, the windows; the descriptors stay.
+  // A forked child has no windows (MADV_DONTFORK): their range may hold its
+  // own mappings by now, so it unmaps the table only.
+  void unmap(bool windows);
 };
+
+// `v`'s window through mem_rw (`rw`) or mem_ro, made when missing; null
+// when it cannot be made (the caller maps the file itself). Needs the lock.
+std::byte* window(DomView& v, bool rw, std::uint32_t nr_entries);
 
 class Instance {
  public:
@@ -165,7 +181,11 @@ class Instance {
   unsigned lock_timeout_ms_ = 0;
   std::uint32_t known_domains_ = 0;  // one past the highest domain index seen
   std::vector<DomView> views_;
+  pid_t pid_ = 0;  // the process that opened the instance
 };
+
+// This process's id, as getpid() returns it, mostly without a system call.
+pid_t self_pid();
 
 // The lock timeout: $SHBUF_SIM_LOCK_TIMEOUT_MS, else kSimLockTimeoutMs.
 Result<unsigned> lock_timeout_ms();

@@ -31,10 +31,11 @@ std::string resolve(const std::string& path) {
 }
 
 // EINVAL for a reserved domid, saying what was to be done with it.
-Status check_domid(DomId domid, const std::string& action) {
+Status check_domid(DomId domid, std::string_view action) {
   if (domid < kDomIdFirstReserved) return {};
-  return make_error(EINVAL, action + " domid " + std::to_string(domid) + ": ids from " +
-                                std::to_string(kDomIdFirstReserved) + " up are reserved by Xen");
+  return make_error(EINVAL, std::string(action) + " domid " + std::to_string(domid) +
+                                ": ids from " + std::to_string(kDomIdFirstReserved) +
+                                " up are reserved by Xen");
 }
 
 }  // namespace
@@ -48,12 +49,12 @@ std::string sim_default_path() {
 }
 
 Status SimProvider::Impl::owned() const {
-  if (getpid() == pid) return {};
+  if (self_pid() == pid) return {};
   return make_error(EPERM, "this sim provider was opened by process " + std::to_string(pid) +
                                "; a forked child must open its own");
 }
 
-Status SimProvider::Impl::admit(DomId peer, const std::string& action, SimFaultOp op) {
+Status SimProvider::Impl::admit(DomId peer, std::string_view action, SimFaultOp op) {
   SHBUF_TRY(owned());
   SHBUF_TRY(check_domid(peer, action));
   return faults.fail_call(op);

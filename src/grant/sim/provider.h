@@ -9,15 +9,18 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "shbuf/grant/sim.h"
 #include "grant/sim/faults.h"
 #include "grant/sim/instance.h"
+#include "shbuf/grant/sim.h"
 
 namespace shbuf {
 
 namespace sim {
+struct Granted;
+struct ShareParts;
 struct MapPlan;
 struct Placed;
 struct Revoked;
@@ -39,7 +42,7 @@ struct SimProvider::Impl {
   // What an operation on a peer checks before anything else: owned(), a peer
   // that is not a reserved domid (EINVAL, "<action> domid N: ..."), and the
   // fault injected for this call of `op`.
-  Status admit(DomId peer, const std::string& action, SimFaultOp op);
+  Status admit(DomId peer, std::string_view action, SimFaultOp op);
 
   // The instance lock, after reaping dead attachments when due; refuses what
   // Instance::hold() and Instance::check_liveness() refuse.
@@ -51,11 +54,13 @@ struct SimProvider::Impl {
   // (retried on detach).
   Status finish_free(std::uint16_t di, int mem_fd, std::vector<std::uint32_t>& grefs);
 
-  // Under the lock: allocates `count` entries granted to `peer` and maps
-  // their pages into `base`. Refuses a full table (ENOSPC), damage (EUCLEAN)
-  // and a failed mmap.
-  Result<std::vector<Gref>> grant_pages(DomId peer, std::size_t count, Access access,
-                                        std::uint32_t limit, std::byte* base);
+  // Under the lock: allocates the entries of `parts`, granted to `peer`,
+  // and maps their pages side by side. Refuses a full table (ENOSPC), damage
+  // (EUCLEAN), a failed reservation (ENOMEM) and a failed mmap, and for the
+  // second part its injected fault and its size; `failed` says which part
+  // was refused.
+  Result<sim::Granted> grant_pages(DomId peer, const sim::ShareParts& parts, std::uint32_t limit,
+                                   std::size_t& failed);
   // Under the lock: revokes a share's grants, marking the unmapped ones
   // kFreeing and the mapped ones pending. Refuses (EUCLEAN) grefs that are
   // not this attachment's granted ones, before changing anything.

@@ -28,10 +28,26 @@ struct MapPlan {
   bool inline_populate;
 };
 
+// The pages of one share() call, or of the two of a share_pair() call.
+struct ShareParts {
+  std::size_t first;
+  Access first_access;
+  std::size_t second = 0;
+  Access second_access = Access::kReadOnly;
+};
+
+// Pages granted and mapped in place: their memory and their grefs.
+struct Granted {
+  std::byte* memory;
+  std::vector<Gref> grefs;
+  bool dontfork;  // copied from a window, MADV_DONTFORK already set
+};
+
 // A mapping in place: its memory and its token.
 struct Placed {
   std::byte* memory;
   std::uint64_t token;
+  bool dontfork;  // copied from a window, MADV_DONTFORK already set
 };
 
 // Entries revoked or unmapped under the lock, to be freed after it.
@@ -204,12 +220,14 @@ Status check_share_size(DomId self, std::size_t count, std::uint32_t limit,
                                 std::to_string(max_grant_frames) + ")");
 }
 
-// share: the table has `count` free entries now.
+// share: the table has `count` free entries now, besides `taken` ones
+// already promised to the first part of a pair.
 Status check_free_count(Instance& in, DomId self, std::uint16_t di, std::size_t count,
-                        std::uint32_t limit) {
-  const DomainRec& d = in.dom(di);
-  if (count <= d.free_count) return {};
-  const std::uint32_t used = limit - d.free_count;
+                        std::uint32_t limit, std::size_t taken = 0) {
+  const std::uint32_t free_count = in.dom(di).free_count;
+  const std::uint32_t free = taken <= free_count ? free_count - std::uint32_t(taken) : 0;
+  if (count <= free) return {};
+  const std::uint32_t used = limit - free;
   return make_error(ENOSPC, "the grant table of " + dom_str(self) +
                                 " is full: " + std::to_string(used) + " grants in use of " +
                                 std::to_string(limit) + " (max_grant_frames " +
@@ -231,13 +249,18 @@ Status check_allocated(const Instance& in, const DomView& v, DomId self,
   return {};
 }
 
-// share: the allocated entries granted to `peer` by `slot`; their grefs.
-std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, std::size_t count,
-                                DomId peer, Access access, std::uint16_t slot) {
-  const std::uint16_t flags =
-      GTF_permit_access | (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0});
+// share: the allocated entries granted to `peer` by `slot`, the first part's
+// with its access, the rest with the second's; their grefs.
+std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, const ShareParts& parts,
+                                DomId peer, std::uint16_t slot) {
+  auto flags_of = [](Access access) {
+    return std::uint16_t(GTF_permit_access |
+                         (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0}));
+  };
+  const std::uint16_t first_flags = flags_of(parts.first_access);
+  const std::uint16_t second_flags = flags_of(parts.second_access);
   std::vector<Gref> grefs;
-  grefs.reserve(count);
+  grefs.reserve(parts.first + parts.second);
   for (const Run& run : runs) {
     for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
       EntryAux& a = v.aux[g];
@@ -246,38 +269,71 @@ std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, std::s
       a.map_count = a.wmap_count = 0;
       v.ent[g].domid = peer;
       v.ent[g].frame = g;
-      v.ent[g].flags = flags;
+      v.ent[g].flags = grefs.size() < parts.first ? first_flags : second_flags;
       grefs.push_back(g);
     }
   }
   return grefs;
 }
 
-// share: maps the granted pages side by side into `base`. Should a mapping
-// fail, nobody can have seen the entries: they are undone without zeroing.
-Status map_shared(Instance& in, DomView& v, std::uint16_t di, const std::vector<Run>& runs,
-                  std::byte* base, std::size_t count) {
-  std::size_t at = 0;
-  for (const Run& run : runs) {
-    void* got =
-        mmap(base + at * kPageSize, std::size_t{run.len} * kPageSize, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_FIXED, v.mem_rw.get(), off_t(run.start) * off_t(kPageSize));
+// A second mapping of `bytes` of a window from page `first` on (mremap of
+// size 0 duplicates a shared mapping), or MAP_FAILED with errno set.
+void* from_window(std::byte* window, std::uint32_t first, std::size_t bytes) {
+  return mremap(window + std::size_t{first} * kPageSize, 0, bytes, MREMAP_MAYMOVE);
+}
+
+// share: maps the granted pages, one run straight into place (a copy of the
+// window when there is one), several side by side into a range reserved for
+// them. Should a mapping fail, nobody can have seen the entries: they are
+// undone without zeroing. Sets `dontfork` when the pages came from the window.
+Result<std::byte*> map_shared(Instance& in, DomView& v, std::uint16_t di,
+                              const std::vector<Run>& runs, std::size_t count, bool& dontfork) {
+  const std::size_t bytes = count * kPageSize;
+  auto undo = [&] {
+    for (const Run& run : runs) {
+      for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
+        v.ent[g] = GrantEntryV1{};
+        v.aux[g].state = kFree;
+        v.aux[g].owner = kNoSlot;
+      }
+      (void)in.release(di, run);
+    }
+  };
+  const int fd = v.mem_rw.get();
+  dontfork = false;
+  if (runs.size() == 1) {
+    std::byte* w = window(v, true, in.nr_entries());
+    void* got = w != nullptr ? from_window(w, runs[0].start, bytes)
+                             : mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                                    off_t(runs[0].start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
-      for (const Run& undo : runs) {
-        for (std::uint32_t g = undo.start; g < undo.start + undo.len; ++g) {
-          v.ent[g] = GrantEntryV1{};
-          v.aux[g].state = kFree;
-          v.aux[g].owner = kNoSlot;
-        }
-        (void)in.release(di, undo);
-      }
+      undo();
+      return errno_error(e,
+                         "cannot map " + std::to_string(count) + " shared pages" + no_room_hint(e));
+    }
+    dontfork = w != nullptr;
+    return static_cast<std::byte*>(got);
+  }
+  auto space = Reservation::make(bytes, "share " + std::to_string(count) + " pages");
+  if (!space.ok()) {
+    undo();
+    return std::move(space).error();
+  }
+  std::size_t at = 0;
+  for (const Run& run : runs) {
+    void* got = mmap(space->data() + at * kPageSize, std::size_t{run.len} * kPageSize,
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+                     off_t(run.start) * off_t(kPageSize));
+    if (got == MAP_FAILED) {
+      const int e = errno;
+      undo();
       return errno_error(e,
                          "cannot map " + std::to_string(count) + " shared pages" + no_room_hint(e));
     }
     at += run.len;
   }
-  return {};
+  return space->release();
 }
 
 MapPlan plan_map(std::span<const Gref> grefs, Access access) {
@@ -348,20 +404,23 @@ Result<std::vector<std::uint32_t>> record_runs(Instance& in, DomView& v, std::ui
   return recs;
 }
 
-// map: maps the pages, one run straight into place or several side by side
-// into `reserved`; undoes the counts and records should a mapping fail.
+// map: maps the pages, one run straight into place (a copy of `window`
+// when there is one) or several side by side into `reserved`; undoes the
+// counts and records should a mapping fail.
 Result<std::byte*> map_runs(Instance& in, DomView& v, DomId peer, int fd,
                             std::span<const Gref> grefs, const MapPlan& plan, std::byte* reserved,
-                            const std::vector<std::uint32_t>& recs) {
+                            std::byte* window, const std::vector<std::uint32_t>& recs) {
   const int prot = plan.rw ? PROT_READ | PROT_WRITE : PROT_READ;
   std::byte* p = reserved;
   std::size_t at = 0;
   for (const Run& run : plan.runs) {
-    void* got = plan.single ? mmap(nullptr, plan.bytes, prot,
-                                   MAP_SHARED | (plan.inline_populate ? MAP_POPULATE : 0), fd,
-                                   off_t(run.start) * off_t(kPageSize))
-                            : mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
-                                   MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
+    void* got = plan.single && window != nullptr ? from_window(window, run.start, plan.bytes)
+                : plan.single
+                    ? mmap(nullptr, plan.bytes, prot,
+                           MAP_SHARED | (plan.inline_populate ? MAP_POPULATE : 0), fd,
+                           off_t(run.start) * off_t(kPageSize))
+                    : mmap(p + at * kPageSize, std::size_t{run.len} * kPageSize, prot,
+                           MAP_SHARED | MAP_FIXED, fd, off_t(run.start) * off_t(kPageSize));
     if (got == MAP_FAILED) {
       const int e = errno;
       uncount_maps(in, v, grefs, plan.rw, recs);
@@ -407,21 +466,32 @@ Status SimProvider::Impl::finish_free(std::uint16_t di, int mem_fd,
   return result;
 }
 
-Result<std::vector<Gref>> SimProvider::Impl::grant_pages(DomId peer, std::size_t count,
-                                                         Access access, std::uint32_t limit,
-                                                         std::byte* base) {
+Result<Granted> SimProvider::Impl::grant_pages(DomId peer, const ShareParts& parts,
+                                               std::uint32_t limit, std::size_t& failed) {
+  failed = 0;
   auto locked = lock_swept();
   if (!locked.ok()) return std::move(locked).error();
   auto v = in->view(dom_index);
   if (!v.ok()) return std::move(v).error();
   SHBUF_TRY(in->check_mem(**v, (*v)->mem_rw.get()));
-  SHBUF_TRY(check_free_count(*in, domid, dom_index, count, limit));
+  SHBUF_TRY(check_free_count(*in, domid, dom_index, parts.first, limit));
+  if (parts.second > 0) {
+    // What the second share() call would have refused once the first passed.
+    failed = 1;
+    SHBUF_TRY(faults.fail_call(SimFaultOp::kShare));
+    SHBUF_TRY(check_share_size(domid, parts.second, limit, in->hdr().max_grant_frames));
+    SHBUF_TRY(check_free_count(*in, domid, dom_index, parts.second, limit, parts.first));
+    failed = 0;
+  }
+  const std::size_t count = parts.first + parts.second;
   std::vector<Run> runs;
   SHBUF_TRY(in->alloc(dom_index, std::uint32_t(count), runs));
   SHBUF_TRY(check_allocated(*in, **v, domid, runs));
-  std::vector<Gref> grefs = grant_entries(**v, runs, count, peer, access, slot);
-  SHBUF_TRY(map_shared(*in, **v, dom_index, runs, base, count));
-  return grefs;
+  std::vector<Gref> grefs = grant_entries(**v, runs, parts, peer, slot);
+  bool dontfork = false;
+  auto memory = map_shared(*in, **v, dom_index, runs, count, dontfork);
+  if (!memory.ok()) return std::move(memory).error();
+  return Granted{*memory, std::move(grefs), dontfork};
 }
 
 Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access) {
@@ -430,13 +500,12 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   const std::uint32_t limit = m.in->nr_entries() - kReservedGrefs;
   SHBUF_TRY(check_share_size(m.domid, count, limit, m.in->hdr().max_grant_frames));
   const std::size_t bytes = count * kPageSize;
-  auto space = Reservation::make(bytes, "share " + std::to_string(count) + " pages");
-  if (!space.ok()) return std::move(space).error();
-  auto grefs = m.grant_pages(peer, count, access, limit, space->data());
-  if (!grefs.ok()) return std::move(grefs).error();
-  std::byte* p = space->release();
-  madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
-  Share share = make_share(p, std::move(*grefs), 0, peer, access);
+  std::size_t failed = 0;
+  auto granted = m.grant_pages(peer, ShareParts{count, access}, limit, failed);
+  if (!granted.ok()) return std::move(granted).error();
+  std::byte* p = granted->memory;
+  if (!granted->dontfork) madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
+  Share share = make_share(p, std::move(granted->grefs), 0, peer, access);
   // gntalloc allocates every page when it grants it: so do we, outside the
   // lock, in one call rather than one page fault per page.
   if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
@@ -445,6 +514,39 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
                                      " pages to share: " + st.error().message);
   }
   return share;
+}
+
+// Both parts under one lock, in one mapping populated by one call; each
+// part's Share ends on its own (its part of the mapping, its grants).
+Result<std::pair<Share, Share>> SimProvider::do_share_pair(DomId peer, std::size_t first,
+                                                           Access first_access, std::size_t second,
+                                                           Access second_access,
+                                                           std::size_t& failed) {
+  Impl& m = *impl_;
+  failed = 0;
+  SHBUF_TRY(m.admit(peer, "cannot grant to", SimFaultOp::kShare));
+  const std::uint32_t limit = m.in->nr_entries() - kReservedGrefs;
+  SHBUF_TRY(check_share_size(m.domid, first, limit, m.in->hdr().max_grant_frames));
+  const std::size_t count = first + second;
+  const std::size_t bytes = count * kPageSize;
+  auto granted =
+      m.grant_pages(peer, ShareParts{first, first_access, second, second_access}, limit, failed);
+  if (!granted.ok()) return std::move(granted).error();
+  std::byte* p = granted->memory;
+  if (!granted->dontfork) madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
+  std::vector<Gref> second_grefs(granted->grefs.begin() + std::ptrdiff_t(first),
+                                 granted->grefs.end());
+  granted->grefs.resize(first);
+  std::pair<Share, Share> shares(
+      make_share(p, std::move(granted->grefs), 0, peer, first_access),
+      make_share(p + first * kPageSize, std::move(second_grefs), 0, peer, second_access));
+  if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
+    (void)shares.second.end();
+    (void)shares.first.end();
+    return make_error(st.code(), "cannot allocate " + std::to_string(count) +
+                                     " pages to share: " + st.error().message);
+  }
+  return shares;
 }
 
 Result<Revoked> SimProvider::Impl::revoke(std::span<const Gref> grefs) {
@@ -533,11 +635,13 @@ Result<Placed> SimProvider::Impl::place_mapping(DomId peer, std::span<const Gref
   count_maps(v, grefs, plan.rw);
   auto recs = record_runs(*in, v, pv->di, slot, grefs, plan);
   if (!recs.ok()) return std::move(recs).error();
-  auto memory = map_runs(*in, v, peer, fd, grefs, plan, space.data(), *recs);
+  std::byte* w = plan.single ? window(v, plan.rw, in->nr_entries()) : nullptr;
+  auto memory = map_runs(*in, v, peer, fd, grefs, plan, space.data(), w, *recs);
   if (!memory.ok()) return std::move(memory).error();
   space.release();
   const std::uint32_t head = recs->front();
-  return Placed{*memory, (std::uint64_t(in->rec(head).gen) << 32) | (std::uint64_t(head) + 1)};
+  return Placed{*memory, (std::uint64_t(in->rec(head).gen) << 32) | (std::uint64_t(head) + 1),
+                w != nullptr};
 }
 
 Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Access access) {
@@ -547,14 +651,16 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   const MapPlan plan = plan_map(grefs, access);
   auto placed = m.place_mapping(peer, grefs, plan);
   if (!placed.ok()) return std::move(placed).error();
-  madvise(placed->memory, plan.bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
+  if (!placed->dontfork)
+    madvise(placed->memory, plan.bytes, MADV_DONTFORK);  // as gntdev's VM_DONTCOPY
   Mapping mapping = make_mapping(placed->memory, grefs.size(), placed->token, peer, access);
   // gntdev maps every page when the range is mapped: so do we, outside the
   // lock. Read faults map the granter's existing pages many at a time
   // (fault-around), and the page table entries of a writable shared mapping
-  // come writable, so later writes do not fault.
-  if (Status st = plan.inline_populate ? Status{}
-                                       : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
+  // come writable, so later writes do not fault. A copy of a window comes
+  // unpopulated.
+  const bool populated = plan.inline_populate && !placed->dontfork;
+  if (Status st = populated ? Status{} : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
       !st.ok()) {
     (void)mapping.unmap();
     return make_error(st.code(), "cannot map " + std::to_string(grefs.size()) + " grefs of " +
@@ -570,7 +676,8 @@ Status SimProvider::do_copy(DomId peer, Gref gref, std::size_t offset, std::span
                             bool to_peer) {
   Impl& m = *impl_;
   const char* verb = to_peer ? "copy into" : "copy from";
-  SHBUF_TRY(m.admit(peer, std::string("cannot ") + verb + " a page of", SimFaultOp::kCopy));
+  SHBUF_TRY(m.admit(peer, to_peer ? "cannot copy into a page of" : "cannot copy from a page of",
+                    SimFaultOp::kCopy));
   const Gref one[] = {gref};
   SHBUF_TRY(m.faults.gref_fault(peer, one, "copy"));
   auto locked = m.lock_swept();
