@@ -46,28 +46,25 @@ Result<FrontendBuffer> FrontendBuffer::create_inner(Provider& provider,
   // backend-allocated mode it writes its grefs there.
   const Access dir_access =
       config.mode == AllocMode::kFrontend ? Access::kReadOnly : Access::kReadWrite;
-  auto dir_context = [d] { return "sharing " + std::to_string(d) + " directory pages"; };
+  auto directory = provider.share(config.backend, d, dir_access);
+  if (!directory.ok()) {
+    return with_context(std::move(directory).error(),
+                        "sharing " + std::to_string(d) + " directory pages");
+  }
+  buf.directory_ = std::move(directory).value();
+
   if (config.mode == AllocMode::kFrontend) {
-    // The directory pages, then the buffer pages, in one call.
-    std::size_t failed = 0;
-    auto shares = provider.share_pair(config.backend, d, dir_access, config.pages,
-                                      config.buffer_access, failed);
-    if (!shares.ok()) {
-      return with_context(std::move(shares).error(),
-                          failed == 0
-                              ? dir_context()
-                              : "sharing " + std::to_string(config.pages) + " buffer pages");
+    auto buffer = provider.share(config.backend, config.pages, config.buffer_access);
+    if (!buffer.ok()) {
+      return with_context(std::move(buffer).error(),
+                          "sharing " + std::to_string(config.pages) + " buffer pages");
     }
-    buf.directory_ = std::move(shares->first);
-    buf.buffer_ = std::move(shares->second);
+    buf.buffer_ = std::move(buffer).value();
     SHBUF_TRY(encode_frontend_alloc(buf.directory_.grefs(), buf.buffer_.grefs(),
                                     buf.directory_.memory()));
-    return buf;
+  } else {
+    SHBUF_TRY(encode_backend_alloc(buf.directory_.grefs(), config.pages, buf.directory_.memory()));
   }
-  auto directory = provider.share(config.backend, d, dir_access);
-  if (!directory.ok()) return with_context(std::move(directory).error(), dir_context());
-  buf.directory_ = std::move(directory).value();
-  SHBUF_TRY(encode_backend_alloc(buf.directory_.grefs(), config.pages, buf.directory_.memory()));
   return buf;
 }
 

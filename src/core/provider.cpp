@@ -28,7 +28,8 @@ Status Mapping::unmap() {
 
 Provider::~Provider() = default;
 
-Status Provider::check_share(DomId peer, std::size_t count) const {
+Result<Share> Provider::share(DomId peer, std::size_t count, Access access) {
+  share_calls_.fetch_add(1, std::memory_order_relaxed);
   if (count == 0) return make_error(EINVAL, "cannot share 0 pages");
   if (peer == kDomIdSelf) return make_error(EINVAL, "cannot share with DOMID_SELF");
   const std::size_t max = features().max_share_batch;
@@ -37,48 +38,10 @@ Status Provider::check_share(DomId peer, std::size_t count) const {
                                   std::string(name()) + " provider allows at most " +
                                   std::to_string(max));
   }
-  return {};
-}
-
-Result<Share> Provider::share(DomId peer, std::size_t count, Access access) {
-  share_calls_.fetch_add(1, std::memory_order_relaxed);
-  SHBUF_TRY(check_share(peer, count));
   Result<Share> result =
       without_throwing("sharing pages", [&] { return do_share(peer, count, access); });
   if (result.ok()) pages_shared_.fetch_add(count, std::memory_order_relaxed);
   return result;
-}
-
-Result<std::pair<Share, Share>> Provider::share_pair(DomId peer, std::size_t first,
-                                                     Access first_access, std::size_t second,
-                                                     Access second_access, std::size_t& failed) {
-  failed = 0;
-  share_calls_.fetch_add(1, std::memory_order_relaxed);
-  SHBUF_TRY(check_share(peer, first));
-  if (Status st = check_share(peer, second); !st.ok()) {
-    failed = 1;
-    share_calls_.fetch_add(1, std::memory_order_relaxed);
-    return st.error();
-  }
-  Result<std::pair<Share, Share>> result = without_throwing("sharing pages", [&] {
-    return do_share_pair(peer, first, first_access, second, second_access, failed);
-  });
-  if (result.ok() || failed == 1) share_calls_.fetch_add(1, std::memory_order_relaxed);
-  if (result.ok()) pages_shared_.fetch_add(first + second, std::memory_order_relaxed);
-  return result;
-}
-
-Result<std::pair<Share, Share>> Provider::do_share_pair(DomId peer, std::size_t first,
-                                                        Access first_access, std::size_t second,
-                                                        Access second_access, std::size_t& failed) {
-  failed = 0;
-  auto one = do_share(peer, first, first_access);
-  if (!one.ok()) return std::move(one).error();
-  failed = 1;
-  auto two = do_share(peer, second, second_access);
-  if (!two.ok()) return std::move(two).error();  // `one` ends with its handle
-  failed = 0;
-  return std::pair<Share, Share>(std::move(one).value(), std::move(two).value());
 }
 
 Result<Mapping> Provider::map(DomId peer, std::span<const Gref> grefs, Access access) {

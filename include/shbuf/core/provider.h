@@ -18,7 +18,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "shbuf/core/handle.h"
@@ -144,15 +143,6 @@ class Provider {
   // device's limit is exhausted, ENOMEM when pages cannot be had.
   Result<Share> share(DomId peer, std::size_t count, Access access);
 
-  // Two share() calls in one: `first` pages with `first_access`, then
-  // `second` pages with `second_access`, each its own Share. A provider may
-  // grant and map both at once. Counts as the share() calls it stands for,
-  // fails as they would, and leaves nothing granted on failure; `failed`
-  // then says which of the two failed (0 or 1).
-  Result<std::pair<Share, Share>> share_pair(DomId peer, std::size_t first, Access first_access,
-                                             std::size_t second, Access second_access,
-                                             std::size_t& failed);
-
   // Maps the peer's grefs, in order, into one contiguous range. All or
   // nothing: on failure no page stays mapped. EINVAL, as Linux's gntdev
   // reports every refusal of the hypervisor, for an empty list, a gref never
@@ -179,11 +169,6 @@ class Provider {
   Provider() = default;
 
   virtual Result<Share> do_share(DomId peer, std::size_t count, Access access) = 0;
-  // Arguments are checked. The default makes two do_share() calls, ending
-  // the first should the second fail.
-  virtual Result<std::pair<Share, Share>> do_share_pair(DomId peer, std::size_t first,
-                                                        Access first_access, std::size_t second,
-                                                        Access second_access, std::size_t& failed);
   virtual Status do_end(Share& share) = 0;
   virtual Result<Mapping> do_map(DomId peer, std::span<const Gref> grefs, Access access) = 0;
   virtual Status do_unmap(Mapping& mapping) = 0;
@@ -209,8 +194,6 @@ class Provider {
   Status unmap_mapping(Mapping& mapping);
 
   Status copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local, bool to_peer);
-  // What share() refuses before calling the provider.
-  Status check_share(DomId peer, std::size_t count) const;
 
   std::atomic<std::uint64_t> share_calls_{0}, end_calls_{0}, map_calls_{0}, unmap_calls_{0},
       copy_calls_{0};

@@ -177,9 +177,6 @@ class SimProvider final : public Provider {
 
  protected:
   Result<Share> do_share(DomId peer, std::size_t count, Access access) override;
-  Result<std::pair<Share, Share>> do_share_pair(DomId peer, std::size_t first, Access first_access,
-                                                std::size_t second, Access second_access,
-                                                std::size_t& failed) override;
   Status do_end(Share& share) override;
   Result<Mapping> do_map(DomId peer, std::span<const Gref> grefs, Access access) override;
   Status do_copy(DomId peer, Gref gref, std::size_t offset, std::span<std::byte> local,

@@ -20,7 +20,6 @@ namespace shbuf {
 
 namespace sim {
 struct Granted;
-struct ShareParts;
 struct MapPlan;
 struct Placed;
 struct Revoked;
@@ -54,13 +53,11 @@ struct SimProvider::Impl {
   // (retried on detach).
   Status finish_free(std::uint16_t di, int mem_fd, std::vector<std::uint32_t>& grefs);
 
-  // Under the lock: allocates the entries of `parts`, granted to `peer`,
-  // and maps their pages side by side. Refuses a full table (ENOSPC), damage
-  // (EUCLEAN), a failed reservation (ENOMEM) and a failed mmap, and for the
-  // second part its injected fault and its size; `failed` says which part
-  // was refused.
-  Result<sim::Granted> grant_pages(DomId peer, const sim::ShareParts& parts, std::uint32_t limit,
-                                   std::size_t& failed);
+  // Under the lock: allocates `count` entries granted to `peer` and maps
+  // their pages side by side. Refuses a full table (ENOSPC), damage (EUCLEAN),
+  // a failed reservation (ENOMEM) and a failed mmap.
+  Result<sim::Granted> grant_pages(DomId peer, std::size_t count, Access access,
+                                   std::uint32_t limit);
   // Under the lock: revokes a share's grants, marking the unmapped ones
   // kFreeing and the mapped ones pending. Refuses (EUCLEAN) grefs that are
   // not this attachment's granted ones, before changing anything.

@@ -28,14 +28,6 @@ struct MapPlan {
   bool inline_populate;
 };
 
-// The pages of one share() call, or of the two of a share_pair() call.
-struct ShareParts {
-  std::size_t first;
-  Access first_access;
-  std::size_t second = 0;
-  Access second_access = Access::kReadOnly;
-};
-
 // Pages granted and mapped in place: their memory and their grefs.
 struct Granted {
   std::byte* memory;
@@ -220,14 +212,12 @@ Status check_share_size(DomId self, std::size_t count, std::uint32_t limit,
                                 std::to_string(max_grant_frames) + ")");
 }
 
-// share: the table has `count` free entries now, besides `taken` ones
-// already promised to the first part of a pair.
+// share: the table has `count` free entries now.
 Status check_free_count(Instance& in, DomId self, std::uint16_t di, std::size_t count,
-                        std::uint32_t limit, std::size_t taken = 0) {
-  const std::uint32_t free_count = in.dom(di).free_count;
-  const std::uint32_t free = taken <= free_count ? free_count - std::uint32_t(taken) : 0;
-  if (count <= free) return {};
-  const std::uint32_t used = limit - free;
+                        std::uint32_t limit) {
+  const DomainRec& d = in.dom(di);
+  if (count <= d.free_count) return {};
+  const std::uint32_t used = limit - d.free_count;
   return make_error(ENOSPC, "the grant table of " + dom_str(self) +
                                 " is full: " + std::to_string(used) + " grants in use of " +
                                 std::to_string(limit) + " (max_grant_frames " +
@@ -249,18 +239,13 @@ Status check_allocated(const Instance& in, const DomView& v, DomId self,
   return {};
 }
 
-// share: the allocated entries granted to `peer` by `slot`, the first part's
-// with its access, the rest with the second's; their grefs.
-std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, const ShareParts& parts,
-                                DomId peer, std::uint16_t slot) {
-  auto flags_of = [](Access access) {
-    return std::uint16_t(GTF_permit_access |
-                         (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0}));
-  };
-  const std::uint16_t first_flags = flags_of(parts.first_access);
-  const std::uint16_t second_flags = flags_of(parts.second_access);
+// share: the allocated entries granted to `peer` by `slot`; their grefs.
+std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, std::size_t count,
+                                DomId peer, Access access, std::uint16_t slot) {
+  const std::uint16_t flags =
+      GTF_permit_access | (access == Access::kReadOnly ? GTF_readonly : std::uint16_t{0});
   std::vector<Gref> grefs;
-  grefs.reserve(parts.first + parts.second);
+  grefs.reserve(count);
   for (const Run& run : runs) {
     for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
       EntryAux& a = v.aux[g];
@@ -269,7 +254,7 @@ std::vector<Gref> grant_entries(DomView& v, const std::vector<Run>& runs, const 
       a.map_count = a.wmap_count = 0;
       v.ent[g].domid = peer;
       v.ent[g].frame = g;
-      v.ent[g].flags = grefs.size() < parts.first ? first_flags : second_flags;
+      v.ent[g].flags = flags;
       grefs.push_back(g);
     }
   }
@@ -466,28 +451,18 @@ Status SimProvider::Impl::finish_free(std::uint16_t di, int mem_fd,
   return result;
 }
 
-Result<Granted> SimProvider::Impl::grant_pages(DomId peer, const ShareParts& parts,
-                                               std::uint32_t limit, std::size_t& failed) {
-  failed = 0;
+Result<Granted> SimProvider::Impl::grant_pages(DomId peer, std::size_t count, Access access,
+                                               std::uint32_t limit) {
   auto locked = lock_swept();
   if (!locked.ok()) return std::move(locked).error();
   auto v = in->view(dom_index);
   if (!v.ok()) return std::move(v).error();
   SHBUF_TRY(in->check_mem(**v, (*v)->mem_rw.get()));
-  SHBUF_TRY(check_free_count(*in, domid, dom_index, parts.first, limit));
-  if (parts.second > 0) {
-    // What the second share() call would have refused once the first passed.
-    failed = 1;
-    SHBUF_TRY(faults.fail_call(SimFaultOp::kShare));
-    SHBUF_TRY(check_share_size(domid, parts.second, limit, in->hdr().max_grant_frames));
-    SHBUF_TRY(check_free_count(*in, domid, dom_index, parts.second, limit, parts.first));
-    failed = 0;
-  }
-  const std::size_t count = parts.first + parts.second;
+  SHBUF_TRY(check_free_count(*in, domid, dom_index, count, limit));
   std::vector<Run> runs;
   SHBUF_TRY(in->alloc(dom_index, std::uint32_t(count), runs));
   SHBUF_TRY(check_allocated(*in, **v, domid, runs));
-  std::vector<Gref> grefs = grant_entries(**v, runs, parts, peer, slot);
+  std::vector<Gref> grefs = grant_entries(**v, runs, count, peer, access, slot);
   bool dontfork = false;
   auto memory = map_shared(*in, **v, dom_index, runs, count, dontfork);
   if (!memory.ok()) return std::move(memory).error();
@@ -500,8 +475,7 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   const std::uint32_t limit = m.in->nr_entries() - kReservedGrefs;
   SHBUF_TRY(check_share_size(m.domid, count, limit, m.in->hdr().max_grant_frames));
   const std::size_t bytes = count * kPageSize;
-  std::size_t failed = 0;
-  auto granted = m.grant_pages(peer, ShareParts{count, access}, limit, failed);
+  auto granted = m.grant_pages(peer, count, access, limit);
   if (!granted.ok()) return std::move(granted).error();
   std::byte* p = granted->memory;
   if (!granted->dontfork) madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
@@ -514,39 +488,6 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
                                      " pages to share: " + st.error().message);
   }
   return share;
-}
-
-// Both parts under one lock, in one mapping populated by one call; each
-// part's Share ends on its own (its part of the mapping, its grants).
-Result<std::pair<Share, Share>> SimProvider::do_share_pair(DomId peer, std::size_t first,
-                                                           Access first_access, std::size_t second,
-                                                           Access second_access,
-                                                           std::size_t& failed) {
-  Impl& m = *impl_;
-  failed = 0;
-  SHBUF_TRY(m.admit(peer, "cannot grant to", SimFaultOp::kShare));
-  const std::uint32_t limit = m.in->nr_entries() - kReservedGrefs;
-  SHBUF_TRY(check_share_size(m.domid, first, limit, m.in->hdr().max_grant_frames));
-  const std::size_t count = first + second;
-  const std::size_t bytes = count * kPageSize;
-  auto granted =
-      m.grant_pages(peer, ShareParts{first, first_access, second, second_access}, limit, failed);
-  if (!granted.ok()) return std::move(granted).error();
-  std::byte* p = granted->memory;
-  if (!granted->dontfork) madvise(p, bytes, MADV_DONTFORK);  // as gntalloc's VM_DONTCOPY
-  std::vector<Gref> second_grefs(granted->grefs.begin() + std::ptrdiff_t(first),
-                                 granted->grefs.end());
-  granted->grefs.resize(first);
-  std::pair<Share, Share> shares(
-      make_share(p, std::move(granted->grefs), 0, peer, first_access),
-      make_share(p + first * kPageSize, std::move(second_grefs), 0, peer, second_access));
-  if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
-    (void)shares.second.end();
-    (void)shares.first.end();
-    return make_error(st.code(), "cannot allocate " + std::to_string(count) +
-                                     " pages to share: " + st.error().message);
-  }
-  return shares;
 }
 
 Result<Revoked> SimProvider::Impl::revoke(std::span<const Gref> grefs) {
