@@ -276,11 +276,7 @@ Result<std::byte*> map_shared(Instance& in, DomView& v, std::uint16_t di,
   const std::size_t bytes = count * kPageSize;
   auto undo = [&] {
     for (const Run& run : runs) {
-      for (std::uint32_t g = run.start; g < run.start + run.len; ++g) {
-        v.ent[g] = GrantEntryV1{};
-        v.aux[g].state = kFree;
-        v.aux[g].owner = kNoSlot;
-      }
+      clear_entries(v, run);
       (void)in.release(di, run);
     }
   };
