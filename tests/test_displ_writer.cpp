@@ -202,5 +202,26 @@ TEST(DisplWriter, WrittenBuffersAreReused) {
   EXPECT_TRUE(w.storage(4000).empty());  // nothing else spare
 }
 
+// The worker keeps spares of the size flips ask for ready, so that a flip
+// copies into memory already faulted in even while the queue grows; spares
+// too small for the frames now asked for are let go.
+TEST(DisplWriter, SparesOfTheSizeFlipsAskForAreMadeReady) {
+  FrameWriter w;
+  FrameSink a = w.queue_to("a", [](Frame&&) -> Status { return {}; });
+  for (const std::size_t bytes : {std::size_t{4096}, std::size_t{3} << 20}) {
+    std::vector<std::byte> first = w.storage(bytes);
+    EXPECT_TRUE(first.empty());  // none of this size yet: the flip makes its own
+    ASSERT_TRUE(a(frame(0, 0, bytes)).ok());
+    ASSERT_TRUE(w.wait_idle(5s));
+    std::vector<std::byte> one = w.storage(bytes);
+    std::vector<std::byte> two = w.storage(bytes);
+    EXPECT_GE(one.capacity(), bytes);
+    EXPECT_GE(two.capacity(), bytes);
+    EXPECT_EQ(one.size(), bytes);  // every byte already touched
+    EXPECT_EQ(two.size(), bytes);
+    EXPECT_TRUE(w.storage(bytes).empty());  // at most two
+  }
+}
+
 }  // namespace
 }  // namespace shbuf::displ

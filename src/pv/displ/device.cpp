@@ -26,18 +26,6 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
-// A frame's bytes are first touched by the copy on the flip path: in 2 MiB
-// pages that is a few page faults instead of one per 4 KiB (a 1920x1080
-// frame took 8 ms of faults here). Only advice; the whole 2 MiB pages
-// inside [p, p + n).
-void advise_huge_pages(std::byte* p, std::size_t n) {
-  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t first = (a + kHuge - 1) & ~(kHuge - 1);
-  const std::uintptr_t last = (a + n) & ~(kHuge - 1);
-  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-}
-
 // Buffer operations are device-wide: the protocol puts them on connector 0.
 Status on_connector_zero(std::size_t connector, const char* what) {
   if (connector != 0) {
@@ -65,6 +53,21 @@ Status fits(const SetConfig& cfg, std::uint64_t cookie, const FbAttach& fb) {
 }
 
 }  // namespace
+
+// In 2 MiB pages the faults are a few instead of one per 4 KiB (a 1920x1080
+// frame took 8 ms of faults here); the advice covers the whole 2 MiB pages
+// inside the buffer.
+std::vector<std::byte> fresh_frame_storage(std::size_t bytes) {
+  std::vector<std::byte> v;
+  v.reserve(bytes);
+  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+  const auto a = reinterpret_cast<std::uintptr_t>(v.data());
+  const std::uintptr_t first = (a + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t last = (a + bytes) & ~(kHuge - 1);
+  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  v.resize(bytes);
+  return v;
+}
 
 // Xenstore text from the frontend's directory: parsed strictly.
 Result<Resolution> parse_resolution(const std::string& text) {
@@ -438,10 +441,7 @@ Status DisplayDevice::show(std::size_t connector, std::uint64_t fb_cookie) {
   Frame frame{connector, c.frames, fb_cookie, RawFrame{fb.format, w, h, {}}};
   const std::size_t bytes = std::size_t(row_bytes) * h;
   frame.pixels.bytes = storage_ ? storage_(bytes) : std::vector<std::byte>();
-  if (frame.pixels.bytes.capacity() < bytes) {
-    frame.pixels.bytes.reserve(bytes);
-    advise_huge_pages(frame.pixels.bytes.data(), bytes);
-  }
+  if (frame.pixels.bytes.capacity() < bytes) frame.pixels.bytes = fresh_frame_storage(bytes);
   frame.pixels.bytes.resize(bytes);
   for (std::uint32_t y = 0; y < h; ++y) {
     std::memcpy(frame.pixels.bytes.data() + y * row_bytes,

@@ -103,6 +103,9 @@ using FrameSink = std::function<Status(Frame&&)>;
 // Storage for a frame's `bytes` bytes (say, a buffer an earlier frame was
 // written from); the device fills every byte of it.
 using FrameStorage = std::function<std::vector<std::byte>(std::size_t bytes)>;
+// Fresh storage for `bytes` of pixels, every page already faulted in (and in
+// 2 MiB pages where the kernel can): copying a frame into it is only a copy.
+std::vector<std::byte> fresh_frame_storage(std::size_t bytes);
 
 // The file a frame is written to: "dom1-dev0-c0-000003.png", or with
 // last_only "dom1-dev0-c0-last.png" (overwritten by each frame).

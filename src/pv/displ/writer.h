@@ -12,10 +12,12 @@
 // Bounded: frames waiting hold at most `budget_bytes` of pixels and number
 // at most `max_queued` (one frame larger than the whole budget is still
 // taken when nothing waits). Beyond that, memory is the frame being written
-// (with its RGB image and encoded bytes) and at most two spare buffers of
-// frames already written or dropped, kept for the next flips; once the queue
-// has drained, the memory of freed frames is given back to the system (at
-// most once a second). When a new frame does not fit, the
+// (with its RGB image and encoded bytes) and at most two spare buffers of the
+// size flips last asked for, kept for the next flips: frames already written
+// or dropped, or made (and faulted in) by the worker after each frame it
+// writes, so that a flip never waits for fresh memory. Once the queue has
+// drained, the memory of freed frames is given back to the system (at most
+// once a second). When a new frame does not fit, the
 // latest frame of a connector wins: older frames of the same connector that still wait are dropped
 // first, then older frames of connectors that have a newer one waiting; if it still does not fit
 // the new frame is dropped. Every dropped frame is counted.
@@ -111,6 +113,7 @@ class FrameWriter {
   bool same_connector(const Job& a, const Job& b) const;
   void drop(std::deque<Job>::iterator it, std::vector<std::vector<std::byte>>& freed);
   void recycle(std::vector<std::byte>&& bytes);
+  void prepare_spares(std::unique_lock<std::mutex>& lock);
   void run();
   void give_back_memory(std::unique_lock<std::mutex>& lock);
   void log(const std::string& line) const;
@@ -121,6 +124,7 @@ class FrameWriter {
   std::condition_variable idle_;  // finish(): a frame written
   std::deque<Job> queue_;
   std::vector<std::vector<std::byte>> spares_;
+  std::size_t wanted_bytes_ = 0;  // what the last flip asked storage() for
   WriterCounts counts_;
   std::uint64_t next_output_ = 0;
   std::uint64_t failures_in_run_ = 0;
