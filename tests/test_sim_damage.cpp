@@ -395,7 +395,9 @@ TEST_F(SimDamage, EveryFieldSetToHostileValuesIsSurvivedAndReported) {
 }
 
 // A page file cut short would fault (SIGBUS) on first access of a mapping of
-// its lost pages: map() and share() check its size first.
+// its lost pages: map() and share() refuse it before handing out any such
+// mapping (madvise refuses to populate the lost pages, or the file's size is
+// checked first), naming the file.
 TEST_F(SimDamage, TruncatedPageFileIsRefusedBeforeMapping) {
   auto d0 = open(0, kFrames);
   auto d1 = open(1, kFrames);

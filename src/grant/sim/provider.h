@@ -70,6 +70,10 @@ struct SimProvider::Impl {
   // revoked entries it was the last to map kFreeing. Refuses (EUCLEAN)
   // records that are no longer the mapping's, before changing anything.
   Result<sim::Revoked> release_mapping(const Mapping& mapping, std::uint64_t token);
+  // The error for pages of `owner`'s that could not be populated: `st`
+  // under `what`, or, when a page would have raised SIGBUS (EFAULT), the
+  // page file cut short that caused it (EUCLEAN, with the reset hint).
+  Error what_went_wrong(DomId owner, const std::string& what, const Status& st, bool rw);
 };
 
 }  // namespace shbuf

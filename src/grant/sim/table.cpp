@@ -68,11 +68,13 @@ constexpr std::size_t kPopulateInline = 16;
 
 // Faults in every page of [base, base + bytes) in one system call. A kernel
 // without MADV_POPULATE_* (EINVAL) leaves the pages to fault on first use.
+// EFAULT: a page would have raised SIGBUS, which here means a page file cut
+// short; what_went_wrong() names it.
 Status populate(void* base, std::size_t bytes, int advice) {
   while (madvise(base, bytes, advice) != 0) {
     if (errno == EINTR) continue;
     if (errno == EINVAL) return {};
-    return errno_error(errno == EFAULT ? ENOMEM : errno, "populating the pages failed");
+    return errno_error(errno, "populating the pages failed");
   }
   return {};
 }
@@ -453,7 +455,6 @@ Result<Granted> SimProvider::Impl::grant_pages(DomId peer, std::size_t count, Ac
   if (!locked.ok()) return std::move(locked).error();
   auto v = in->view(dom_index);
   if (!v.ok()) return std::move(v).error();
-  SHBUF_TRY(in->check_mem(**v, (*v)->mem_rw.get()));
   SHBUF_TRY(check_free_count(*in, domid, dom_index, count, limit));
   std::vector<Run> runs;
   SHBUF_TRY(in->alloc(dom_index, std::uint32_t(count), runs));
@@ -480,8 +481,8 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   // lock, in one call rather than one page fault per page.
   if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
     (void)share.end();
-    return make_error(st.code(), "cannot allocate " + std::to_string(count) +
-                                     " pages to share: " + st.error().message);
+    return m.what_went_wrong(m.domid, "cannot allocate " + std::to_string(count) + " pages to share",
+                             st, true);
   }
   return share;
 }
@@ -553,6 +554,29 @@ Status SimProvider::do_end(Share& share) {
   return freed;
 }
 
+Error SimProvider::Impl::what_went_wrong(DomId owner, const std::string& what, const Status& st,
+                                         bool rw) {
+  if (st.code() == EFAULT) {
+    Status damage = [&]() -> Status {
+      auto locked = lock_swept();
+      if (!locked.ok()) return std::move(locked).error();
+      DomView* v = nullptr;
+      if (owner == domid) {
+        auto own = in->view(dom_index);
+        if (!own.ok()) return std::move(own).error();
+        v = *own;
+      } else {
+        auto pv = peer_view(*in, owner);
+        if (!pv.ok()) return std::move(pv).error();
+        v = pv->v;
+      }
+      return in->check_mem(*v, rw ? v->mem_rw.get() : v->mem_ro.get());
+    }();
+    if (!damage.ok()) return damage.error();
+  }
+  return make_error(st.code() == EFAULT ? ENOMEM : st.code(), what + ": " + st.error().message);
+}
+
 Result<Placed> SimProvider::Impl::place_mapping(DomId peer, std::span<const Gref> grefs,
                                                 const MapPlan& plan) {
   Reservation space;
@@ -568,11 +592,15 @@ Result<Placed> SimProvider::Impl::place_mapping(DomId peer, std::span<const Gref
   DomView& v = *pv->v;
   SHBUF_TRY(check_mappable(*in, v, peer, domid, grefs, plan));
   const int fd = plan.rw ? v.mem_rw.get() : v.mem_ro.get();
-  SHBUF_TRY(in->check_mem(v, fd));
+  std::byte* w = plan.single ? window(v, plan.rw, in->nr_entries()) : nullptr;
+  // Pages beyond the end of a page file cut short would raise SIGBUS on first
+  // access. MAP_POPULATE says nothing of them, so its mappings check the
+  // file's size first; the others are populated by madvise(), which refuses
+  // them (EFAULT).
+  if (plan.inline_populate && w == nullptr) SHBUF_TRY(in->check_mem(v, fd));
   count_maps(v, grefs, plan.rw);
   auto recs = record_runs(*in, v, pv->di, slot, grefs, plan);
   if (!recs.ok()) return std::move(recs).error();
-  std::byte* w = plan.single ? window(v, plan.rw, in->nr_entries()) : nullptr;
   auto memory = map_runs(*in, v, peer, fd, grefs, plan, space.data(), w, *recs);
   if (!memory.ok()) return std::move(memory).error();
   space.release();
@@ -600,8 +628,8 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   if (Status st = populated ? Status{} : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
       !st.ok()) {
     (void)mapping.unmap();
-    return make_error(st.code(), "cannot map " + std::to_string(grefs.size()) + " grefs of " +
-                                     dom_str(peer) + ": " + st.error().message);
+    return m.what_went_wrong(peer, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
+                                       dom_str(peer), st, plan.rw);
   }
   return mapping;
 }
