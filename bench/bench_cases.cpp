@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -158,6 +159,9 @@ struct Bench::State {
   std::optional<BackendBuffer> attached;
   // The limit's counterpart of the directory a backend-allocated attach fills.
   Shm limit_dir;
+  // The limit's counterpart of the frontend's directory a frontend-allocated
+  // attach reads.
+  Shm limit_fe_dir;
   std::vector<Share> live;
 
   // A frontend buffer of n pages in `mode`: the one kept, or a new one for
@@ -249,13 +253,45 @@ struct Bench::State {
     return s;
   }
 
+  // `dir` sized and written for a buffer of n pages (a fresh one for
+  // first-time use, as ours gets a directory made for it).
+  static Status limit_directory(Shm& dir, std::size_t n, Use use, bool with_grefs) {
+    const std::size_t d = dir_pages(n);
+    if (use == Use::kFirst || dir.bytes != d * kPageSize || dir.fd < 0) {
+      dir.reset();
+      auto made = shm_create(d);
+      if (!made.ok()) return std::move(made).error();
+      dir = std::move(made).value();
+      write_directory(dir.p, n, with_grefs);
+    }
+    return {};
+  }
+
+  // Reads the words of a directory of n pages out of `dir` with one pread()
+  // per directory page: the least the OS must do to read a page of another
+  // domain's that the process has not mapped, as an attach must read the
+  // frontend's directory before it can map anything.
+  static bool read_directory(const Shm& dir, std::size_t n) {
+    std::array<std::uint32_t, 1 + kGrefsPerDirPage> words;
+    for (std::size_t i = 0; i < dir_pages(n); ++i) {
+      const std::size_t count = std::min(kGrefsPerDirPage, n - i * kGrefsPerDirPage);
+      const std::size_t bytes = (1 + count) * sizeof(std::uint32_t);
+      if (pread(dir.fd, words.data(), bytes, off_t(i * kPageSize)) != ssize_t(bytes)) return false;
+    }
+    return true;
+  }
+
   // A second mapping of `pages` pages someone shared and one populate: the
-  // limit of mapping a peer's pages. Sources differ in what they cost to
-  // map (on the machines measured, pages first touched earlier cost up to
-  // 1.35x more), so the limit maps the very pages ours maps.
+  // limit of mapping a peer's pages, after reading `dir` when given (a
+  // frontend-allocated attach). Sources differ in what they cost to map (on
+  // the machines measured, pages first touched earlier cost up to 1.35x
+  // more), so the limit maps the very pages ours maps.
   static Status second_mapping(std::span<std::byte> pages, Sample& s,
-                               const std::vector<Gref>* words) {
+                               const std::vector<Gref>* words, const Shm* dir = nullptr) {
     const auto t0 = Clock::now();
+    if (dir != nullptr && !read_directory(*dir, pages.size() / kPageSize)) {
+      return errno_error("reading the limit's directory");
+    }
     // mremap() of size 0 makes a second mapping of a shared one.
     void* p = mremap(pages.data(), 0, pages.size(), MREMAP_MAYMOVE);
     const bool ok = p != MAP_FAILED && madvise(p, pages.size(), MADV_POPULATE_READ) == 0;
@@ -296,22 +332,16 @@ struct Bench::State {
     if (mode == AllocMode::kFrontend) {
       auto fb = prepare(mode, n, use);
       if (!fb.ok()) return std::move(fb).error();
-      SHBUF_TRY(second_mapping((*fb)->memory(), s, nullptr));
+      SHBUF_TRY(limit_directory(limit_fe_dir, n, use, true));
+      SHBUF_TRY(second_mapping((*fb)->memory(), s, nullptr, &limit_fe_dir));
       return s;
     }
     if (use == Use::kFirst) {
       // As ours, which attaches to a directory made for it.
       auto fb = prepare(mode, n, use);
       if (!fb.ok()) return std::move(fb).error();
-      limit_dir.reset();
     }
-    if (limit_dir.bytes != d * kPageSize || limit_dir.fd < 0) {
-      limit_dir.reset();
-      auto dir = shm_create(d);
-      if (!dir.ok()) return std::move(dir).error();
-      limit_dir = std::move(dir).value();
-      write_directory(limit_dir.p, n, false);
-    }
+    SHBUF_TRY(limit_directory(limit_dir, n, use, false));
     const auto t0 = Clock::now();
     auto shm = shm_create(n);
     if (shm.ok()) write_directory_grefs(limit_dir.p, n);
@@ -585,6 +615,7 @@ void Bench::release_fixtures() {
   s_->attached.reset();
   s_->prepared.reset();
   s_->limit_dir.reset();
+  s_->limit_fe_dir.reset();
   s_->live.clear();
 }
 

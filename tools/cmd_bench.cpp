@@ -108,7 +108,9 @@ constexpr const char* kLegend[] = {
     "of new pages, mmap MAP_SHARED and one MADV_POPULATE_WRITE, plus writing the directory words "
     "the operation writes, released with munmap + close; frontend-allocated attach and the "
     "frontend's map: a second mapping of the very pages the peer shared (mremap of size 0) and "
-    "one MADV_POPULATE_READ (map: plus copying the N gref words), released with munmap",
+    "one MADV_POPULATE_READ, released with munmap; attach: after reading the directory words "
+    "from a memfd, one pread per directory page, as an attach must read a directory it has not "
+    "mapped; map: plus copying the N gref words",
     "naive: the same work with one provider call per page (share of 1 page, map of 1 gref; "
     "each directory page mapped)",
     "create counts the directory pages too (N + D pages frontend-allocated, D backend-allocated); "
