@@ -342,6 +342,36 @@ TEST_F(SimProcess, ForkedCopyOfAProviderLeavesTheChildsOwnMappingsAlone) {
   expect_clean();
 }
 
+// A share's or mapping's pages are not in a forked child (as with gntalloc
+// and gntdev): ending or unmapping the inherited handle refuses (EPERM) and
+// leaves whatever the child has mapped at those addresses alone.
+TEST_F(SimProcess, ForkedCopyOfAHandleLeavesTheChildsOwnPagesAlone) {
+  auto d0 = open(0);
+  auto d1 = open(1);
+  auto share = d0->share(1, 1, Access::kReadWrite);
+  ASSERT_TRUE(share.ok()) << share.error().describe();
+  auto map = d1->map(0, share->grefs(), Access::kReadWrite);
+  ASSERT_TRUE(map.ok()) << map.error().describe();
+  const pid_t pid = spawn([&] {
+    std::vector<volatile char*> own;
+    for (std::byte* at : {share->memory().data(), map->memory().data()}) {
+      void* p = mmap(at, 4096, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p != at) return 91;
+      own.push_back(static_cast<volatile char*>(p));
+    }
+    if (share->end().code() != EPERM) return 92;
+    if (map->unmap().code() != EPERM) return 93;
+    for (volatile char* p : own) *p = 1;  // faults should they be gone
+    return 0;
+  });
+  const int st = wait_for(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
+  EXPECT_TRUE(map->unmap().ok());
+  EXPECT_TRUE(share->end().ok());
+  expect_clean();
+}
+
 TEST_F(SimProcess, FaultEnvironmentReachesAChildProcess) {
   auto d0 = open(0);
   auto share = d0->share(1, 3, Access::kReadOnly);

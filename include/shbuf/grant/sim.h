@@ -31,16 +31,18 @@
 //  - An injected end/unmap fault still releases everything and then reports
 //    the error: the handle is consumed, nothing leaks.
 //  - A forked child must open its own provider: one inherited across fork()
-//    refuses every operation with EPERM, and its destructor only drops the
-//    child's copies of the mappings.
+//    refuses every operation with EPERM. The child has none of the pages of
+//    the parent's shares and mappings (MADV_DONTFORK, as gntalloc's and
+//    gntdev's VM_DONTCOPY): ending or unmapping an inherited handle refuses
+//    with EPERM and leaves what the child has at those addresses alone.
 //  - The instance's files are trusted no further than they are checked: a
 //    state or table the simulator cannot have written (a process killed
 //    mid-write by something other than a signal, a stray writer, another
 //    version of shbuf) makes every operation that meets it fail with
 //    EUCLEAN, the message naming the damaged value and saying to run
 //    `shbuf sim reset`; an instance of another layout version is refused the
-//    same way. A page file shorter than its table is refused before it is
-//    mapped. Truncating a page file while it is mapped cannot be prevented
+//    same way. A page file shorter than its table is refused before a
+//    mapping of it is handed out. Truncating a page file while it is mapped cannot be prevented
 //    (SECURITY.md, "The simulator's own trust model").
 //  - Waiting for the instance lock gives up after kSimLockTimeoutMs (or
 //    $SHBUF_SIM_LOCK_TIMEOUT_MS) with ETIMEDOUT, naming the process that

@@ -532,9 +532,11 @@ Result<Revoked> SimProvider::Impl::revoke(std::span<const Gref> grefs) {
 
 Status SimProvider::do_end(Share& share) {
   Impl& m = *impl_;
+  // A forked child has none of the pages (they are MADV_DONTFORK): what it
+  // has at their address is its own.
+  SHBUF_TRY(m.owned());
   const std::span<std::byte> mem = share.memory();
   if (mem.data() != nullptr) munmap(mem.data(), mem.size());
-  SHBUF_TRY(m.owned());
   const CallFault injected = m.faults.take(SimFaultOp::kEnd);
   auto revoked = m.revoke(share.grefs());
   if (!revoked.ok()) return std::move(revoked).error();
@@ -733,10 +735,10 @@ Result<Revoked> SimProvider::Impl::release_mapping(const Mapping& mapping, std::
 
 Status SimProvider::do_unmap(Mapping& mapping) {
   Impl& m = *impl_;
+  SHBUF_TRY(m.owned());  // as in do_end: a forked child has none of the pages
   const std::span<std::byte> mem = mapping.memory();
   // Our view goes first: only then may the granter reuse the pages.
   if (mem.data() != nullptr) munmap(mem.data(), mem.size());
-  SHBUF_TRY(m.owned());
   const CallFault injected = m.faults.take(SimFaultOp::kUnmap);
   auto released = m.release_mapping(mapping, token_of(mapping));
   if (!released.ok()) return std::move(released).error();
