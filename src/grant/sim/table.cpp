@@ -481,8 +481,8 @@ Result<Share> SimProvider::do_share(DomId peer, std::size_t count, Access access
   // lock, in one call rather than one page fault per page.
   if (Status st = populate(p, bytes, MADV_POPULATE_WRITE); !st.ok()) {
     (void)share.end();
-    return m.what_went_wrong(m.domid, "cannot allocate " + std::to_string(count) + " pages to share",
-                             st, true);
+    return m.what_went_wrong(
+        m.domid, "cannot allocate " + std::to_string(count) + " pages to share", st, true);
   }
   return share;
 }
@@ -630,8 +630,9 @@ Result<Mapping> SimProvider::do_map(DomId peer, std::span<const Gref> grefs, Acc
   if (Status st = populated ? Status{} : populate(placed->memory, plan.bytes, MADV_POPULATE_READ);
       !st.ok()) {
     (void)mapping.unmap();
-    return m.what_went_wrong(peer, "cannot map " + std::to_string(grefs.size()) + " grefs of " +
-                                       dom_str(peer), st, plan.rw);
+    return m.what_went_wrong(
+        peer, "cannot map " + std::to_string(grefs.size()) + " grefs of " + dom_str(peer), st,
+        plan.rw);
   }
   return mapping;
 }
