@@ -5,11 +5,13 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <functional>
 
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -22,6 +24,27 @@
 
 namespace shbuf::simtest {
 namespace {
+
+// A forked child maps private pages of its own at `addresses` (where it must
+// have nothing), runs `drop` (0 when that did what it should, else the exit
+// status to report) and touches its pages, which fault should they be gone.
+void expect_child_keeps_its_pages(const std::vector<void*>& addresses,
+                                  const std::function<int()>& drop) {
+  const pid_t pid = spawn([&] {
+    std::vector<volatile char*> own;
+    for (void* at : addresses) {
+      void* p = mmap(at, 4096, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p != at) return 91;
+      own.push_back(static_cast<volatile char*>(p));
+    }
+    if (const int r = drop(); r != 0) return r;
+    for (volatile char* p : own) *p = 1;
+    return 0;
+  });
+  const int st = wait_for(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
+}
 
 using ::testing::HasSubstr;
 
@@ -301,7 +324,11 @@ TEST_F(SimProcess, ForkedCopyOfAProviderRefusesToAct) {
   EXPECT_TRUE(share->end().ok());
 }
 
-TEST_F(SimProcess, ForkedCopyOfAProviderLeavesTheChildsOwnMappingsAlone) {
+// A forked child has none of the windows onto the page files, nor the pages
+// of the parent's shares and mappings (as with gntalloc and gntdev): dropping
+// its copies of the providers, or ending and unmapping the inherited handles
+// (which refuses, EPERM), leaves what it has mapped at those addresses alone.
+TEST_F(SimProcess, ForkedCopiesLeaveTheChildsOwnPagesAlone) {
   auto d0 = open(0);
   auto d1 = open(1);
   auto share = d0->share(1, 1, Access::kReadWrite);
@@ -309,64 +336,26 @@ TEST_F(SimProcess, ForkedCopyOfAProviderLeavesTheChildsOwnMappingsAlone) {
   auto map = d1->map(0, share->grefs(), Access::kReadWrite);
   ASSERT_TRUE(map.ok()) << map.error().describe();
   // The ranges where this process maps the whole of domain 0's page file.
-  std::vector<std::uintptr_t> whole;
+  std::vector<void*> whole;
   std::istringstream maps(shbuf::testing::slurp("/proc/self/maps"));
   for (std::string line; std::getline(maps, line);) {
     std::uintptr_t start = 0;
     std::uintptr_t end = 0;
     if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR, &start, &end) != 2) continue;
     if (line.ends_with("/dom0.mem") && end - start == std::uintptr_t{1024} * 512 * 4096) {
-      whole.push_back(start);
+      whole.push_back(reinterpret_cast<void*>(start));
     }
   }
   ASSERT_EQ(whole.size(), 2u);  // the sharer's, the mapper's
-  const pid_t pid = spawn([&] {
-    // The child has none of them: it maps pages of its own there, then
-    // drops its copies of the providers.
-    std::vector<volatile char*> own;
-    for (std::uintptr_t at : whole) {
-      void* p = mmap(reinterpret_cast<void*>(at), 4096, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-      if (p != reinterpret_cast<void*>(at)) return 91;
-      own.push_back(static_cast<volatile char*>(p));
-    }
+  expect_child_keeps_its_pages({share->memory().data(), map->memory().data()}, [&] {
+    if (share->end().code() != EPERM) return 92;
+    return map->unmap().code() == EPERM ? 0 : 93;
+  });
+  expect_child_keeps_its_pages(whole, [&] {
     d1.reset();
     d0.reset();
-    for (volatile char* p : own) *p = 1;  // faults should they be gone
     return 0;
   });
-  const int st = wait_for(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
-  EXPECT_TRUE(map->unmap().ok());
-  EXPECT_TRUE(share->end().ok());
-  expect_clean();
-}
-
-// A share's or mapping's pages are not in a forked child (as with gntalloc
-// and gntdev): ending or unmapping the inherited handle refuses (EPERM) and
-// leaves whatever the child has mapped at those addresses alone.
-TEST_F(SimProcess, ForkedCopyOfAHandleLeavesTheChildsOwnPagesAlone) {
-  auto d0 = open(0);
-  auto d1 = open(1);
-  auto share = d0->share(1, 1, Access::kReadWrite);
-  ASSERT_TRUE(share.ok()) << share.error().describe();
-  auto map = d1->map(0, share->grefs(), Access::kReadWrite);
-  ASSERT_TRUE(map.ok()) << map.error().describe();
-  const pid_t pid = spawn([&] {
-    std::vector<volatile char*> own;
-    for (std::byte* at : {share->memory().data(), map->memory().data()}) {
-      void* p = mmap(at, 4096, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-      if (p != at) return 91;
-      own.push_back(static_cast<volatile char*>(p));
-    }
-    if (share->end().code() != EPERM) return 92;
-    if (map->unmap().code() != EPERM) return 93;
-    for (volatile char* p : own) *p = 1;  // faults should they be gone
-    return 0;
-  });
-  const int st = wait_for(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_wait(st);
   EXPECT_TRUE(map->unmap().ok());
   EXPECT_TRUE(share->end().ok());
   expect_clean();
