@@ -677,6 +677,22 @@ TEST_F(DisplDevice, DigestSinkWritesWhatThePixelsSay) {
   std::filesystem::remove_all(dir);
 }
 
+// The digest made while converting is the digest of the converted image, in
+// every pixel format and for a frame whose bytes fall short.
+TEST_F(DisplDevice, FrameDigestIsTheDigestOfTheConvertedImage) {
+  for (const std::uint32_t fourcc : {kFormatXRGB8888, kFormatARGB8888, kFormatRGB888, kFormatRGB565,
+                                     kFormatXRGB4444, kFormatARGB1555}) {
+    const PixelFormat format = *find_pixel_format(fourcc);
+    RawFrame raw{format, 7, 5, {}};
+    raw.bytes.resize(std::size_t{7} * 5 * (format.bpp / 8));
+    for (std::size_t i = 0; i < raw.bytes.size(); ++i) raw.bytes[i] = std::byte(i * 37 + 11);
+    EXPECT_EQ(frame_digest(raw), rgb_digest(to_rgb(raw))) << fourcc;
+    raw.bytes.pop_back();  // short: an image of zeros
+    EXPECT_EQ(frame_digest(raw), rgb_digest(to_rgb(raw))) << fourcc;
+    EXPECT_EQ(frame_digest(raw), rgb_digest(RgbImage{7, 5, std::vector<std::uint8_t>(7 * 5 * 3)}));
+  }
+}
+
 TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
   EXPECT_EQ(frame_file_name(3, 0, 1, 42, false), "dom3-dev0-c1-000042.png");
   EXPECT_EQ(frame_file_name(3, 2, 0, 42, true), "dom3-dev2-c0-last.png");

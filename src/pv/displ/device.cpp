@@ -8,6 +8,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <span>
 #include <string_view>
 
 #include "core/unique_fd.h"
@@ -134,12 +135,40 @@ FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, 
   };
 }
 
+namespace {
+
+constexpr std::uint64_t kFnvOffsetBasis = 0xcbf29ce484222325ull;
+
 // FNV-1a: a few lines anyone can write again in a CI script.
-std::uint64_t rgb_digest(const RgbImage& image) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::uint8_t b : image.rgb) {
+std::uint64_t fnv1a(std::uint64_t h, std::span<const std::uint8_t> bytes) {
+  for (const std::uint8_t b : bytes) {
     h ^= b;
     h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::uint64_t rgb_digest(const RgbImage& image) {
+  return fnv1a(kFnvOffsetBasis, image.rgb);
+}
+
+// Pixel by pixel as to_rgb() converts (zeros for a frame whose bytes fall
+// short, as its image has), hashed as converted: no image is made, which
+// matters to a writer that must keep up with flips.
+std::uint64_t frame_digest(const RawFrame& raw) {
+  const std::size_t pixels = std::size_t{raw.width} * raw.height;
+  const std::size_t bytes_pp = raw.format.bpp / 8;
+  std::uint64_t h = kFnvOffsetBasis;
+  std::uint8_t rgb[3] = {0, 0, 0};
+  if (bytes_pp == 0 || raw.bytes.size() < pixels * bytes_pp) {
+    for (std::size_t i = 0; i < pixels; ++i) h = fnv1a(h, rgb);
+    return h;
+  }
+  for (std::size_t i = 0; i < pixels; ++i) {
+    pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, rgb);
+    h = fnv1a(h, rgb);
   }
   return h;
 }
@@ -175,7 +204,7 @@ FrameSink digest_frame_sink(std::string dir, DomId frontend, std::uint32_t devic
     char line[96];
     std::snprintf(line, sizeof line, "%llu %ux%u %016llx\n",
                   static_cast<unsigned long long>(f.number), f.pixels.width, f.pixels.height,
-                  static_cast<unsigned long long>(rgb_digest(to_rgb(f.pixels))));
+                  static_cast<unsigned long long>(frame_digest(f.pixels)));
     const bool to_last = last_only || f.number >= max_frames;
     const std::string path = dir + "/" + digest_file_name(frontend, device, f.connector, to_last);
     if (to_last) {

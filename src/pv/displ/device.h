@@ -128,6 +128,8 @@ FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, 
 // 0x100000001b3) of a frame's RGB pixels, row by row, R, G, B per pixel:
 // the bytes a PNG of the frame decodes to with 8-bit RGB output.
 std::uint64_t rgb_digest(const RgbImage& image);
+// rgb_digest(to_rgb(raw)), without making the image.
+std::uint64_t frame_digest(const RawFrame& raw);
 
 // The digest file of a connector: "dom1-dev0-c0.digests", or with last_only
 // "dom1-dev0-c0-last.digest".
