@@ -104,20 +104,35 @@ std::string frame_file_name(DomId frontend, std::uint32_t device, std::size_t co
   return buf;
 }
 
-// Row by row, converted from the guest's format with the same function the
-// device has always used.
+namespace {
+
+// Hands `each` the R, G, B of every pixel, row by row, converted from the
+// guest's format with the same function the device has always used; zeros
+// for every pixel of a frame whose bytes fall short.
+template <typename Each>
+void for_each_rgb(const RawFrame& raw, Each each) {
+  const std::size_t pixels = std::size_t{raw.width} * raw.height;
+  const std::size_t bytes_pp = raw.format.bpp / 8;
+  const bool whole = bytes_pp != 0 && raw.bytes.size() >= pixels * bytes_pp;
+  std::uint8_t rgb[3] = {0, 0, 0};
+  for (std::size_t i = 0; i < pixels; ++i) {
+    if (whole) pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, rgb);
+    each(rgb);
+  }
+}
+
+}  // namespace
+
 RgbImage to_rgb(const RawFrame& raw) {
   RgbImage image;
   image.width = raw.width;
   image.height = raw.height;
   image.rgb.resize(std::size_t{raw.width} * raw.height * 3);
-  const std::size_t bytes_pp = raw.format.bpp / 8;
-  const std::size_t row = std::size_t{raw.width} * bytes_pp;
-  if (bytes_pp == 0 || raw.bytes.size() < row * raw.height) return image;
   std::uint8_t* out = image.rgb.data();
-  for (std::size_t i = 0; i < std::size_t{raw.width} * raw.height; ++i, out += 3) {
-    pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, out);
-  }
+  for_each_rgb(raw, [&](const std::uint8_t* rgb) {
+    std::memcpy(out, rgb, 3);
+    out += 3;
+  });
   return image;
 }
 
@@ -154,22 +169,11 @@ std::uint64_t rgb_digest(const RgbImage& image) {
   return fnv1a(kFnvOffsetBasis, image.rgb);
 }
 
-// Pixel by pixel as to_rgb() converts (zeros for a frame whose bytes fall
-// short, as its image has), hashed as converted: no image is made, which
-// matters to a writer that must keep up with flips.
+// Hashed as converted: no image is made, which matters to a writer that
+// must keep up with flips.
 std::uint64_t frame_digest(const RawFrame& raw) {
-  const std::size_t pixels = std::size_t{raw.width} * raw.height;
-  const std::size_t bytes_pp = raw.format.bpp / 8;
   std::uint64_t h = kFnvOffsetBasis;
-  std::uint8_t rgb[3] = {0, 0, 0};
-  if (bytes_pp == 0 || raw.bytes.size() < pixels * bytes_pp) {
-    for (std::size_t i = 0; i < pixels; ++i) h = fnv1a(h, rgb);
-    return h;
-  }
-  for (std::size_t i = 0; i < pixels; ++i) {
-    pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, rgb);
-    h = fnv1a(h, rgb);
-  }
+  for_each_rgb(raw, [&](const std::uint8_t* rgb) { h = fnv1a(h, std::span(rgb, 3)); });
   return h;
 }
 
