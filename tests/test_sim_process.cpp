@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <functional>
 
 #include <chrono>
 #include <cinttypes>

@@ -42,8 +42,8 @@
 //    EUCLEAN, the message naming the damaged value and saying to run
 //    `shbuf sim reset`; an instance of another layout version is refused the
 //    same way. A page file shorter than its table is refused before a
-//    mapping of it is handed out. Truncating a page file while it is mapped cannot be prevented
-//    (SECURITY.md, "The simulator's own trust model").
+//    mapping of it is handed out. Truncating a page file while it is mapped
+//    cannot be prevented (SECURITY.md, "The simulator's own trust model").
 //  - Waiting for the instance lock gives up after kSimLockTimeoutMs (or
 //    $SHBUF_SIM_LOCK_TIMEOUT_MS) with ETIMEDOUT, naming the process that
 //    holds it.

@@ -559,22 +559,14 @@ Status SimProvider::do_end(Share& share) {
 Error SimProvider::Impl::what_went_wrong(DomId owner, const std::string& what, const Status& st,
                                          bool rw) {
   if (st.code() == EFAULT) {
-    Status damage = [&]() -> Status {
-      auto locked = lock_swept();
-      if (!locked.ok()) return std::move(locked).error();
-      DomView* v = nullptr;
-      if (owner == domid) {
-        auto own = in->view(dom_index);
-        if (!own.ok()) return std::move(own).error();
-        v = *own;
-      } else {
-        auto pv = peer_view(*in, owner);
-        if (!pv.ok()) return std::move(pv).error();
-        v = pv->v;
-      }
-      return in->check_mem(*v, rw ? v->mem_rw.get() : v->mem_ro.get());
-    }();
-    if (!damage.ok()) return damage.error();
+    auto locked = lock_swept();
+    if (!locked.ok()) return std::move(locked).error();
+    auto pv = peer_view(*in, owner);  // our own domain is a live one too
+    if (!pv.ok()) return std::move(pv).error();
+    const DomView& v = *pv->v;
+    if (Status damage = in->check_mem(v, rw ? v.mem_rw.get() : v.mem_ro.get()); !damage.ok()) {
+      return damage.error();
+    }
   }
   return make_error(st.code() == EFAULT ? ENOMEM : st.code(), what + ": " + st.error().message);
 }

@@ -87,15 +87,14 @@ void FrameWriter::recycle(std::vector<std::byte>&& bytes) {
 
 // Under mu_, released while a buffer is made: after each frame it writes,
 // the worker makes kMaxSpares spares of the size flips last asked for ready,
-// faulted in, so that a flip
-// copies into memory the kernel has already given (faulting a 1920x1080
-// frame in on the flip path took 3 ms, and up to 50 ms when the kernel had
-// to compact memory for its 2 MiB pages). This is what lets the queue grow,
-// when the writer falls behind, without the flips paying for it.
+// faulted in, so that a flip copies into memory the kernel has already given
+// (faulting a 1920x1080 frame in on the flip path took 3 ms, and up to 50 ms
+// when the kernel had to compact memory for its 2 MiB pages). This is what
+// lets the queue grow, when the writer falls behind, without the flips paying
+// for it.
 void FrameWriter::prepare_spares(std::unique_lock<std::mutex>& lock) {
-  std::erase_if(spares_, [&](const std::vector<std::byte>& v) {
-    return v.capacity() < wanted_bytes_;
-  });
+  std::erase_if(spares_,
+                [&](const std::vector<std::byte>& v) { return v.capacity() < wanted_bytes_; });
   while (spares_.size() < kMaxSpares && wanted_bytes_ != 0 && !stopping_) {
     const std::size_t bytes = wanted_bytes_;
     lock.unlock();
