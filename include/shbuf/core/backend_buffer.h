@@ -68,7 +68,9 @@ class BackendBuffer : public detail::OwningHandle<BackendBuffer, detail::Backend
   // A moved-from buffer is empty: invalid, 0 pages.
   BackendBuffer(BackendBuffer&&) noexcept = default;
   BackendBuffer& operator=(BackendBuffer&&) noexcept = default;
-  ~BackendBuffer() { (void)detach(); }
+  ~BackendBuffer() {
+    if (valid()) (void)detach();
+  }
 
   bool valid() const { return mapping_.valid() || share_.valid(); }
   AllocMode mode() const { return mode_; }
@@ -86,7 +88,7 @@ class BackendBuffer : public detail::OwningHandle<BackendBuffer, detail::Backend
   SHBUF_LOCAL static Result<BackendBuffer> attach_inner(Provider& provider, const BackendBufferConfig& config);
 
   friend class detail::OwningHandle<BackendBuffer, detail::BackendBufferFields>;
-  Status release() { return detach(); }
+  Status release() { return valid() ? detach() : Status{}; }
 };
 
 }  // namespace shbuf

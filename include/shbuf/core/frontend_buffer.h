@@ -58,7 +58,9 @@ class FrontendBuffer : public detail::OwningHandle<FrontendBuffer, detail::Front
   // A moved-from buffer is empty: invalid, 0 pages.
   FrontendBuffer(FrontendBuffer&&) noexcept = default;
   FrontendBuffer& operator=(FrontendBuffer&&) noexcept = default;
-  ~FrontendBuffer() { (void)free(); }
+  ~FrontendBuffer() {
+    if (valid()) (void)free();
+  }
 
   bool valid() const { return directory_.valid(); }
   AllocMode mode() const { return mode_; }
@@ -88,7 +90,7 @@ class FrontendBuffer : public detail::OwningHandle<FrontendBuffer, detail::Front
   SHBUF_LOCAL Status map_inner();
 
   friend class detail::OwningHandle<FrontendBuffer, detail::FrontendBufferFields>;
-  Status release() { return free(); }
+  Status release() { return valid() ? free() : Status{}; }
 };
 
 }  // namespace shbuf

@@ -30,8 +30,13 @@ class OwningHandle : protected Fields {
     return *this;
   }
 
-  // Hands over what is owned, leaving this handle empty.
-  Fields take() noexcept { return std::exchange(static_cast<Fields&>(*this), Fields{}); }
+  // Hands over what is owned, leaving this handle empty. `empty` is
+  // default-initialised: the members' own initialisers, with no zeroing of
+  // the whole struct before them.
+  Fields take() noexcept {
+    Fields empty;
+    return std::exchange(static_cast<Fields&>(*this), std::move(empty));
+  }
 };
 
 }  // namespace shbuf::detail

@@ -56,7 +56,9 @@ class Share : public detail::OwningHandle<Share, detail::ShareFields> {
   Share() = default;
   Share(Share&&) noexcept = default;
   Share& operator=(Share&&) noexcept = default;
-  ~Share() { (void)end(); }
+  ~Share() {
+    if (valid()) (void)end();
+  }
 
   bool valid() const { return provider_ != nullptr; }
   DomId peer() const { return peer_; }
@@ -74,7 +76,7 @@ class Share : public detail::OwningHandle<Share, detail::ShareFields> {
  private:
   friend class Provider;
   friend class detail::OwningHandle<Share, detail::ShareFields>;
-  Status release() { return end(); }
+  Status release() { return valid() ? end() : Status{}; }
 };
 
 // A contiguous local view of a list of a peer's pages. A moved-from Mapping
@@ -84,7 +86,9 @@ class Mapping : public detail::OwningHandle<Mapping, detail::MappingFields> {
   Mapping() = default;
   Mapping(Mapping&&) noexcept = default;
   Mapping& operator=(Mapping&&) noexcept = default;
-  ~Mapping() { (void)unmap(); }
+  ~Mapping() {
+    if (valid()) (void)unmap();
+  }
 
   bool valid() const { return provider_ != nullptr; }
   DomId peer() const { return peer_; }
@@ -98,7 +102,7 @@ class Mapping : public detail::OwningHandle<Mapping, detail::MappingFields> {
  private:
   friend class Provider;
   friend class detail::OwningHandle<Mapping, detail::MappingFields>;
-  Status release() { return unmap(); }
+  Status release() { return valid() ? unmap() : Status{}; }
 };
 
 // Counts of calls into the provider, for tests and benchmarks.

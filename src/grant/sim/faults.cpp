@@ -82,6 +82,7 @@ Status Faults::parse(std::string_view spec, const std::string& source) {
       if (err < 0) return bad(quoted(parts[3]) + " is not an errno name or number");
       std::lock_guard<std::mutex> g(mu_);
       grefs_.push_back({DomId(dom), gref, err});
+      grefs_armed_.store(true);
       continue;
     }
     int which = 0;
@@ -100,18 +101,21 @@ Status Faults::parse(std::string_view spec, const std::string& source) {
     const int err = parts.size() == 3 ? parse_errno(parts[2]) : EIO;
     if (err < 0) return bad(quoted(parts[2]) + " is not an errno name or number");
     std::lock_guard<std::mutex> g(mu_);
+    ops_armed_.store(true);
     ops_.push_back({SimFaultOp(which), k, err});
   }
   return {};
 }
 
 CallFault Faults::take(SimFaultOp op) {
+  const std::uint64_t call = calls_[int(op)].fetch_add(1) + 1;
+  if (!ops_armed_.load()) return {call, 0};
   std::lock_guard<std::mutex> g(mu_);
-  const std::uint64_t call = ++calls_[int(op)];
   for (auto it = ops_.begin(); it != ops_.end(); ++it) {
     if (it->op == op && it->at == call) {
       const int err = it->err;
       ops_.erase(it);
+      if (ops_.empty()) ops_armed_.store(false);
       return {call, err};
     }
   }
@@ -126,8 +130,8 @@ Status Faults::fail_call(SimFaultOp op) {
 }
 
 Status Faults::gref_fault(DomId granter, std::span<const Gref> grefs, const char* verb) {
+  if (!grefs_armed_.load()) return {};
   std::lock_guard<std::mutex> g(mu_);
-  if (grefs_.empty()) return {};
   for (const Gref gref : grefs) {
     for (const GrefFault& f : grefs_) {
       if (f.granter == granter && f.gref == gref) {
@@ -141,18 +145,22 @@ Status Faults::gref_fault(DomId granter, std::span<const Gref> grefs, const char
 
 void Faults::inject(SimFaultOp op, unsigned k, int error) {
   std::lock_guard<std::mutex> g(mu_);
-  ops_.push_back({op, calls_[int(op)] + std::max(k, 1u), error > 0 ? error : EIO});
+  ops_armed_.store(true);
+  ops_.push_back({op, calls_[int(op)].load() + std::max(k, 1u), error > 0 ? error : EIO});
 }
 
 void Faults::inject_gref(DomId granter, Gref gref, int error) {
   std::lock_guard<std::mutex> g(mu_);
   grefs_.push_back({granter, gref, error > 0 ? error : EIO});
+  grefs_armed_.store(true);
 }
 
 void Faults::clear() {
   std::lock_guard<std::mutex> g(mu_);
   ops_.clear();
   grefs_.clear();
+  ops_armed_.store(false);
+  grefs_armed_.store(false);
 }
 
 }  // namespace shbuf::sim

@@ -2,6 +2,7 @@
 // the per-operation call counts, and the faults still waiting to fire.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <span>
@@ -53,10 +54,16 @@ class Faults {
     int err;
   };
 
+  // The counts and the two flags are read without the mutex, so that a call
+  // pays for no lock while no fault is armed (the usual case). A flag is set
+  // before the count that places a fault is read: a call that finds its flag
+  // clear was counted before that, and so is not the call the fault is for.
   std::mutex mu_;
-  std::uint64_t calls_[5] = {};
-  std::vector<OpFault> ops_;
-  std::vector<GrefFault> grefs_;
+  std::atomic<std::uint64_t> calls_[5] = {};
+  std::atomic<bool> ops_armed_{false};
+  std::atomic<bool> grefs_armed_{false};
+  std::vector<OpFault> ops_;    // guarded by mu_
+  std::vector<GrefFault> grefs_;  // guarded by mu_
 };
 
 }  // namespace shbuf::sim

@@ -181,17 +181,6 @@ void clear_entries(DomView& v, const Run& run) {
   }
 }
 
-// Runs let one mmap or one punch cover many pages.
-void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out) {
-  std::size_t i = 0;
-  while (i < n) {
-    std::size_t j = i + 1;
-    while (j < n && grefs[j] == grefs[j - 1] + 1 && grefs[j] != 0) ++j;
-    out.push_back({grefs[i], std::uint32_t(j - i)});
-    i = j;
-  }
-}
-
 // A fully initialised state file is linked into place atomically, so a
 // process never sees a half-made one and two creators cannot both win.
 Status Instance::create_state(const std::string& dir, std::uint32_t max_grant_frames) {

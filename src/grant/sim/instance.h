@@ -204,7 +204,18 @@ Error damage_error(const std::string& dir, const std::string& what);
 // mapping. The caller holds the lock and gives the pages back to the free runs.
 void clear_entries(DomView& v, const Run& run);
 
-// Splits grefs into runs of consecutive values, keeping their order.
-void to_runs(const std::uint32_t* grefs, std::size_t n, std::vector<Run>& out);
+// Splits grefs into runs of consecutive values, keeping their order, and
+// appends them to `out` (a std::vector or an InlineList of Run). Runs let one
+// mmap or one punch cover many pages.
+template <typename Runs>
+void to_runs(const std::uint32_t* grefs, std::size_t n, Runs& out) {
+  std::size_t i = 0;
+  while (i < n) {
+    std::size_t j = i + 1;
+    while (j < n && grefs[j] == grefs[j - 1] + 1 && grefs[j] != 0) ++j;
+    out.push_back(Run{grefs[i], std::uint32_t(j - i)});
+    i = j;
+  }
+}
 
 }  // namespace shbuf::sim

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "grant/sim/inline_list.h"
 #include "grant/sim/provider.h"
 
 namespace shbuf {
@@ -17,11 +18,14 @@ using namespace sim;
 
 namespace sim {
 
+// The mapping records of one map, one a run.
+using RecList = InlineList<std::uint32_t, 1>;
+
 // How a map() lays out its pages.
 struct MapPlan {
   bool rw;
   std::size_t bytes;
-  std::vector<Run> runs;
+  InlineList<Run, 1> runs;
   // One run (the usual case) is mapped straight into place; several need a
   // reserved range to be mapped into side by side.
   bool single;
@@ -362,18 +366,16 @@ void count_maps(DomView& v, std::span<const Gref> grefs, bool rw) {
 
 // map: takes back count_maps() and the records made so far.
 void uncount_maps(Instance& in, DomView& v, std::span<const Gref> grefs, bool rw,
-                  const std::vector<std::uint32_t>& recs) {
+                  const RecList& recs) {
   for (const Gref g : grefs) in.unmap_entry(v, g, rw);
   for (const std::uint32_t r : recs) in.rec_free(r);
 }
 
 // map: one chained record per run; undoes the mapping's counts should the
 // record free list turn out broken (EUCLEAN).
-Result<std::vector<std::uint32_t>> record_runs(Instance& in, DomView& v, std::uint16_t di,
-                                               std::uint16_t slot, std::span<const Gref> grefs,
-                                               const MapPlan& plan) {
-  std::vector<std::uint32_t> recs;
-  recs.reserve(plan.runs.size());
+Result<RecList> record_runs(Instance& in, DomView& v, std::uint16_t di, std::uint16_t slot,
+                            std::span<const Gref> grefs, const MapPlan& plan) {
+  RecList recs;
   for (const Run& run : plan.runs) {
     const std::uint32_t r = in.rec_alloc(run.start, run.len, di, slot, plan.rw);
     if (r == kNil) {
@@ -392,7 +394,7 @@ Result<std::vector<std::uint32_t>> record_runs(Instance& in, DomView& v, std::ui
 // counts and records should a mapping fail.
 Result<std::byte*> map_runs(Instance& in, DomView& v, DomId peer, int fd,
                             std::span<const Gref> grefs, const MapPlan& plan, std::byte* reserved,
-                            std::byte* window, const std::vector<std::uint32_t>& recs) {
+                            std::byte* window, const RecList& recs) {
   const int prot = plan.rw ? PROT_READ | PROT_WRITE : PROT_READ;
   std::byte* p = reserved;
   std::size_t at = 0;
@@ -680,7 +682,7 @@ Result<Revoked> SimProvider::Impl::release_mapping(const Mapping& mapping, std::
                        std::to_string(head < hiwater ? in->rec(head).used : 0) + ")");
   }
   const std::uint16_t di = in->rec(head).granter;
-  std::vector<std::uint32_t> chain;
+  RecList chain;
   std::size_t pages = 0;
   for (std::uint32_t r = head; r != kNil; r = in->rec(r).next) {
     if (r >= hiwater || chain.size() >= mapping.pages() || in->rec(r).used == 0 ||
