@@ -31,8 +31,8 @@ class OwningHandle : protected Fields {
   }
 
   // Hands over what is owned, leaving this handle empty. `empty` is
-  // default-initialised: the members' own initialisers, with no zeroing of
-  // the whole struct before them.
+  // default-initialised: the members' own initialisers, without first
+  // value-initialising (zeroing) the whole struct.
   Fields take() noexcept {
     Fields empty;
     return std::exchange(static_cast<Fields&>(*this), std::move(empty));
