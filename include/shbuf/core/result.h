@@ -40,8 +40,8 @@ class [[nodiscard]] Result {
  public:
   // Implicit by design. Two overloads rather than one taking T by value: a
   // value moved in is moved once, not twice.
-  Result(T&& value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
-  Result(const T& value) : v_(std::in_place_index<0>, value) {}       // NOLINT
+  Result(T&& value) : v_(std::in_place_index<0>, std::move(value)) {}    // NOLINT
+  Result(const T& value) : v_(std::in_place_index<0>, value) {}          // NOLINT
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }

@@ -62,7 +62,7 @@ class Faults {
   std::atomic<std::uint64_t> calls_[5] = {};
   std::atomic<bool> ops_armed_{false};
   std::atomic<bool> grefs_armed_{false};
-  std::vector<OpFault> ops_;    // guarded by mu_
+  std::vector<OpFault> ops_;      // guarded by mu_
   std::vector<GrefFault> grefs_;  // guarded by mu_
 };
 
