@@ -56,6 +56,19 @@ class Gate {
   std::vector<std::string> written_;
 };
 
+// Opens the gate when a test ends, early on a failed assertion too, so that
+// the writer's destructor finds its worker free instead of held for good.
+class OpenAtEnd {
+ public:
+  explicit OpenAtEnd(Gate& gate) : gate_(gate) {}
+  ~OpenAtEnd() { gate_.open(); }
+  OpenAtEnd(const OpenAtEnd&) = delete;
+  OpenAtEnd& operator=(const OpenAtEnd&) = delete;
+
+ private:
+  Gate& gate_;
+};
+
 Frame frame(std::size_t connector, std::uint64_t number, std::size_t bytes = 100) {
   return Frame{connector, number, 1,
                RawFrame{*find_pixel_format(kFormatXRGB8888), 5, 5, std::vector<std::byte>(bytes)}};
@@ -68,6 +81,7 @@ TEST(DisplWriter, TheLatestFrameOfAConnectorWinsAndDropsAreCounted) {
   o.budget_bytes = 300;  // three frames of 100 bytes wait
   o.log = [&logged](const std::string& line) { logged.push_back(line); };
   FrameWriter w(o);
+  OpenAtEnd open_at_end(gate);
   FrameSink a = w.queue_to("a", gate.sink("a"));
   FrameSink b = w.queue_to("b", gate.sink("b"));
   ASSERT_TRUE(a(frame(0, 0)).ok());
@@ -107,6 +121,7 @@ TEST(DisplWriter, AFrameLargerThanTheBudgetIsWrittenWhenNothingWaits) {
   WriterOptions o;
   o.budget_bytes = 50;
   FrameWriter w(o);
+  OpenAtEnd open_at_end(gate);
   FrameSink a = w.queue_to("a", gate.sink("a"));
   ASSERT_TRUE(a(frame(0, 0)).ok());
   ASSERT_TRUE(gate.entered(1));
@@ -149,6 +164,7 @@ TEST(DisplWriter, FailuresAreCountedAndLoggedOncePerRun) {
 TEST(DisplWriter, FinishWritesWhatIsQueuedForDevicesThatAreGone) {
   Gate gate;
   FrameWriter w;
+  OpenAtEnd open_at_end(gate);
   {
     FrameSink a = w.queue_to("a", gate.sink("a"));
     for (std::uint64_t n = 0; n < 4; ++n) ASSERT_TRUE(a(frame(0, n)).ok());
