@@ -693,6 +693,35 @@ TEST_F(DisplDevice, FrameDigestIsTheDigestOfTheConvertedImage) {
   }
 }
 
+// The writer's worker gives its core away between rows: each loop over a
+// frame calls `between_rows` once per row, and gives the same result as
+// without it.
+TEST_F(DisplDevice, LoopsOverAFrameCallBetweenRowsOncePerRow) {
+  RawFrame raw{*find_pixel_format(kFormatXRGB8888), 9, 6, {}};
+  raw.bytes.resize(std::size_t{9} * 6 * 4);
+  for (std::size_t i = 0; i < raw.bytes.size(); ++i) raw.bytes[i] = std::byte(i * 13 + 5);
+  int rows = 0;
+  const BetweenRows count = [&rows] { ++rows; };
+  EXPECT_EQ(to_rgb(raw, count).rgb, to_rgb(raw).rgb);
+  EXPECT_EQ(rows, 6);
+  rows = 0;
+  EXPECT_EQ(frame_digest(raw, count), frame_digest(raw));
+  EXPECT_EQ(rows, 6);
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("shbuf-displ-rows-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  rows = 0;
+  FrameSink digests = digest_frame_sink(dir.string(), 3, 0, true, 0, count);
+  ASSERT_TRUE(digests(Frame{0, 0, 10, raw}).ok());
+  EXPECT_EQ(rows, 6);
+  rows = 0;
+  FrameSink pngs = png_frame_sink(dir.string(), 3, 0, true, 0, kDefaultPngLevel, count);
+  ASSERT_TRUE(pngs(Frame{0, 0, 10, raw}).ok());
+  EXPECT_EQ(rows, 12);  // converted, then encoded
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(DisplDevice, PngSinkNamesFilesByConnectorAndFrame) {
   EXPECT_EQ(frame_file_name(3, 0, 1, 42, false), "dom3-dev0-c1-000042.png");
   EXPECT_EQ(frame_file_name(3, 2, 0, 42, true), "dom3-dev2-c0-last.png");

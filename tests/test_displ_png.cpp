@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 
 #include "pv/displ/png.h"
 
@@ -169,5 +170,18 @@ TEST(DisplPng, WritesWholeFilesOrReportsWhy) {
   std::filesystem::remove_all(dir);
 }
 
+// `between_rows` is called after each row and changes nothing in the file;
+// one that throws fails the encoding with an error, not a crash.
+TEST(DisplPng, CallsBetweenRowsAfterEachRow) {
+  const RgbImage img = test_image(33, 17);
+  int rows = 0;
+  auto png = encode_png(img, kDefaultPngLevel, [&rows] { ++rows; });
+  ASSERT_TRUE(png.ok()) << png.error().describe();
+  EXPECT_EQ(rows, 17);
+  EXPECT_EQ(*png, encode_png(img).value());
+  auto failed = encode_png(img, kDefaultPngLevel, [] { throw std::runtime_error("no"); });
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, EIO);
+}
 }  // namespace
 }  // namespace shbuf::displ

@@ -173,10 +173,10 @@ Status run_backend(const BackendOptions& options, const std::atomic<bool>& stop)
   auto sink_for = [&options](DomId frontend, std::uint32_t devid) {
     if (options.digest_only) {
       return digest_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
-                               options.max_frames);
+                               options.max_frames, worker_gives_way());
     }
     return png_frame_sink(options.out_dir, frontend, devid, options.last_frame_only,
-                          options.max_frames, options.png_level);
+                          options.max_frames, options.png_level, worker_gives_way());
   };
   DisplProtocol protocol(options.limits, sink_for, &writer, options.flush_timeout);
   pv::BackendConfig config;

@@ -108,28 +108,33 @@ namespace {
 
 // Hands `each` the R, G, B of every pixel, row by row, converted from the
 // guest's format with the same function the device has always used; zeros
-// for every pixel of a frame whose bytes fall short.
+// for every pixel of a frame whose bytes fall short. `between_rows`, when
+// set, after each row.
 template <typename Each>
-void for_each_rgb(const RawFrame& raw, Each each) {
+void for_each_rgb(const RawFrame& raw, const BetweenRows& between_rows, Each each) {
   const std::size_t pixels = std::size_t{raw.width} * raw.height;
   const std::size_t bytes_pp = raw.format.bpp / 8;
   const bool whole = bytes_pp != 0 && raw.bytes.size() >= pixels * bytes_pp;
   std::uint8_t rgb[3] = {0, 0, 0};
-  for (std::size_t i = 0; i < pixels; ++i) {
-    if (whole) pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, rgb);
-    each(rgb);
+  std::size_t i = 0;
+  for (std::uint32_t y = 0; y < raw.height; ++y) {
+    for (std::uint32_t x = 0; x < raw.width; ++x, ++i) {
+      if (whole) pixel_to_rgb(raw.format, raw.bytes.data() + i * bytes_pp, rgb);
+      each(rgb);
+    }
+    if (between_rows) between_rows();
   }
 }
 
 }  // namespace
 
-RgbImage to_rgb(const RawFrame& raw) {
+RgbImage to_rgb(const RawFrame& raw, const BetweenRows& between_rows) {
   RgbImage image;
   image.width = raw.width;
   image.height = raw.height;
   image.rgb.resize(std::size_t{raw.width} * raw.height * 3);
   std::uint8_t* out = image.rgb.data();
-  for_each_rgb(raw, [&](const std::uint8_t* rgb) {
+  for_each_rgb(raw, between_rows, [&](const std::uint8_t* rgb) {
     std::memcpy(out, rgb, 3);
     out += 3;
   });
@@ -138,10 +143,10 @@ RgbImage to_rgb(const RawFrame& raw) {
 
 // Encode, then write whole.
 FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
-                         std::uint64_t max_frames, int png_level) {
-  return [dir = std::move(dir), frontend, device, last_only, max_frames,
-          png_level](Frame&& f) -> Status {
-    auto png = encode_png(to_rgb(f.pixels), png_level);
+                         std::uint64_t max_frames, int png_level, BetweenRows between_rows) {
+  return [dir = std::move(dir), frontend, device, last_only, max_frames, png_level,
+          between_rows = std::move(between_rows)](Frame&& f) -> Status {
+    auto png = encode_png(to_rgb(f.pixels, between_rows), png_level, between_rows);
     if (!png.ok()) return png.error();
     const bool to_last = last_only || f.number >= max_frames;
     const std::string path =
@@ -171,9 +176,10 @@ std::uint64_t rgb_digest(const RgbImage& image) {
 
 // Hashed as converted: no image is made, which matters to a writer that
 // must keep up with flips.
-std::uint64_t frame_digest(const RawFrame& raw) {
+std::uint64_t frame_digest(const RawFrame& raw, const BetweenRows& between_rows) {
   std::uint64_t h = kFnvOffsetBasis;
-  for_each_rgb(raw, [&](const std::uint8_t* rgb) { h = fnv1a(h, std::span(rgb, 3)); });
+  for_each_rgb(raw, between_rows,
+               [&](const std::uint8_t* rgb) { h = fnv1a(h, std::span(rgb, 3)); });
   return h;
 }
 
@@ -203,12 +209,13 @@ Status append_line(const std::string& path, const std::string& line) {
 
 // What CI compares: a line per frame, no image.
 FrameSink digest_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
-                            std::uint64_t max_frames) {
-  return [dir = std::move(dir), frontend, device, last_only, max_frames](Frame&& f) -> Status {
+                            std::uint64_t max_frames, BetweenRows between_rows) {
+  return [dir = std::move(dir), frontend, device, last_only, max_frames,
+          between_rows = std::move(between_rows)](Frame&& f) -> Status {
     char line[96];
     std::snprintf(line, sizeof line, "%llu %ux%u %016llx\n",
                   static_cast<unsigned long long>(f.number), f.pixels.width, f.pixels.height,
-                  static_cast<unsigned long long>(frame_digest(f.pixels)));
+                  static_cast<unsigned long long>(frame_digest(f.pixels, between_rows)));
     const bool to_last = last_only || f.number >= max_frames;
     const std::string path = dir + "/" + digest_file_name(frontend, device, f.connector, to_last);
     if (to_last) {

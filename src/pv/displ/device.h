@@ -87,7 +87,7 @@ struct RawFrame {
 
 // The frame's pixels as 8-bit RGB. An image of the frame's size whatever
 // `bytes` holds: pixels beyond it stay black.
-RgbImage to_rgb(const RawFrame& raw);
+RgbImage to_rgb(const RawFrame& raw, const BetweenRows& between_rows = {});
 
 // A frame the device shows: the configured region of the framebuffer.
 struct Frame {
@@ -120,16 +120,17 @@ inline constexpr std::uint64_t kDefaultMaxFramesPerConnector = 10000;
 // `png_level` into `dir` under frame_file_name(): frames numbered below
 // `max_frames` to their own files (none with last_only), every later one
 // to the connector's last-frame file.
+// `between_rows` is called after each row converted and each row encoded.
 FrameSink png_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
                          std::uint64_t max_frames = kDefaultMaxFramesPerConnector,
-                         int png_level = kDefaultPngLevel);
+                         int png_level = kDefaultPngLevel, BetweenRows between_rows = {});
 
 // The 64-bit FNV-1a hash (offset basis 0xcbf29ce484222325, prime
 // 0x100000001b3) of a frame's RGB pixels, row by row, R, G, B per pixel:
 // the bytes a PNG of the frame decodes to with 8-bit RGB output.
 std::uint64_t rgb_digest(const RgbImage& image);
 // rgb_digest(to_rgb(raw)), without making the image.
-std::uint64_t frame_digest(const RawFrame& raw);
+std::uint64_t frame_digest(const RawFrame& raw, const BetweenRows& between_rows = {});
 
 // The digest file of a connector: "dom1-dev0-c0.digests", or with last_only
 // "dom1-dev0-c0-last.digest".
@@ -141,8 +142,10 @@ std::string digest_file_name(DomId frontend, std::uint32_t device, std::size_t c
 // e.g. "3 640x480 9b2f0c1d44e8a7b6". Frames numbered below `max_frames`
 // (none with last_only) are appended to the connector's .digests file;
 // every later one replaces the one line of its -last.digest file.
+// `between_rows` is called after each row hashed.
 FrameSink digest_frame_sink(std::string dir, DomId frontend, std::uint32_t device, bool last_only,
-                            std::uint64_t max_frames = kDefaultMaxFramesPerConnector);
+                            std::uint64_t max_frames = kDefaultMaxFramesPerConnector,
+                            BetweenRows between_rows = {});
 
 struct Outcome {
   Response response;

@@ -19,6 +19,7 @@ namespace {
 struct PngSink {
   std::vector<std::uint8_t> bytes;
   std::string error;
+  const BetweenRows* between_rows = nullptr;
 };
 
 extern "C" void png_sink_write(png_structp png, png_bytep data, png_size_t size) {
@@ -33,6 +34,17 @@ extern "C" void png_sink_write(png_structp png, png_bytep data, png_size_t size)
 }
 
 extern "C" void png_sink_flush(png_structp) {}
+
+extern "C" void png_sink_row_done(png_structp png, png_uint_32, int) {
+  auto* sink = static_cast<PngSink*>(png_get_io_ptr(png));
+  bool ok = true;
+  try {
+    (*sink->between_rows)();
+  } catch (...) {
+    ok = false;
+  }
+  if (!ok) png_error(png, "the between-rows call failed");
+}
 
 extern "C" void png_sink_error(png_structp png, png_const_charp message) {
   static_cast<PngSink*>(png_get_error_ptr(png))->error = message;
@@ -56,7 +68,8 @@ bool write_png(png_structp png, png_infop info, const RgbImage& image,
 }  // namespace
 
 // No filtering: it costs more time than it saves bytes on what displays show.
-Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level) {
+Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level,
+                                             const BetweenRows& between_rows) {
   if (level < 0 || level > 9) {
     return make_error(EINVAL, "PNG compression level " + std::to_string(level) + " is not 0..9");
   }
@@ -81,6 +94,10 @@ Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level) {
     return make_error(ENOMEM, "libpng could not start an image");
   }
   png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
+  if (between_rows) {
+    sink.between_rows = &between_rows;
+    png_set_write_status_fn(png, png_sink_row_done);
+  }
   png_set_compression_level(png, level);
   png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
   std::vector<png_bytep> rows(image.height);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,11 +27,18 @@ struct RgbImage {
 // zlib's level for frames: fast, since a guest may flip at the display's rate.
 inline constexpr int kDefaultPngLevel = 1;
 
+// Called after each row of the loops that go over a whole frame (encoding,
+// converting, hashing), on the thread that runs them; it must not throw.
+// The frame writer's worker uses it to give its core back to the ring loop
+// now and then.
+using BetweenRows = std::function<void()>;
+
 // Encodes a PNG (IHDR, one IDAT, IEND; filter 0 on every row) at zlib
-// compression `level` (0 stores, 9 compresses most). EINVAL for an empty
-// image, a dimension above kMaxImageDimension, rgb of the wrong size, or a
-// level outside 0..9.
-Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level = kDefaultPngLevel);
+// compression `level` (0 stores, 9 compresses most), calling `between_rows`
+// (when set) after each row. EINVAL for an empty image, a dimension above
+// kMaxImageDimension, rgb of the wrong size, or a level outside 0..9.
+Result<std::vector<std::uint8_t>> encode_png(const RgbImage& image, int level = kDefaultPngLevel,
+                                             const BetweenRows& between_rows = {});
 
 // Writes `bytes` to `path` through a temporary file in the same directory
 // and a rename, so the file appears whole or not at all.
